@@ -1,0 +1,28 @@
+//! Access tokens as signed JWTs (RFC 9068) and the key sets that verify them (RFC 7517).
+//!
+//! This crate knows keys, claims, signing and verification. It must not know about storage, HTTP,
+//! clients or users: whoever issues or checks a token hands it plain values and gets plain values back.
+//! The gateway and the service toolkit depend on it alone, so it stays small and free of I/O.
+
+mod claims;
+mod jwk;
+mod kek;
+mod keys;
+mod verify;
+
+pub use claims::{AccessClaims, Audience};
+pub use jwk::{Jwk, JwkSet};
+pub use kek::{KeyEncryptionKey, KekError};
+pub use keys::{KeyError, SigningKey};
+pub use verify::{Verifier, VerifierConfig, VerifyError};
+
+/// The JOSE `typ` every Gatehouse access token carries (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+
+/// Current Unix time in whole seconds.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}

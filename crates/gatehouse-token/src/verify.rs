@@ -1,0 +1,257 @@
+use std::collections::HashMap;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use crate::{ACCESS_TOKEN_TYPE, AccessClaims, Jwk, JwkSet};
+
+/// Why a token was refused. The messages are safe to show to the caller (RFC 6750 `error_description`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token is not an access token (typ must be at+jwt)")]
+    WrongType,
+    #[error("the token names no key or a key this issuer does not publish")]
+    UnknownKey,
+    #[error("the token's algorithm is not the one its key declares")]
+    WrongAlgorithm,
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token was issued by another issuer")]
+    WrongIssuer,
+    #[error("the token is not meant for this audience")]
+    WrongAudience,
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifierConfig {
+    pub issuer: String,
+    /// When set, `aud` must contain it.
+    pub audience: Option<String>,
+    /// Tolerated clock skew for `exp`, `nbf` and `iat`.
+    pub leeway_secs: u64,
+}
+
+struct VerificationKey {
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+/// Verifies access tokens against a key set. Only the algorithm each key declares is accepted for it,
+/// so `alg: none` and algorithm confusion (e.g. HS256 keyed with a public key) cannot pass.
+pub struct Verifier {
+    config: VerifierConfig,
+    keys: HashMap<String, VerificationKey>,
+}
+
+impl Verifier {
+    pub fn new(config: VerifierConfig, set: &JwkSet) -> Self {
+        let keys = set
+            .keys
+            .iter()
+            .filter_map(|jwk| Some((jwk.kid.clone(), verification_key(jwk)?)))
+            .collect();
+        Self { config, keys }
+    }
+
+    pub fn knows_kid(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        if header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE)
+            && header.typ.as_deref() != Some("application/at+jwt")
+        {
+            return Err(VerifyError::WrongType);
+        }
+        let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
+        let key = self.keys.get(kid).ok_or(VerifyError::UnknownKey)?;
+        if header.alg != key.alg {
+            return Err(VerifyError::WrongAlgorithm);
+        }
+        let mut validation = Validation::new(key.alg);
+        validation.leeway = self.config.leeway_secs;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "sub", "aud"]);
+        validation.set_issuer(&[&self.config.issuer]);
+        match &self.config.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &validation)
+            .map_err(map_error)?;
+        let now = crate::now_unix();
+        if data.claims.iat > now + self.config.leeway_secs as i64 {
+            return Err(VerifyError::NotYetValid);
+        }
+        Ok(data.claims)
+    }
+}
+
+fn verification_key(jwk: &Jwk) -> Option<VerificationKey> {
+    match (jwk.kty.as_str(), jwk.crv.as_deref(), jwk.alg.as_str()) {
+        ("OKP", Some("Ed25519"), "EdDSA") => Some(VerificationKey {
+            alg: Algorithm::EdDSA,
+            key: DecodingKey::from_ed_components(jwk.x.as_deref()?).ok()?,
+        }),
+        _ => None,
+    }
+}
+
+fn map_error(error: jsonwebtoken::errors::Error) -> VerifyError {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::InvalidSignature => VerifyError::BadSignature,
+        ErrorKind::ExpiredSignature => VerifyError::Expired,
+        ErrorKind::ImmatureSignature => VerifyError::NotYetValid,
+        ErrorKind::InvalidIssuer => VerifyError::WrongIssuer,
+        ErrorKind::InvalidAudience => VerifyError::WrongAudience,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            VerifyError::WrongAlgorithm
+        }
+        _ => VerifyError::Malformed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+    use crate::{Audience, SigningKey, now_unix};
+
+    fn claims(exp_offset: i64) -> AccessClaims {
+        let now = now_unix();
+        AccessClaims {
+            iss: "https://issuer.test".into(),
+            sub: "svc".into(),
+            aud: Audience::One("api".into()),
+            exp: now + exp_offset,
+            iat: now,
+            jti: "j1".into(),
+            client_id: "svc".into(),
+            scope: "a b".into(),
+            roles: None,
+        }
+    }
+
+    fn verifier(key: &SigningKey, audience: Option<&str>) -> Verifier {
+        Verifier::new(
+            VerifierConfig {
+                issuer: "https://issuer.test".into(),
+                audience: audience.map(str::to_owned),
+                leeway_secs: 30,
+            },
+            &JwkSet {
+                keys: vec![key.public_jwk()],
+            },
+        )
+    }
+
+    fn forge(header: &str, claims: &AccessClaims, signature: &[u8]) -> String {
+        format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap()),
+            URL_SAFE_NO_PAD.encode(signature)
+        )
+    }
+
+    #[test]
+    fn signed_token_verifies_and_round_trips_claims() {
+        let key = SigningKey::generate().unwrap();
+        let c = claims(600);
+        let token = key.sign(&c).unwrap();
+        assert_eq!(verifier(&key, Some("api")).verify(&token).unwrap(), c);
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(header.kid.as_deref(), Some(key.kid()));
+    }
+
+    #[test]
+    fn key_survives_pkcs8_round_trip() {
+        let key = SigningKey::generate().unwrap();
+        let again = SigningKey::from_pkcs8(key.kid(), key.pkcs8()).unwrap();
+        let token = again.sign(&claims(60)).unwrap();
+        assert!(verifier(&key, None).verify(&token).is_ok());
+    }
+
+    #[test]
+    fn rejects_expired_wrong_issuer_wrong_audience_and_tampering() {
+        let key = SigningKey::generate().unwrap();
+        let v = verifier(&key, Some("api"));
+        assert_eq!(v.verify(&key.sign(&claims(-120)).unwrap()), Err(VerifyError::Expired));
+        // inside the leeway an expired token still passes
+        assert!(v.verify(&key.sign(&claims(-10)).unwrap()).is_ok());
+        let mut other_iss = claims(60);
+        other_iss.iss = "https://evil.test".into();
+        assert_eq!(v.verify(&key.sign(&other_iss).unwrap()), Err(VerifyError::WrongIssuer));
+        let mut other_aud = claims(60);
+        other_aud.aud = Audience::Many(vec!["x".into(), "y".into()]);
+        assert_eq!(v.verify(&key.sign(&other_aud).unwrap()), Err(VerifyError::WrongAudience));
+        let token = key.sign(&claims(60)).unwrap();
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let evil_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&other_iss).unwrap());
+        parts[1] = &evil_payload;
+        assert_eq!(v.verify(&parts.join(".")), Err(VerifyError::BadSignature));
+        assert_eq!(v.verify("garbage"), Err(VerifyError::Malformed));
+        assert_eq!(v.verify(""), Err(VerifyError::Malformed));
+    }
+
+    #[test]
+    fn rejects_alg_none_hs256_confusion_and_unknown_kid() {
+        let key = SigningKey::generate().unwrap();
+        let v = verifier(&key, None);
+        let c = claims(60);
+        let none = forge(
+            &format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{}"}}"#, key.kid()),
+            &c,
+            b"",
+        );
+        assert!(v.verify(&none).is_err());
+        // HS256 keyed with the public key bytes: the classic algorithm-confusion forgery.
+        let public = URL_SAFE_NO_PAD
+            .decode(key.public_jwk().x.unwrap())
+            .unwrap();
+        let header = format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#, key.kid());
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&header),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap())
+        );
+        let mac = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &public),
+            signing_input.as_bytes(),
+        );
+        let confused = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac.as_ref()));
+        assert_eq!(v.verify(&confused), Err(VerifyError::WrongAlgorithm));
+        let stranger = SigningKey::generate().unwrap();
+        assert_eq!(
+            v.verify(&stranger.sign(&c).unwrap()),
+            Err(VerifyError::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn rejects_tokens_without_at_jwt_type() {
+        let key = SigningKey::generate().unwrap();
+        let v = verifier(&key, None);
+        let c = claims(60);
+        let header = format!(r#"{{"alg":"EdDSA","typ":"JWT","kid":"{}"}}"#, key.kid());
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&header),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap())
+        );
+        let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.pkcs8())
+            .unwrap();
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes())));
+        assert_eq!(v.verify(&token), Err(VerifyError::WrongType));
+    }
+}
