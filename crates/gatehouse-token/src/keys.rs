@@ -53,7 +53,8 @@ impl SigningKey {
         let doc = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new())
             .map_err(|_| KeyError::Generate)?;
         let pkcs8 = doc.as_ref().to_vec();
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8).map_err(|_| KeyError::Parse)?;
+        let pair =
+            Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8).map_err(|_| KeyError::Parse)?;
         let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
         let kid = thumbprint(&x);
         Self::from_parts(kid, pkcs8)
@@ -65,7 +66,8 @@ impl SigningKey {
     }
 
     fn from_parts(kid: String, pkcs8: Vec<u8>) -> Result<Self, KeyError> {
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8).map_err(|_| KeyError::Parse)?;
+        let pair =
+            Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8).map_err(|_| KeyError::Parse)?;
         let header = serde_json::to_vec(&Header {
             alg: Self::ALGORITHM,
             typ: ACCESS_TOKEN_TYPE,
@@ -103,7 +105,8 @@ impl SigningKey {
     /// Serializes and signs the claims as a compact JWS with `typ: at+jwt` and this key's `kid`.
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, KeyError> {
         let payload = serde_json::to_vec(claims)?;
-        let mut token = String::with_capacity(self.header_prefix.len() + payload.len() * 4 / 3 + 90);
+        let mut token =
+            String::with_capacity(self.header_prefix.len() + payload.len() * 4 / 3 + 90);
         token.push_str(&self.header_prefix);
         URL_SAFE_NO_PAD.encode_string(payload, &mut token);
         let signature = self.pair.sign(token.as_bytes());

@@ -12,7 +12,7 @@ mod verify;
 
 pub use claims::{AccessClaims, Audience};
 pub use jwk::{Jwk, JwkSet};
-pub use kek::{KeyEncryptionKey, KekError};
+pub use kek::{KekError, KeyEncryptionKey};
 pub use keys::{KeyError, SigningKey};
 pub use verify::{Verifier, VerifierConfig, VerifyError};
 

@@ -186,15 +186,24 @@ mod tests {
     fn rejects_expired_wrong_issuer_wrong_audience_and_tampering() {
         let key = SigningKey::generate().unwrap();
         let v = verifier(&key, Some("api"));
-        assert_eq!(v.verify(&key.sign(&claims(-120)).unwrap()), Err(VerifyError::Expired));
+        assert_eq!(
+            v.verify(&key.sign(&claims(-120)).unwrap()),
+            Err(VerifyError::Expired)
+        );
         // inside the leeway an expired token still passes
         assert!(v.verify(&key.sign(&claims(-10)).unwrap()).is_ok());
         let mut other_iss = claims(60);
         other_iss.iss = "https://evil.test".into();
-        assert_eq!(v.verify(&key.sign(&other_iss).unwrap()), Err(VerifyError::WrongIssuer));
+        assert_eq!(
+            v.verify(&key.sign(&other_iss).unwrap()),
+            Err(VerifyError::WrongIssuer)
+        );
         let mut other_aud = claims(60);
         other_aud.aud = Audience::Many(vec!["x".into(), "y".into()]);
-        assert_eq!(v.verify(&key.sign(&other_aud).unwrap()), Err(VerifyError::WrongAudience));
+        assert_eq!(
+            v.verify(&key.sign(&other_aud).unwrap()),
+            Err(VerifyError::WrongAudience)
+        );
         let token = key.sign(&claims(60)).unwrap();
         let mut parts: Vec<&str> = token.split('.').collect();
         let evil_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&other_iss).unwrap());
@@ -216,9 +225,7 @@ mod tests {
         );
         assert!(v.verify(&none).is_err());
         // HS256 keyed with the public key bytes: the classic algorithm-confusion forgery.
-        let public = URL_SAFE_NO_PAD
-            .decode(key.public_jwk().x.unwrap())
-            .unwrap();
+        let public = URL_SAFE_NO_PAD.decode(key.public_jwk().x.unwrap()).unwrap();
         let header = format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#, key.kid());
         let signing_input = format!(
             "{}.{}",
@@ -249,9 +256,12 @@ mod tests {
             URL_SAFE_NO_PAD.encode(&header),
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap())
         );
-        let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.pkcs8())
-            .unwrap();
-        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes())));
+        let pair =
+            aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.pkcs8()).unwrap();
+        let token = format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes()))
+        );
         assert_eq!(v.verify(&token), Err(VerifyError::WrongType));
     }
 }

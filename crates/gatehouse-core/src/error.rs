@@ -1,0 +1,180 @@
+//! Typed errors of the domain. The server maps each to an HTTP answer in one place; nothing here
+//! knows a status code.
+
+use std::borrow::Cow;
+
+/// The error codes of RFC 6749 §5.2, RFC 7009, RFC 7591 §3.2.2 and RFC 6750 §3.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    InvalidClientMetadata,
+    InvalidToken,
+    AccessDenied,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
+impl OAuthErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidClientMetadata => "invalid_client_metadata",
+            Self::InvalidToken => "invalid_token",
+            Self::AccessDenied => "access_denied",
+            Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
+/// An error answered in the OAuth JSON form `{"error": …, "error_description": …}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {description}", code.as_str())]
+pub struct OAuthError {
+    pub code: OAuthErrorCode,
+    pub description: Cow<'static, str>,
+    /// Set when a request was too large: the answer is 413 instead of 400.
+    pub too_large: bool,
+}
+
+impl OAuthError {
+    pub fn new(code: OAuthErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+            too_large: false,
+        }
+    }
+    pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(OAuthErrorCode::InvalidRequest, d)
+    }
+    pub fn invalid_client(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(OAuthErrorCode::InvalidClient, d)
+    }
+    pub fn invalid_grant(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(OAuthErrorCode::InvalidGrant, d)
+    }
+    pub fn invalid_scope(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(OAuthErrorCode::InvalidScope, d)
+    }
+    pub fn unauthorized_client(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(OAuthErrorCode::UnauthorizedClient, d)
+    }
+    pub fn invalid_client_metadata(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(OAuthErrorCode::InvalidClientMetadata, d)
+    }
+    pub fn invalid_token(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(OAuthErrorCode::InvalidToken, d)
+    }
+    pub fn server_error() -> Self {
+        Self::new(
+            OAuthErrorCode::ServerError,
+            "the server could not complete the request",
+        )
+    }
+    pub fn too_large(limit: usize) -> Self {
+        Self {
+            too_large: true,
+            ..Self::invalid_request(format!("the request body exceeds {limit} bytes"))
+        }
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure during an OAuth request");
+        match e {
+            StoreError::Unavailable(_) => Self::new(
+                OAuthErrorCode::TemporarilyUnavailable,
+                "the server is temporarily unable to handle the request",
+            ),
+            _ => Self::server_error(),
+        }
+    }
+}
+
+/// Why a bearer token was not accepted at a protected resource (RFC 6750 §3).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenProblem {
+    #[error("no bearer token was presented")]
+    Missing,
+    #[error("{0}")]
+    Invalid(Cow<'static, str>),
+    #[error("{0}")]
+    InsufficientScope(Cow<'static, str>),
+}
+
+/// One invalid field of a JSON body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub detail: Cow<'static, str>,
+}
+
+/// Errors of the non-OAuth APIs, answered as RFC 9457 problem details.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request is malformed: {0}")]
+    BadRequest(Cow<'static, str>),
+    #[error("the request body exceeds {0} bytes")]
+    TooLarge(usize),
+    #[error("unsupported content type: {0}")]
+    UnsupportedMediaType(Cow<'static, str>),
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    Conflict(Cow<'static, str>),
+    #[error("{0}")]
+    NotFound(Cow<'static, str>),
+    #[error("{0}")]
+    Unauthorized(TokenProblem),
+    #[error("{0}")]
+    Forbidden(Cow<'static, str>),
+    #[error("the service is temporarily unavailable")]
+    Unavailable,
+    #[error("the server could not complete the request")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn field(field: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::Validation(vec![FieldError {
+            field,
+            detail: detail.into(),
+        }])
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure during an API request");
+        match e {
+            StoreError::Unavailable(_) => Self::Unavailable,
+            StoreError::Conflict(what) => Self::Conflict(what),
+            _ => Self::Internal,
+        }
+    }
+}
+
+/// Persistence failures. `Backend` text is for logs only and never reaches a client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("conflict: {0}")]
+    Conflict(Cow<'static, str>),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store failure: {0}")]
+    Backend(String),
+}

@@ -1,0 +1,199 @@
+//! The records the authorization server keeps. Times are Unix seconds.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ScopeSet;
+
+/// The id of the built-in public client that people log in through.
+pub const WEB_CLIENT_ID: &str = "gatehouse-web";
+/// The role every signed-up user receives.
+pub const USER_ROLE: &str = "user";
+/// The role that may use the admin API.
+pub const ADMIN_ROLE: &str = "admin";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    ClientCredentials,
+    Password,
+    RefreshToken,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 3] = [
+        GrantType::ClientCredentials,
+        GrantType::Password,
+        GrantType::RefreshToken,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientCredentials => "client_credentials",
+            Self::Password => "password",
+            Self::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+impl fmt::Display for GrantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for GrantType {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        GrantType::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or(())
+    }
+}
+
+/// How a client authenticates at the token endpoint (RFC 7591 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    /// A public client: identified by `client_id` alone.
+    None,
+}
+
+impl AuthMethod {
+    pub const ALL: [AuthMethod; 3] = [
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+        AuthMethod::None,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::None => "none",
+        }
+    }
+}
+
+impl FromStr for AuthMethod {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        AuthMethod::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    /// SHA-256 of the secret; `None` for public clients.
+    pub secret_hash: Option<String>,
+    pub auth_method: AuthMethod,
+    pub grant_types: Vec<GrantType>,
+    /// What the client may ask for. `None`: first-party, limited only by the user's own scopes.
+    pub scopes: Option<ScopeSet>,
+    pub roles: Vec<String>,
+    /// SHA-256 of the RFC 7592 registration access token, for self-registered clients.
+    pub registration_token_hash: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub blocked_at: Option<i64>,
+    /// Tokens of this client issued before this time are dead.
+    pub not_before: i64,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.auth_method == AuthMethod::None
+    }
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub blocked_at: Option<i64>,
+    pub not_before: i64,
+}
+
+/// A named bundle of default scopes that users and clients hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub name: String,
+    pub description: String,
+    pub scopes: ScopeSet,
+}
+
+/// One login's chain of refresh tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshFamily {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    /// Absolute end of the family, however often it is refreshed.
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// One refresh token, stored only as its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    pub hash: String,
+    pub family_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// When it was exchanged for its successor; a later use is reuse.
+    pub rotated_at: Option<i64>,
+}
+
+/// A signing key as kept in the store: the private part sealed under the key-encryption key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: String,
+    pub sealed_private_key: Vec<u8>,
+    pub public_jwk: String,
+    pub created_at: i64,
+    /// From when it signs (a new key is published before it signs).
+    pub activates_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+/// A security-relevant event, kept for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub id: String,
+    pub at: i64,
+    pub kind: String,
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    pub actor: Option<String>,
+    pub ip: Option<String>,
+    pub detail: String,
+}
+
+/// Where a request came from, for sessions and the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestContext {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}

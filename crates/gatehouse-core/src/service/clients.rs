@@ -1,0 +1,130 @@
+//! Client authentication at the token endpoint (RFC 6749 §2.3) and the client cache that keeps the
+//! steady-state `client_credentials` path off the database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use super::AuthService;
+use crate::{Client, OAuthError, ScopeSet, StoreError, secret};
+
+/// How the client presented itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresentedAuth {
+    /// `Authorization: Basic`.
+    Basic,
+    /// `client_id` and `client_secret` in the form.
+    Post,
+    /// `client_id` alone: a public client.
+    None,
+}
+
+/// The credentials a token request carried.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    pub client_id: String,
+    pub secret: Option<String>,
+    pub method: PresentedAuth,
+}
+
+/// A client with what it may be granted worked out once.
+#[derive(Debug)]
+pub struct CachedClient {
+    pub client: Client,
+    /// Its own scopes plus its roles' default scopes; `None` when unrestricted (first-party).
+    pub allowed_scopes: Option<ScopeSet>,
+}
+
+pub(super) struct ClientCache {
+    ttl: Duration,
+    entries: RwLock<HashMap<String, (Arc<CachedClient>, Instant)>>,
+}
+
+impl ClientCache {
+    pub(super) fn new(ttl_secs: u64) -> Self {
+        Self {
+            ttl: Duration::from_secs(ttl_secs),
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<CachedClient>> {
+        let entries = self.entries.read().ok()?;
+        let (client, loaded) = entries.get(id)?;
+        (loaded.elapsed() < self.ttl).then(|| client.clone())
+    }
+
+    fn put(&self, client: Arc<CachedClient>) {
+        if let Ok(mut entries) = self.entries.write() {
+            // Bounded: a flood of distinct ids cannot grow it without limit.
+            if entries.len() >= 100_000 {
+                entries.clear();
+            }
+            entries.insert(client.client.id.clone(), (client, Instant::now()));
+        }
+    }
+
+    pub(super) fn invalidate(&self, id: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.remove(id);
+        }
+    }
+}
+
+const AUTH_FAILED: &str = "client authentication failed";
+
+impl AuthService {
+    /// A client by id, from the cache when fresh.
+    pub(super) async fn cached_client(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<CachedClient>>, StoreError> {
+        if let Some(hit) = self.clients.get(id) {
+            return Ok(Some(hit));
+        }
+        let Some(client) = self.store.client(id).await? else {
+            return Ok(None);
+        };
+        let allowed_scopes = match &client.scopes {
+            None => None,
+            Some(own) => Some(own.union(&self.scopes_of_roles(&client.roles).await?)),
+        };
+        let cached = Arc::new(CachedClient {
+            client,
+            allowed_scopes,
+        });
+        self.clients.put(cached.clone());
+        Ok(Some(cached))
+    }
+
+    pub fn forget_cached_client(&self, id: &str) {
+        self.clients.invalidate(id);
+    }
+
+    /// Authenticates the client of a token request. Every failure is the same `invalid_client`, so
+    /// the answer does not tell whether the client exists.
+    pub(super) async fn authenticate_client(
+        &self,
+        auth: &ClientAuth,
+    ) -> Result<Arc<CachedClient>, OAuthError> {
+        let found = self.cached_client(&auth.client_id).await?;
+        let Some(found) = found else {
+            return Err(OAuthError::invalid_client(AUTH_FAILED));
+        };
+        let client = &found.client;
+        let authenticated = match (&client.secret_hash, &auth.secret, auth.method) {
+            (None, None, PresentedAuth::None) => client.is_public(),
+            (Some(hash), Some(presented), PresentedAuth::Basic | PresentedAuth::Post) => {
+                secret::secret_matches(presented, hash)
+            }
+            _ => false,
+        };
+        if !authenticated {
+            return Err(OAuthError::invalid_client(AUTH_FAILED));
+        }
+        if client.blocked_at.is_some() {
+            return Err(OAuthError::invalid_client("the client is blocked"));
+        }
+        Ok(found)
+    }
+}

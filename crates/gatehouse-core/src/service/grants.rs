@@ -1,0 +1,333 @@
+//! The token endpoint's grants (RFC 6749 §4.3, §4.4, §6) and refresh-token rotation with reuse
+//! detection.
+
+use gatehouse_token::now_unix;
+use serde::Serialize;
+
+use super::{AuthService, ClientAuth, user_is_usable};
+use crate::{
+    GrantType, OAuthError, OAuthErrorCode, RefreshFamily, RefreshTokenRecord, RequestContext,
+    RotateOutcome, ScopeSet, secret,
+};
+
+/// The parameters of a token request, already parsed from the form.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRequest {
+    pub grant_type: Option<String>,
+    pub scope: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub refresh_token: Option<String>,
+}
+
+/// RFC 6749 §5.1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+const BAD_LOGIN: &str = "the username or password is incorrect";
+const BAD_REFRESH: &str = "the refresh token is invalid, expired or revoked";
+
+impl AuthService {
+    /// `POST /oauth2/token`.
+    pub async fn token(
+        &self,
+        request: TokenRequest,
+        auth: ClientAuth,
+        ctx: &RequestContext,
+    ) -> Result<(GrantType, TokenResponse), OAuthError> {
+        let grant = match request.grant_type.as_deref() {
+            None | Some("") => {
+                return Err(OAuthError::invalid_request("grant_type is required"));
+            }
+            Some(name) => name.parse::<GrantType>().map_err(|()| {
+                OAuthError::new(
+                    OAuthErrorCode::UnsupportedGrantType,
+                    "supported grant types: client_credentials, password, refresh_token",
+                )
+            })?,
+        };
+        let requested_scope = match request.scope.as_deref() {
+            None => None,
+            Some(text) => {
+                Some(ScopeSet::parse(text).map_err(|e| OAuthError::invalid_scope(e.to_string()))?)
+            }
+        };
+        let client = self.authenticate_client(&auth).await?;
+        if !client.client.allows(grant) {
+            return Err(OAuthError::unauthorized_client(format!(
+                "this client may not use the {grant} grant"
+            )));
+        }
+        let response = match grant {
+            GrantType::ClientCredentials => {
+                if client.client.is_public() {
+                    return Err(OAuthError::unauthorized_client(
+                        "public clients cannot use client_credentials",
+                    ));
+                }
+                let allowed = client.allowed_scopes.clone().unwrap_or_default();
+                let scope = grant_scope(requested_scope, &allowed)?;
+                let roles = (!client.client.roles.is_empty()).then(|| client.client.roles.clone());
+                let (access_token, expires_in) =
+                    self.issue_access_token(&client.client.id, &client.client.id, &scope, roles)?;
+                TokenResponse {
+                    access_token,
+                    token_type: "Bearer",
+                    expires_in,
+                    refresh_token: None,
+                    scope: scope.to_string(),
+                }
+            }
+            GrantType::Password => {
+                let username = required(request.username, "username")?;
+                let password = required(request.password, "password")?;
+                self.password_grant(&client, &username, &password, requested_scope, ctx)
+                    .await?
+            }
+            GrantType::RefreshToken => {
+                let token = required(request.refresh_token, "refresh_token")?;
+                self.refresh_grant(&client.client.id, &token, requested_scope, ctx)
+                    .await?
+            }
+        };
+        Ok((grant, response))
+    }
+
+    async fn password_grant(
+        &self,
+        client: &super::clients::CachedClient,
+        username: &str,
+        password: &str,
+        requested: Option<ScopeSet>,
+        ctx: &RequestContext,
+    ) -> Result<TokenResponse, OAuthError> {
+        let user = self.store.user_by_username(username).await?;
+        let matched = self
+            .hasher
+            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await?;
+        let user = match user {
+            Some(user) if matched && user_is_usable(&user) => user,
+            other => {
+                let detail = match &other {
+                    None => "unknown username",
+                    Some(u) if !user_is_usable(u) => "blocked user",
+                    Some(_) => "wrong password",
+                };
+                self.audit(
+                    "login.failure",
+                    other.as_ref().map(|u| u.id.as_str()),
+                    Some(&client.client.id),
+                    ctx,
+                    detail,
+                )
+                .await;
+                return Err(OAuthError::invalid_grant(BAD_LOGIN));
+            }
+        };
+        let mut allowed = self.scopes_of_roles(&user.roles).await?;
+        if let Some(client_scopes) = &client.allowed_scopes {
+            allowed = allowed.intersection(client_scopes);
+        }
+        let scope = grant_scope(requested, &allowed)?;
+        let now = now_unix();
+        let family = RefreshFamily {
+            id: secret::random_string(16)?,
+            user_id: user.id.clone(),
+            client_id: client.client.id.clone(),
+            scope: scope.to_string(),
+            created_at: now,
+            last_used_at: now,
+            expires_at: now + self.config.refresh_family_lifetime_secs as i64,
+            revoked_at: None,
+            ip: ctx.ip.clone(),
+            user_agent: ctx.user_agent.clone(),
+        };
+        let refresh_token = secret::random_secret()?;
+        let first = RefreshTokenRecord {
+            hash: secret::hash_secret(&refresh_token),
+            family_id: family.id.clone(),
+            created_at: now,
+            expires_at: self.refresh_expiry(now, &family),
+            rotated_at: None,
+        };
+        self.store.create_family(&family, &first).await?;
+        let (access_token, expires_in) = self.issue_access_token(
+            &user.id,
+            &client.client.id,
+            &scope,
+            Some(user.roles.clone()),
+        )?;
+        self.audit(
+            "login.success",
+            Some(&user.id),
+            Some(&client.client.id),
+            ctx,
+            "",
+        )
+        .await;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in,
+            refresh_token: Some(refresh_token),
+            scope: scope.to_string(),
+        })
+    }
+
+    fn refresh_expiry(&self, now: i64, family: &RefreshFamily) -> i64 {
+        (now + self.config.refresh_token_ttl_secs as i64).min(family.expires_at)
+    }
+
+    async fn refresh_grant(
+        &self,
+        client_id: &str,
+        presented: &str,
+        requested: Option<ScopeSet>,
+        ctx: &RequestContext,
+    ) -> Result<TokenResponse, OAuthError> {
+        let now = now_unix();
+        let hash = secret::hash_secret(presented);
+        let Some((record, family)) = self.store.refresh_token(&hash).await? else {
+            return Err(OAuthError::invalid_grant(BAD_REFRESH));
+        };
+        if family.client_id != client_id
+            || family.revoked_at.is_some()
+            || family.expires_at <= now
+            || record.expires_at <= now
+        {
+            return Err(OAuthError::invalid_grant(BAD_REFRESH));
+        }
+        let user = match self.store.user(&family.user_id).await? {
+            Some(u) if user_is_usable(&u) && family.created_at >= u.not_before => u,
+            _ => return Err(OAuthError::invalid_grant(BAD_REFRESH)),
+        };
+        let family_scope = ScopeSet::parse(&family.scope)
+            .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+        // Roles may have changed since the login: never grant more than they allow now.
+        let still_allowed = family_scope.intersection(&self.scopes_of_roles(&user.roles).await?);
+        let scope = grant_scope(requested, &still_allowed)?;
+
+        let successor = secret::derive_token(&self.refresh_successor_key, presented);
+        let successor_record = RefreshTokenRecord {
+            hash: secret::hash_secret(&successor),
+            family_id: family.id.clone(),
+            created_at: now,
+            expires_at: self.refresh_expiry(now, &family),
+            rotated_at: None,
+        };
+        let outcome = match record.rotated_at {
+            None => {
+                self.store
+                    .rotate_refresh_token(&hash, &successor_record, now)
+                    .await?
+            }
+            Some(_) => RotateOutcome::AlreadyRotated,
+        };
+        if outcome == RotateOutcome::AlreadyRotated
+            && !self
+                .is_concurrent_duplicate(&hash, &successor_record.hash, now)
+                .await?
+        {
+            self.handle_reuse(&family, ctx).await?;
+            return Err(OAuthError::invalid_grant(BAD_REFRESH));
+        }
+        let (access_token, expires_in) =
+            self.issue_access_token(&user.id, client_id, &scope, Some(user.roles.clone()))?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in,
+            refresh_token: Some(successor),
+            scope: scope.to_string(),
+        })
+    }
+
+    /// A rotated token presented again is a harmless duplicate only if it was rotated within the
+    /// grace window and its successor is still the family's live token.
+    async fn is_concurrent_duplicate(
+        &self,
+        old_hash: &str,
+        successor_hash: &str,
+        now: i64,
+    ) -> Result<bool, OAuthError> {
+        let Some((old, family)) = self.store.refresh_token(old_hash).await? else {
+            return Ok(false);
+        };
+        let within_grace = old
+            .rotated_at
+            .is_some_and(|at| now - at <= self.config.refresh_reuse_grace_secs as i64);
+        if !within_grace || family.revoked_at.is_some() {
+            return Ok(false);
+        }
+        let successor_live = self
+            .store
+            .refresh_token(successor_hash)
+            .await?
+            .is_some_and(|(s, _)| s.rotated_at.is_none());
+        Ok(successor_live)
+    }
+
+    /// Reuse of a rotated refresh token means it was stolen (or the client is broken): end every
+    /// session of the user and every access token issued to them so far.
+    async fn handle_reuse(
+        &self,
+        family: &RefreshFamily,
+        ctx: &RequestContext,
+    ) -> Result<(), OAuthError> {
+        let now = now_unix();
+        let revoked = self
+            .store
+            .revoke_user_families(&family.user_id, now)
+            .await?;
+        self.store.set_user_not_before(&family.user_id, now).await?;
+        tracing::warn!(
+            user = %family.user_id,
+            family = %family.id,
+            revoked,
+            "refresh token reuse detected; revoked every session of the user"
+        );
+        self.audit(
+            "refresh.reuse_detected",
+            Some(&family.user_id),
+            Some(&family.client_id),
+            ctx,
+            &format!("family {}; {revoked} sessions revoked", family.id),
+        )
+        .await;
+        Ok(())
+    }
+}
+
+fn required(value: Option<String>, name: &str) -> Result<String, OAuthError> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(OAuthError::invalid_request(format!("{name} is required"))),
+    }
+}
+
+/// RFC 6749 §3.3: the requested scope must be within what is allowed; none requested means all.
+fn grant_scope(requested: Option<ScopeSet>, allowed: &ScopeSet) -> Result<ScopeSet, OAuthError> {
+    match requested {
+        None => Ok(allowed.clone()),
+        Some(asked) if asked.is_empty() => Ok(allowed.clone()),
+        Some(asked) => {
+            let outside: Vec<&str> = asked.outside(allowed).collect();
+            if outside.is_empty() {
+                Ok(asked)
+            } else {
+                Err(OAuthError::invalid_scope(format!(
+                    "not allowed for this client: {}",
+                    outside.join(" ")
+                )))
+            }
+        }
+    }
+}

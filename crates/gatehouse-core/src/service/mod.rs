@@ -1,0 +1,176 @@
+//! The authorization server's behaviour: everything an endpoint does, minus HTTP.
+
+mod clients;
+mod grants;
+mod registration;
+mod users;
+
+use std::sync::Arc;
+
+use gatehouse_token::{AccessClaims, Audience, KeyEncryptionKey, VerifierConfig, now_unix};
+
+pub use clients::{ClientAuth, PresentedAuth};
+pub use grants::{TokenRequest, TokenResponse};
+pub use registration::{ClientMetadata, RegisteredClient, RegistrationRequest};
+pub use users::{NewUser, PasswordChange, UserView};
+
+use crate::keyring::KeyRing;
+use crate::password::PasswordHasher;
+use crate::{
+    AuditEvent, AuthConfig, AuthMethod, Client, GrantType, OAuthError, RequestContext, ScopeSet,
+    Store, StoreError, User, WEB_CLIENT_ID, secret,
+};
+
+pub struct AuthService {
+    config: AuthConfig,
+    store: Arc<dyn Store>,
+    kek: KeyEncryptionKey,
+    keys: KeyRing,
+    hasher: PasswordHasher,
+    clients: clients::ClientCache,
+    /// Derives each refresh token's successor from it, so concurrent duplicates agree on one.
+    refresh_successor_key: [u8; 32],
+}
+
+impl AuthService {
+    /// Loads (or on first start creates) the signing keys and the built-in web client.
+    pub async fn start(
+        config: AuthConfig,
+        store: Arc<dyn Store>,
+        kek: KeyEncryptionKey,
+    ) -> Result<Self, StoreError> {
+        let verifier_config = VerifierConfig {
+            issuer: config.issuer.clone(),
+            audience: Some(config.audience.clone()),
+            leeway_secs: config.token_leeway_secs,
+        };
+        let keys = KeyRing::load_or_create(store.as_ref(), &kek, verifier_config).await?;
+        let hasher = PasswordHasher::new(config.max_concurrent_password_hashes)?;
+        let service = Self {
+            clients: clients::ClientCache::new(config.client_cache_ttl_secs),
+            refresh_successor_key: kek.derive("gatehouse/refresh-successor/v1"),
+            config,
+            store,
+            kek,
+            keys,
+            hasher,
+        };
+        service.ensure_web_client().await?;
+        Ok(service)
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    pub async fn reload_keys(&self) -> Result<(), StoreError> {
+        self.keys.reload(self.store.as_ref(), &self.kek).await
+    }
+
+    /// The public client people log in through: password and refresh grants, no secret.
+    async fn ensure_web_client(&self) -> Result<(), StoreError> {
+        if self.store.client(WEB_CLIENT_ID).await?.is_some() {
+            return Ok(());
+        }
+        let now = now_unix();
+        let client = Client {
+            id: WEB_CLIENT_ID.into(),
+            name: "Gatehouse web login".into(),
+            secret_hash: None,
+            auth_method: AuthMethod::None,
+            grant_types: vec![GrantType::Password, GrantType::RefreshToken],
+            scopes: None,
+            roles: vec![],
+            registration_token_hash: None,
+            created_at: now,
+            updated_at: now,
+            blocked_at: None,
+            not_before: 0,
+        };
+        match self.store.insert_client(&client).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Signs an access token for `subject` with the given scope (and roles, for people).
+    fn issue_access_token(
+        &self,
+        subject: &str,
+        client_id: &str,
+        scope: &ScopeSet,
+        roles: Option<Vec<String>>,
+    ) -> Result<(String, u64), OAuthError> {
+        let now = now_unix();
+        let ttl = self.config.access_token_ttl_secs;
+        let claims = AccessClaims {
+            iss: self.config.issuer.clone(),
+            sub: subject.to_owned(),
+            aud: Audience::One(self.config.audience.clone()),
+            exp: now + ttl as i64,
+            iat: now,
+            jti: secret::random_string(16)?,
+            client_id: client_id.to_owned(),
+            scope: scope.to_string(),
+            roles,
+        };
+        let token = self.keys.view().signer.sign(&claims).map_err(|e| {
+            tracing::error!(error = %e, "signing an access token failed");
+            OAuthError::server_error()
+        })?;
+        Ok((token, ttl))
+    }
+
+    /// The union of the default scopes of `roles`.
+    async fn scopes_of_roles(&self, roles: &[String]) -> Result<ScopeSet, StoreError> {
+        let all = self.store.roles().await?;
+        Ok(all
+            .iter()
+            .filter(|r| roles.contains(&r.name))
+            .fold(ScopeSet::default(), |acc, r| acc.union(&r.scopes)))
+    }
+
+    /// Records an audit event; a failure to record is logged, never turned into a failed request.
+    async fn audit(
+        &self,
+        kind: &str,
+        subject: Option<&str>,
+        client_id: Option<&str>,
+        ctx: &RequestContext,
+        detail: &str,
+    ) {
+        let event = AuditEvent {
+            id: secret::random_string(16).unwrap_or_default(),
+            at: now_unix(),
+            kind: kind.to_owned(),
+            subject: subject.map(str::to_owned),
+            client_id: client_id.map(str::to_owned),
+            actor: None,
+            ip: ctx.ip.clone(),
+            detail: detail.to_owned(),
+        };
+        if let Err(e) = self.store.record_event(&event).await {
+            tracing::error!(error = %e, kind, "could not record an audit event");
+        }
+    }
+}
+
+impl From<StoreError> for crate::TokenProblem {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure while checking a token");
+        crate::TokenProblem::Invalid("the token could not be checked".into())
+    }
+}
+
+/// A user, as an argument to functions that need one whose tokens are still good.
+pub(crate) fn user_is_usable(user: &User) -> bool {
+    user.blocked_at.is_none()
+}

@@ -1,0 +1,190 @@
+//! People's accounts: signup, their own profile, password change, and the bearer-token check that
+//! the account endpoints share.
+
+use gatehouse_token::{AccessClaims, now_unix};
+use serde::{Deserialize, Serialize};
+
+use super::{AuthService, user_is_usable};
+use crate::{
+    ADMIN_ROLE, ApiError, RequestContext, StoreError, TokenProblem, USER_ROLE, User, secret,
+    validate,
+};
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// What a user may see of an account: never the password hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub roles: Vec<String>,
+    pub created_at: i64,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.clone(),
+            username: u.username.clone(),
+            email: u.email.clone(),
+            roles: u.roles.clone(),
+            created_at: u.created_at,
+        }
+    }
+}
+
+impl AuthService {
+    /// `POST /users`: a new account with the `user` role.
+    pub async fn sign_up(&self, new: NewUser, ctx: &RequestContext) -> Result<UserView, ApiError> {
+        let mut errors = Vec::new();
+        validate::username(&new.username, &mut errors);
+        validate::email(&new.email, &mut errors);
+        validate::password("password", &new.password, &mut errors);
+        validate::finish(errors)?;
+        // Cheap check first, so a taken name costs no hashing; the insert still enforces uniqueness.
+        if self.store.user_by_username(&new.username).await?.is_some() {
+            return Err(username_taken());
+        }
+        let user = self
+            .new_user(
+                &new.username,
+                &new.email,
+                &new.password,
+                vec![USER_ROLE.into()],
+            )
+            .await?;
+        match self.store.insert_user(&user).await {
+            Err(StoreError::Conflict(_)) => return Err(username_taken()),
+            other => other?,
+        }
+        self.audit("user.signup", Some(&user.id), None, ctx, &user.username)
+            .await;
+        Ok(UserView::from(&user))
+    }
+
+    async fn new_user(
+        &self,
+        username: &str,
+        email: &str,
+        password: &str,
+        roles: Vec<String>,
+    ) -> Result<User, StoreError> {
+        let now = now_unix();
+        Ok(User {
+            id: format!("usr_{}", secret::random_string(16)?),
+            username: username.to_owned(),
+            email: email.to_owned(),
+            password_hash: self.hasher.hash(password).await?,
+            roles,
+            created_at: now,
+            updated_at: now,
+            blocked_at: None,
+            not_before: 0,
+        })
+    }
+
+    /// Creates the first administrator when no user of that name exists; returns whether it did.
+    pub async fn ensure_admin(&self, username: &str, password: &str) -> Result<bool, ApiError> {
+        let mut errors = Vec::new();
+        validate::username(username, &mut errors);
+        validate::password("password", password, &mut errors);
+        validate::finish(errors)?;
+        if self.store.user_by_username(username).await?.is_some() {
+            return Ok(false);
+        }
+        let user = self
+            .new_user(
+                username,
+                &format!("{username}@localhost.invalid"),
+                password,
+                vec![ADMIN_ROLE.into(), USER_ROLE.into()],
+            )
+            .await?;
+        match self.store.insert_user(&user).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Verifies a bearer token presented to the account endpoints and returns its user. The token
+    /// must be signed by a published key, unexpired, for this issuer and audience, issued after
+    /// the user's not-before time, and the user must exist and not be blocked.
+    pub async fn user_from_token(&self, token: &str) -> Result<(User, AccessClaims), ApiError> {
+        let claims = self
+            .keys
+            .view()
+            .verifier
+            .verify(token)
+            .map_err(|e| ApiError::Unauthorized(TokenProblem::Invalid(e.to_string().into())))?;
+        let user = self.store.user(&claims.sub).await?;
+        match user {
+            Some(user) if !user_is_usable(&user) => Err(revoked()),
+            Some(user) if claims.iat < user.not_before => Err(revoked()),
+            Some(user) => Ok((user, claims)),
+            None if claims.roles.is_none() && claims.sub == claims.client_id => {
+                Err(ApiError::Unauthorized(TokenProblem::InsufficientScope(
+                    "this endpoint needs a user's token, not a client's".into(),
+                )))
+            }
+            None => Err(revoked()),
+        }
+    }
+
+    /// `PUT /users/me/password`: needs the current password; ends every session of the user.
+    pub async fn change_password(
+        &self,
+        user: &User,
+        change: PasswordChange,
+        ctx: &RequestContext,
+    ) -> Result<(), ApiError> {
+        let mut errors = Vec::new();
+        validate::password("new_password", &change.new_password, &mut errors);
+        validate::finish(errors)?;
+        if !self
+            .hasher
+            .verify(&change.current_password, Some(&user.password_hash))
+            .await?
+        {
+            self.audit("password.change_failed", Some(&user.id), None, ctx, "")
+                .await;
+            return Err(ApiError::field(
+                "current_password",
+                "does not match the current password",
+            ));
+        }
+        let hash = self.hasher.hash(&change.new_password).await?;
+        let now = now_unix();
+        self.store.set_user_password(&user.id, &hash, now).await?;
+        let revoked = self.store.revoke_user_families(&user.id, now).await?;
+        self.audit(
+            "password.changed",
+            Some(&user.id),
+            None,
+            ctx,
+            &format!("{revoked} sessions revoked"),
+        )
+        .await;
+        Ok(())
+    }
+}
+
+fn username_taken() -> ApiError {
+    ApiError::Conflict("that username is taken".into())
+}
+
+fn revoked() -> ApiError {
+    ApiError::Unauthorized(TokenProblem::Invalid("the token has been revoked".into()))
+}

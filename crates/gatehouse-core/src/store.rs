@@ -1,0 +1,74 @@
+//! What the authorization server needs from persistence. Implementations live in `gatehouse-store`.
+
+use async_trait::async_trait;
+
+use crate::{
+    AuditEvent, Client, RefreshFamily, RefreshTokenRecord, Role, StoreError, StoredKey, User,
+};
+
+/// The result of trying to rotate a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// This call rotated it; the successor is stored.
+    Rotated,
+    /// Someone rotated it first (a concurrent duplicate or a replay).
+    AlreadyRotated,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Succeeds when the store answers queries.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+
+    async fn client(&self, id: &str) -> Result<Option<Client>, StoreError>;
+    /// `Conflict` when the id is taken.
+    async fn insert_client(&self, client: &Client) -> Result<(), StoreError>;
+    /// Replaces every mutable field; `false` when there is no such client.
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError>;
+    /// Deletes the client and its refresh families; `false` when there is no such client.
+    async fn delete_client(&self, id: &str) -> Result<bool, StoreError>;
+
+    async fn user(&self, id: &str) -> Result<Option<User>, StoreError>;
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
+    /// `Conflict` when the username is taken.
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
+    /// Sets a new password hash and not-before time; `false` when there is no such user.
+    async fn set_user_password(
+        &self,
+        id: &str,
+        password_hash: &str,
+        not_before: i64,
+    ) -> Result<bool, StoreError>;
+    /// Moves the user's not-before time forward (never back).
+    async fn set_user_not_before(&self, id: &str, not_before: i64) -> Result<(), StoreError>;
+
+    async fn roles(&self) -> Result<Vec<Role>, StoreError>;
+
+    /// Stores a new family with its first token.
+    async fn create_family(
+        &self,
+        family: &RefreshFamily,
+        first: &RefreshTokenRecord,
+    ) -> Result<(), StoreError>;
+    async fn refresh_token(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(RefreshTokenRecord, RefreshFamily)>, StoreError>;
+    /// Atomically marks `old_hash` rotated (only if it was not already) and stores `successor`.
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        successor: &RefreshTokenRecord,
+        now: i64,
+    ) -> Result<RotateOutcome, StoreError>;
+    async fn revoke_family(&self, family_id: &str, now: i64) -> Result<(), StoreError>;
+    /// Revokes every live family of a user; returns how many.
+    async fn revoke_user_families(&self, user_id: &str, now: i64) -> Result<u64, StoreError>;
+
+    async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// Newest first, at most `limit`.
+    async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+}

@@ -1,0 +1,41 @@
+//! The OpenAPI document's frame; paths and schemas come from the handlers' annotations.
+
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Gatehouse",
+        description = "OAuth 2 authorization server: tokens for machines and people, client \
+                       registration, accounts.",
+    ),
+    tags(
+        (name = "oauth2", description = "OAuth 2 endpoints (RFC 6749, 7591, 7592, 7517, 8414)"),
+        (name = "users", description = "People's accounts"),
+        (name = "operations", description = "Health and metrics"),
+    ),
+    modifiers(&BearerScheme)
+)]
+pub struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "client_basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+    }
+}

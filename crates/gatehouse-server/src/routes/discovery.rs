@@ -1,0 +1,71 @@
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use gatehouse_core::{AuthMethod, GrantType};
+use gatehouse_token::{JwkSet, SigningKey};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::ApiReply;
+
+async fn metadata(state: &AppState) -> Result<Value, ApiReply> {
+    let config = state.service.config();
+    let base = config.base_url();
+    let roles = state.service.store().roles().await?;
+    let mut scopes: Vec<String> = roles
+        .iter()
+        .flat_map(|r| r.scopes.iter().map(str::to_owned).collect::<Vec<_>>())
+        .chain(config.registration.allowed_scopes.iter().cloned())
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    Ok(json!({
+        "issuer": config.issuer,
+        "token_endpoint": format!("{base}/oauth2/token"),
+        "jwks_uri": format!("{base}/oauth2/jwks"),
+        "registration_endpoint": format!("{base}/oauth2/register"),
+        "service_documentation": format!("{base}/docs"),
+        "grant_types_supported": GrantType::ALL.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported":
+            AuthMethod::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        "scopes_supported": scopes,
+        "access_token_signing_alg_values_supported": [SigningKey::ALGORITHM],
+        "subject_types_supported": ["public"],
+    }))
+}
+
+/// Authorization server metadata (RFC 8414).
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth2",
+    responses((status = 200, description = "Server metadata", body = Object)))]
+pub async fn authorization_server_metadata(
+    State(state): State<AppState>,
+) -> Result<impl IntoResponse, ApiReply> {
+    Ok(cached(Json(metadata(&state).await?)))
+}
+
+/// The same metadata at the OpenID Connect discovery location, for libraries that look there.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "oauth2",
+    responses((status = 200, description = "Server metadata", body = Object)))]
+pub async fn openid_configuration(
+    State(state): State<AppState>,
+) -> Result<impl IntoResponse, ApiReply> {
+    Ok(cached(Json(metadata(&state).await?)))
+}
+
+/// Every public key that may verify a live access token (RFC 7517).
+#[utoipa::path(get, path = "/oauth2/jwks", tag = "oauth2",
+    responses((status = 200, description = "JSON Web Key Set", body = Object)))]
+pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    let set: JwkSet = state.service.keys().view().jwks.clone();
+    (
+        [(header::CONTENT_TYPE, "application/jwk-set+json")],
+        cached(Json(set)),
+    )
+}
+
+/// Short public caching: verifiers refetch soon enough to see a new key before it signs.
+fn cached<T: IntoResponse>(body: T) -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "public, max-age=60")], body)
+}

@@ -1,0 +1,32 @@
+mod discovery;
+mod ops;
+mod registration;
+mod token;
+mod users;
+
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::openapi::ApiDoc;
+
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(discovery::authorization_server_metadata))
+        .routes(routes!(discovery::openid_configuration))
+        .routes(routes!(discovery::jwks))
+        .routes(routes!(token::token))
+        .routes(routes!(registration::register))
+        .routes(routes!(
+            registration::read,
+            registration::update,
+            registration::delete
+        ))
+        .routes(routes!(users::sign_up))
+        .routes(routes!(users::me))
+        .routes(routes!(users::change_password))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+}

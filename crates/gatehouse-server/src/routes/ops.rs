@@ -1,0 +1,43 @@
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use crate::AppState;
+use crate::error::problem_response;
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200)))]
+pub async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200), (status = 503, description = "The store is unreachable")))]
+pub async fn readyz(State(state): State<AppState>) -> axum::response::Response {
+    match state.service.store().ping().await {
+        Ok(()) => axum::Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            problem_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({
+                    "type": "urn:gatehouse:problem:unavailable",
+                    "title": "Service Unavailable",
+                    "status": 503,
+                    "detail": "the store is not reachable",
+                }),
+            )
+        }
+    }
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,522 @@
+//! Persistence for Gatehouse: the [`Store`] trait of `gatehouse-core` on sqlx, over embedded SQLite
+//! (the default, WAL mode, no set-up) or PostgreSQL (several nodes sharing one database).
+//!
+//! One implementation serves both backends through sqlx's `Any` driver: the SQL is written once in
+//! the dialect they share (`$N` parameters, `RETURNING`, `ON CONFLICT`), with integer times and text
+//! lists. Each backend keeps its own migrations. This crate must not know about HTTP or OAuth rules;
+//! it stores and loads what the core hands it.
+
+mod rows;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gatehouse_core::{
+    AuditEvent, Client, RefreshFamily, RefreshTokenRecord, Role, RotateOutcome, Store, StoreError,
+    StoredKey, User,
+};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+
+use rows::{ClientRow, EventRow, KeyRow, RoleRow, TokenAndFamilyRow, UserRow, join_list};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The sqlx-backed store.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) the SQLite database `gatehouse.db` in `dir`, in WAL mode.
+    pub async fn open_sqlite_dir(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+        let path = dir.join("gatehouse.db");
+        Self::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// Connects to `sqlite://…` or `postgres://…` and applies the migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Unavailable(
+                "the database URL must start with sqlite: or postgres:".into(),
+            ));
+        };
+        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let pool = match backend {
+            Backend::Sqlite => {
+                options
+                    // SQLite writes one at a time; a few connections serve the concurrent readers.
+                    .max_connections(8)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                                 PRAGMA synchronous = NORMAL;",
+                            )
+                            .await
+                            .map(|_| ())
+                        })
+                    })
+                    .connect(url)
+                    .await
+            }
+            Backend::Postgres => options.max_connections(16).connect(url).await,
+        }
+        .map_err(|e| StoreError::Unavailable(redact(&e.to_string(), url)))?;
+        if backend == Backend::Sqlite {
+            pool.execute("PRAGMA journal_mode = WAL")
+                .await
+                .map_err(backend_error)?;
+        }
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let result = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await,
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&self.pool).await,
+        };
+        result.map_err(|e| StoreError::Backend(format!("migrations failed: {e}")))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Connection errors can echo the URL; never let a password reach a log.
+fn redact(message: &str, url: &str) -> String {
+    match url.split_once('@') {
+        Some((credentials, _)) if credentials.contains(':') => message.replace(credentials, "***"),
+        _ => message.to_owned(),
+    }
+}
+
+fn backend_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict("a record with that key exists".into())
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// Column lists as macros, so queries stay `&'static str` (sqlx refuses unaudited dynamic SQL).
+macro_rules! client_columns {
+    () => {
+        "id, name, secret_hash, auth_method, grant_types, scopes, roles, \
+         registration_token_hash, created_at, updated_at, blocked_at, not_before"
+    };
+}
+macro_rules! user_columns {
+    () => {
+        "id, username, email, password_hash, roles, created_at, updated_at, blocked_at, not_before"
+    };
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend_error)
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows: Vec<KeyRow> = sqlx::query_as(
+            "SELECT kid, alg, sealed_private_key, public_jwk, created_at, activates_at, retired_at \
+             FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO signing_keys \
+             (kid, alg, sealed_private_key, public_jwk, created_at, activates_at, retired_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&key.kid)
+        .bind(&key.alg)
+        .bind(&key.sealed_private_key)
+        .bind(&key.public_jwk)
+        .bind(key.created_at)
+        .bind(key.activates_at)
+        .bind(key.retired_at)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(backend_error)
+    }
+
+    async fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
+        let row: Option<ClientRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM clients WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
+        let row = ClientRow::from(c);
+        sqlx::query(concat!(
+            "INSERT INTO clients (",
+            client_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
+        .bind(row.id)
+        .bind(row.name)
+        .bind(row.secret_hash)
+        .bind(row.auth_method)
+        .bind(row.grant_types)
+        .bind(row.scopes)
+        .bind(row.roles)
+        .bind(row.registration_token_hash)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(row.blocked_at)
+        .bind(row.not_before)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| match backend_error(e) {
+            StoreError::Conflict(_) => StoreError::Conflict("that client id is taken".into()),
+            other => other,
+        })
+    }
+
+    async fn update_client(&self, c: &Client) -> Result<bool, StoreError> {
+        let row = ClientRow::from(c);
+        let done = sqlx::query(
+            "UPDATE clients SET name = $2, secret_hash = $3, auth_method = $4, grant_types = $5, \
+             scopes = $6, roles = $7, registration_token_hash = $8, updated_at = $9, \
+             blocked_at = $10, not_before = $11 WHERE id = $1",
+        )
+        .bind(row.id)
+        .bind(row.name)
+        .bind(row.secret_hash)
+        .bind(row.auth_method)
+        .bind(row.grant_types)
+        .bind(row.scopes)
+        .bind(row.roles)
+        .bind(row.registration_token_hash)
+        .bind(row.updated_at)
+        .bind(row.blocked_at)
+        .bind(row.not_before)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM clients WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE lower(username) = lower($1)"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn insert_user(&self, u: &User) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO users (",
+            user_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&u.id)
+        .bind(&u.username)
+        .bind(&u.email)
+        .bind(&u.password_hash)
+        .bind(join_list(&u.roles))
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .bind(u.blocked_at)
+        .bind(u.not_before)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| match backend_error(e) {
+            StoreError::Conflict(_) => StoreError::Conflict("that username is taken".into()),
+            other => other,
+        })
+    }
+
+    async fn set_user_password(
+        &self,
+        id: &str,
+        password_hash: &str,
+        not_before: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $2, updated_at = $3, \
+             not_before = CASE WHEN not_before > $3 THEN not_before ELSE $3 END WHERE id = $1",
+        )
+        .bind(id)
+        .bind(password_hash)
+        .bind(not_before)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_user_not_before(&self, id: &str, not_before: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET not_before = $2 WHERE id = $1 AND not_before < $2")
+            .bind(id)
+            .bind(not_before)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend_error)
+    }
+
+    async fn roles(&self) -> Result<Vec<Role>, StoreError> {
+        let rows: Vec<RoleRow> =
+            sqlx::query_as("SELECT name, description, scopes FROM roles ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn create_family(
+        &self,
+        f: &RefreshFamily,
+        first: &RefreshTokenRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        sqlx::query(
+            "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, last_used_at, \
+             expires_at, revoked_at, ip, user_agent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&f.id)
+        .bind(&f.user_id)
+        .bind(&f.client_id)
+        .bind(&f.scope)
+        .bind(f.created_at)
+        .bind(f.last_used_at)
+        .bind(f.expires_at)
+        .bind(f.revoked_at)
+        .bind(&f.ip)
+        .bind(&f.user_agent)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        insert_token(&mut tx, first).await?;
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn refresh_token(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(RefreshTokenRecord, RefreshFamily)>, StoreError> {
+        let row: Option<TokenAndFamilyRow> = sqlx::query_as(
+            "SELECT t.hash, t.family_id, t.created_at AS token_created_at, \
+             t.expires_at AS token_expires_at, t.rotated_at, f.user_id, f.client_id, f.scope, \
+             f.created_at, f.last_used_at, f.expires_at, f.revoked_at, f.ip, f.user_agent \
+             FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
+             WHERE t.hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        successor: &RefreshTokenRecord,
+        now: i64,
+    ) -> Result<RotateOutcome, StoreError> {
+        // The conditional update comes first: on SQLite it takes the write lock before any read
+        // (no lock upgrade to deadlock on); on PostgreSQL it row-locks, so concurrent rotations
+        // of one token queue here and all but the first see it already rotated.
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1 AND rotated_at IS NULL",
+        )
+        .bind(old_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await.map_err(backend_error)?;
+            return Ok(RotateOutcome::AlreadyRotated);
+        }
+        insert_token(&mut tx, successor).await?;
+        sqlx::query("UPDATE refresh_families SET last_used_at = $2 WHERE id = $1")
+            .bind(&successor.family_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        tx.commit().await.map_err(backend_error)?;
+        Ok(RotateOutcome::Rotated)
+    }
+
+    async fn revoke_family(&self, family_id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE refresh_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(family_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(backend_error)
+    }
+
+    async fn revoke_user_families(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn record_event(&self, e: &AuditEvent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_events (id, at, kind, subject, client_id, actor, ip, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&e.id)
+        .bind(e.at)
+        .bind(&e.kind)
+        .bind(&e.subject)
+        .bind(&e.client_id)
+        .bind(&e.actor)
+        .bind(&e.ip)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(backend_error)
+    }
+
+    async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT id, at, kind, subject, client_id, actor, ip, detail FROM audit_events \
+             ORDER BY at DESC, id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+}
+
+async fn insert_token(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    t: &RefreshTokenRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (hash, family_id, created_at, expires_at, rotated_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&t.hash)
+    .bind(&t.family_id)
+    .bind(t.created_at)
+    .bind(t.expires_at)
+    .bind(t.rotated_at)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+    .map_err(backend_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_credentials_from_connection_errors() {
+        let url = "postgres://app:hunter2@db:5432/x";
+        let msg = format!("failed to connect to {url}");
+        assert!(!redact(&msg, url).contains("hunter2"));
+    }
+}

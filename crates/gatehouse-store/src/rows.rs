@@ -1,0 +1,279 @@
+//! Row shapes as the shared SQL returns them, and their conversion to domain records. Lists are
+//! stored space-separated (scope and role names cannot contain spaces).
+
+use gatehouse_core::{
+    AuditEvent, AuthMethod, Client, GrantType, RefreshFamily, RefreshTokenRecord, Role, ScopeSet,
+    StoreError, StoredKey, User,
+};
+
+pub(crate) fn join_list<S: AsRef<str>>(items: &[S]) -> String {
+    items
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {value:?}"))
+}
+
+fn scopes(text: &str) -> Result<ScopeSet, StoreError> {
+    ScopeSet::parse(text).map_err(|_| corrupt("scope", text))
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct KeyRow {
+    kid: String,
+    alg: String,
+    sealed_private_key: Vec<u8>,
+    public_jwk: String,
+    created_at: i64,
+    activates_at: i64,
+    retired_at: Option<i64>,
+}
+
+impl From<KeyRow> for StoredKey {
+    fn from(r: KeyRow) -> Self {
+        StoredKey {
+            kid: r.kid,
+            alg: r.alg,
+            sealed_private_key: r.sealed_private_key,
+            public_jwk: r.public_jwk,
+            created_at: r.created_at,
+            activates_at: r.activates_at,
+            retired_at: r.retired_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ClientRow {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: Option<String>,
+    pub auth_method: String,
+    pub grant_types: String,
+    pub scopes: Option<String>,
+    pub roles: String,
+    pub registration_token_hash: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub blocked_at: Option<i64>,
+    pub not_before: i64,
+}
+
+impl From<&Client> for ClientRow {
+    fn from(c: &Client) -> Self {
+        ClientRow {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            secret_hash: c.secret_hash.clone(),
+            auth_method: c.auth_method.as_str().to_owned(),
+            grant_types: join_list(&c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>()),
+            scopes: c.scopes.as_ref().map(ToString::to_string),
+            roles: join_list(&c.roles),
+            registration_token_hash: c.registration_token_hash.clone(),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            blocked_at: c.blocked_at,
+            not_before: c.not_before,
+        }
+    }
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+    fn try_from(r: ClientRow) -> Result<Self, StoreError> {
+        let auth_method = r
+            .auth_method
+            .parse::<AuthMethod>()
+            .map_err(|()| corrupt("auth method", &r.auth_method))?;
+        let grant_types = split_list(&r.grant_types)
+            .iter()
+            .map(|g| {
+                g.parse::<GrantType>()
+                    .map_err(|()| corrupt("grant type", g))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Client {
+            id: r.id,
+            name: r.name,
+            secret_hash: r.secret_hash,
+            auth_method,
+            grant_types,
+            scopes: r.scopes.as_deref().map(scopes).transpose()?,
+            roles: split_list(&r.roles),
+            registration_token_hash: r.registration_token_hash,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            blocked_at: r.blocked_at,
+            not_before: r.not_before,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: String,
+    username: String,
+    email: String,
+    password_hash: String,
+    roles: String,
+    created_at: i64,
+    updated_at: i64,
+    blocked_at: Option<i64>,
+    not_before: i64,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> Self {
+        User {
+            id: r.id,
+            username: r.username,
+            email: r.email,
+            password_hash: r.password_hash,
+            roles: split_list(&r.roles),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            blocked_at: r.blocked_at,
+            not_before: r.not_before,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RoleRow {
+    name: String,
+    description: String,
+    scopes: String,
+}
+
+impl TryFrom<RoleRow> for Role {
+    type Error = StoreError;
+    fn try_from(r: RoleRow) -> Result<Self, StoreError> {
+        Ok(Role {
+            scopes: scopes(&r.scopes)?,
+            name: r.name,
+            description: r.description,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct FamilyRow {
+    id: String,
+    user_id: String,
+    client_id: String,
+    scope: String,
+    created_at: i64,
+    last_used_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl From<FamilyRow> for RefreshFamily {
+    fn from(r: FamilyRow) -> Self {
+        RefreshFamily {
+            id: r.id,
+            user_id: r.user_id,
+            client_id: r.client_id,
+            scope: r.scope,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+            ip: r.ip,
+            user_agent: r.user_agent,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TokenAndFamilyRow {
+    hash: String,
+    family_id: String,
+    token_created_at: i64,
+    token_expires_at: i64,
+    rotated_at: Option<i64>,
+    #[sqlx(flatten)]
+    family: FamilyColumns,
+}
+
+/// The family's columns in the token join (its id is the token's `family_id`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct FamilyColumns {
+    user_id: String,
+    client_id: String,
+    scope: String,
+    created_at: i64,
+    last_used_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl From<TokenAndFamilyRow> for (RefreshTokenRecord, RefreshFamily) {
+    fn from(r: TokenAndFamilyRow) -> Self {
+        let f = r.family;
+        let family = FamilyRow {
+            id: r.family_id.clone(),
+            user_id: f.user_id,
+            client_id: f.client_id,
+            scope: f.scope,
+            created_at: f.created_at,
+            last_used_at: f.last_used_at,
+            expires_at: f.expires_at,
+            revoked_at: f.revoked_at,
+            ip: f.ip,
+            user_agent: f.user_agent,
+        };
+        (
+            RefreshTokenRecord {
+                hash: r.hash,
+                family_id: r.family_id,
+                created_at: r.token_created_at,
+                expires_at: r.token_expires_at,
+                rotated_at: r.rotated_at,
+            },
+            family.into(),
+        )
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    id: String,
+    at: i64,
+    kind: String,
+    subject: Option<String>,
+    client_id: Option<String>,
+    actor: Option<String>,
+    ip: Option<String>,
+    detail: String,
+}
+
+impl From<EventRow> for AuditEvent {
+    fn from(r: EventRow) -> Self {
+        AuditEvent {
+            id: r.id,
+            at: r.at,
+            kind: r.kind,
+            subject: r.subject,
+            client_id: r.client_id,
+            actor: r.actor,
+            ip: r.ip,
+            detail: r.detail,
+        }
+    }
+}

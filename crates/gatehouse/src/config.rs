@@ -1,0 +1,174 @@
+//! Settings: defaults, then a TOML file, then `GATEHOUSE_*` environment, then flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use gatehouse_core::AuthConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where the embedded SQLite database and the generated key-encryption key live.
+    pub data_dir: PathBuf,
+    pub auth_listen: SocketAddr,
+    /// `postgres://…` to share state between nodes; unset means SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// `text` or `json` log lines.
+    pub log_format: String,
+    pub auth: AuthConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("gatehouse-data"),
+            auth_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: None,
+            log_format: "text".into(),
+            // Empty: derived from the listen address unless set.
+            auth: AuthConfig {
+                issuer: String::new(),
+                ..AuthConfig::default()
+            },
+        }
+    }
+}
+
+/// Values given as flags (or their environment equivalents, which clap reads).
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Settings> {
+    let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+    if let Some(file) = file {
+        if !file.exists() {
+            anyhow::bail!("config file {} does not exist", file.display());
+        }
+        figment = figment.merge(Toml::file(file));
+    }
+    // Nested settings from the environment: GATEHOUSE_AUTH__ACCESS_TOKEN_TTL_SECS=300,
+    // GATEHOUSE_AUTH__REGISTRATION__MODE=closed.
+    figment = figment.merge(
+        Env::prefixed("GATEHOUSE_AUTH__")
+            .split("__")
+            .map(|key| format!("auth.{key}").into()),
+    );
+    let issuer = overrides.issuer.clone();
+    figment = figment.merge(Serialized::defaults(Overrides {
+        issuer: None,
+        ..overrides
+    }));
+    if let Some(issuer) = issuer {
+        figment = figment.merge(Serialized::default("auth.issuer", issuer));
+    }
+    let mut settings: Settings = figment.extract().context("invalid configuration")?;
+    if settings.auth.issuer.is_empty() {
+        settings.auth.issuer = format!("http://{}", settings.auth_listen);
+    }
+    settings.auth.registration.initial_access_token =
+        secret_from_env("GATEHOUSE_REGISTRATION_TOKEN")?;
+    validate(&settings)?;
+    Ok(settings)
+}
+
+fn validate(settings: &Settings) -> anyhow::Result<()> {
+    let issuer = &settings.auth.issuer;
+    if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
+        anyhow::bail!("issuer must be an http(s) URL, got {issuer:?}");
+    }
+    if settings.auth.access_token_ttl_secs == 0 || settings.auth.refresh_token_ttl_secs == 0 {
+        anyhow::bail!("token lifetimes must be positive");
+    }
+    if !matches!(settings.log_format.as_str(), "text" | "json") {
+        anyhow::bail!("log_format must be text or json");
+    }
+    Ok(())
+}
+
+/// A secret from `NAME`, or from the file named by `NAME_FILE`.
+pub fn secret_from_env(name: &str) -> anyhow::Result<Option<String>> {
+    if let Ok(value) = std::env::var(name) {
+        if !value.is_empty() {
+            return Ok(Some(value));
+        }
+    }
+    if let Ok(path) = std::env::var(format!("{name}_FILE")) {
+        let value = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {name}_FILE ({path})"))?;
+        return Ok(Some(value.trim().to_owned()));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags_take_precedence_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/tmp/from-file\"\n[auth]\nissuer = \"https://file.example\"\naccess_token_ttl_secs = 60\n",
+        )
+        .unwrap();
+        let s = load(Some(&file), Overrides::default()).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/from-file"));
+        assert_eq!(s.auth.issuer, "https://file.example");
+        assert_eq!(s.auth.access_token_ttl_secs, 60);
+        let s = load(
+            Some(&file),
+            Overrides {
+                issuer: Some("https://flag.example".into()),
+                data_dir: Some("/tmp/flag".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.auth.issuer, "https://flag.example");
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/flag"));
+        assert_eq!(s.auth.access_token_ttl_secs, 60);
+    }
+
+    #[test]
+    fn issuer_defaults_to_the_listen_address() {
+        let s = load(None, Overrides::default()).unwrap();
+        assert_eq!(s.auth.issuer, "http://127.0.0.1:8080");
+        let s = load(
+            None,
+            Overrides {
+                auth_listen: Some("127.0.0.1:9999".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.auth.issuer, "http://127.0.0.1:9999");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(&file, "colour = \"blue\"\n").unwrap();
+        assert!(load(Some(&file), Overrides::default()).is_err());
+        std::fs::write(&file, "[auth]\nissuer = \"ftp://x\"\n").unwrap();
+        assert!(load(Some(&file), Overrides::default()).is_err());
+        assert!(load(Some(&dir.path().join("missing.toml")), Overrides::default()).is_err());
+    }
+}

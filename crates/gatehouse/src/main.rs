@@ -1,0 +1,87 @@
+//! `gatehouse`: the command line. `serve` runs everything on the embedded store; `auth` runs the
+//! authorization server alone (several can share one PostgreSQL).
+
+mod config;
+mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "OAuth 2 authorization server and API gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process on the embedded SQLite store (or --database-url).
+    Serve(ServerArgs),
+    /// Run the authorization server alone.
+    Auth(ServerArgs),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "GATEHOUSE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the SQLite database and generated key file [default: ./gatehouse-data].
+    #[arg(long, env = "GATEHOUSE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address of the authorization server [default: 127.0.0.1:8080].
+    #[arg(long, env = "GATEHOUSE_AUTH_LISTEN")]
+    auth_listen: Option<SocketAddr>,
+    /// Issuer URL (`iss` of tokens, base of endpoint URLs) [default: http://127.0.0.1:8080].
+    #[arg(long, env = "GATEHOUSE_ISSUER")]
+    issuer: Option<String>,
+    /// postgres://… to use PostgreSQL instead of the embedded SQLite.
+    #[arg(long, env = "GATEHOUSE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "GATEHOUSE_LOG_FORMAT")]
+    log_format: Option<String>,
+}
+
+impl ServerArgs {
+    fn settings(self) -> anyhow::Result<config::Settings> {
+        config::load(
+            self.config.as_deref(),
+            config::Overrides {
+                data_dir: self.data_dir,
+                auth_listen: self.auth_listen,
+                database_url: self.database_url,
+                log_format: self.log_format,
+                issuer: self.issuer,
+            },
+        )
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) | Command::Auth(args) => match args.settings() {
+            Ok(settings) => {
+                run::init_logging(&settings.log_format);
+                run::serve(settings).await
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Starting and stopping the servers.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use gatehouse_core::AuthService;
+use gatehouse_server::AppState;
+use gatehouse_store::SqlStore;
+use gatehouse_token::KeyEncryptionKey;
+use tokio::net::TcpListener;
+
+use crate::config::{Settings, secret_from_env};
+
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let store = match &settings.database_url {
+        Some(url) => SqlStore::connect(url).await,
+        None => SqlStore::open_sqlite_dir(&settings.data_dir).await,
+    }
+    .context("cannot open the store")?;
+    let kek = load_kek(&settings)?;
+    let store_handle = store.clone();
+    let service = AuthService::start(settings.auth.clone(), Arc::new(store), kek)
+        .await
+        .context("cannot start the authorization server")?;
+    bootstrap_admin(&service).await?;
+
+    let listener = TcpListener::bind(settings.auth_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.auth_listen))?;
+    let address = listener.local_addr()?;
+    let state = AppState {
+        service: Arc::new(service),
+        metrics: gatehouse_server::install_metrics(),
+    };
+    println!("Gatehouse is running");
+    println!("  authorization server  http://{address}");
+    println!("  issuer                {}", settings.auth.issuer);
+    println!("  discovery             http://{address}/.well-known/oauth-authorization-server");
+    println!("  API docs              http://{address}/docs");
+    println!(
+        "  store                 {}",
+        match &settings.database_url {
+            Some(_) => "PostgreSQL".to_owned(),
+            None => format!("SQLite in {}", settings.data_dir.display()),
+        }
+    );
+    gatehouse_server::serve(listener, state, shutdown_signal()).await?;
+    store_handle.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `GATEHOUSE_KEK` (or `GATEHOUSE_KEK_FILE`), else a key generated once into the data directory.
+fn load_kek(settings: &Settings) -> anyhow::Result<KeyEncryptionKey> {
+    if let Some(text) = secret_from_env("GATEHOUSE_KEK")? {
+        return KeyEncryptionKey::parse(&text).context("GATEHOUSE_KEK is invalid");
+    }
+    if settings.database_url.is_some() {
+        tracing::warn!(
+            "no GATEHOUSE_KEK set: using a key file in the data directory; every node sharing \
+             this database needs the same key"
+        );
+    }
+    let path = settings.data_dir.join("kek.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return KeyEncryptionKey::parse(&text)
+            .with_context(|| format!("{} is not a valid key", path.display()));
+    }
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let kek = KeyEncryptionKey::generate()?;
+    write_private_file(&path, &kek.to_hex())?;
+    tracing::info!(path = %path.display(), "generated a key-encryption key");
+    Ok(kek)
+}
+
+fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+async fn bootstrap_admin(service: &AuthService) -> anyhow::Result<()> {
+    let username = std::env::var("GATEHOUSE_ADMIN_USERNAME").ok();
+    let password = secret_from_env("GATEHOUSE_ADMIN_PASSWORD")?;
+    match (username, password) {
+        (Some(username), Some(password)) => {
+            let created = service
+                .ensure_admin(&username, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create the admin user: {e}"))?;
+            if created {
+                tracing::info!(%username, "created the admin user");
+            }
+            Ok(())
+        }
+        (None, None) => Ok(()),
+        _ => anyhow::bail!(
+            "set both GATEHOUSE_ADMIN_USERNAME and GATEHOUSE_ADMIN_PASSWORD, or neither"
+        ),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
