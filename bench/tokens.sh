@@ -57,9 +57,14 @@ command -v timeout >/dev/null || die "timeout (coreutils) is required"
 # ------------------------------------------------------------ cleanup trap --
 WORK_DIR=""
 SERVER_PID=""
+OHA_PID=""
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    if [[ -n "$OHA_PID" ]] && kill -0 "$OHA_PID" 2>/dev/null; then
+        kill -TERM "$OHA_PID" 2>/dev/null || true   # timeout passes it on to oha
+        wait "$OHA_PID" 2>/dev/null || true
+    fi
     if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         for _ in $(seq 1 50); do            # up to 5 s for a graceful stop
@@ -105,8 +110,8 @@ fi
 OHA_HELP="$(oha --help 2>&1)" || die "'oha --help' failed"
 OHA_VER="$(oha --version 2>/dev/null | head -n1)"
 has_flag() { grep -Eq -- "(^|[ ,])$1([ ,=<]|$)" <<<"$OHA_HELP"; }
-for f in -z -c -m -H -d -T -t --no-tui; do
-    has_flag "$f" || die "installed $OHA_VER lacks flag $f (need oha >= 1.4; try OHA_VERSION=$OHA_VERSION and reinstall)"
+for f in -z -c -m -d -T -t --no-tui; do
+    has_flag "$f" || die "installed $OHA_VER lacks flag $f; reinstall: cargo install oha --locked --force --version $OHA_VERSION"
 done
 if has_flag --output-format; then
     OHA_JSON=(--output-format json)
@@ -116,7 +121,8 @@ else
     die "installed $OHA_VER has neither --output-format nor --json"
 fi
 # Wait for in-flight requests at the deadline instead of aborting them
-# (otherwise the last request of every connection is counted as an error).
+# (otherwise each connection's last request is cut off and reported as
+# "aborted due to deadline"; the report ignores those either way).
 OHA_EXTRA=()
 if has_flag --wait-ongoing-requests-after-deadline; then
     OHA_EXTRA+=(--wait-ongoing-requests-after-deadline)
@@ -156,8 +162,8 @@ log "starting $GATEHOUSE_BIN on $BASE (data dir $DATA_DIR)"
 SERVER_PID=$!
 
 ready=0
-deadline=$((SECONDS + BENCH_READY_TIMEOUT))
-while ((SECONDS < deadline)); do
+deadline=$((SECONDS + BENCH_READY_TIMEOUT + 1))
+for ((i = 0; i < BENCH_READY_TIMEOUT * 5 && SECONDS < deadline; i++)); do
     kill -0 "$SERVER_PID" 2>/dev/null || die "server exited during startup"
     code="$(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/readyz" || true)"
     if [[ "$code" == 200 ]]; then ready=1; break; fi
@@ -233,15 +239,23 @@ done
 
 # --------------------------------------------------------------------- run --
 # run_oha OUTFILE SECONDS CONCURRENCY BODY
+# oha runs in the background and the shell `wait`s for it, so that Ctrl-C or
+# SIGTERM reaches the traps at once (cleanup then stops oha and the server).
 run_oha() {
-    local out="$1" secs="$2" conc="$3" body="$4"
+    local out="$1" secs="$2" conc="$3" body="$4" rc=0
     # Hard bound on top of -z: duration + per-request timeout + slack.
     timeout --kill-after=5 "$((secs + BENCH_REQUEST_TIMEOUT + 30))" \
         oha --no-tui "${OHA_JSON[@]}" "${OHA_EXTRA[@]}" \
             -z "${secs}s" -c "$conc" -t "${BENCH_REQUEST_TIMEOUT}s" \
             -m POST -T application/x-www-form-urlencoded -d "$body" \
-            "$BASE/oauth2/token" >"$out" 2>"$out.err" \
-        || { cat "$out.err" >&2; die "oha failed (see above)"; }
+            "$BASE/oauth2/token" >"$out" 2>"$out.err" </dev/null &
+    OHA_PID=$!
+    wait "$OHA_PID" || rc=$?
+    OHA_PID=""
+    if [[ $rc -ne 0 ]]; then
+        cat "$out.err" >&2
+        die "oha exited with status $rc (see above)"
+    fi
 }
 
 RESULTS="$WORK_DIR/results.tsv"
@@ -252,11 +266,13 @@ for g in "${GRANTS[@]}"; do
     if [[ "$BENCH_WARMUP_SECONDS" -gt 0 ]]; then
         log "$g: warm-up ${BENCH_WARMUP_SECONDS}s at c=16"
         run_oha "$WORK_DIR/warmup.json" "$BENCH_WARMUP_SECONDS" 16 "$body"
+        kill -0 "$SERVER_PID" 2>/dev/null || die "server exited during the $g warm-up"
     fi
     for c in "${CONCURRENCY_LEVELS[@]}"; do
         log "$g: ${secs}s at c=$c"
         out="$WORK_DIR/oha-$g-c$c.json"
         run_oha "$out" "$secs" "$c" "$body"
+        kill -0 "$SERVER_PID" 2>/dev/null || die "server exited during the $g run at c=$c"
         [[ -z "$BENCH_RAW_DIR" ]] || cp "$out" "$BENCH_RAW_DIR/"
         printf '%s\t%s\t%s\n' "$g" "$c" "$out" >>"$RESULTS"
     done
@@ -282,7 +298,7 @@ REPORT="$WORK_DIR/report.md"
     echo "- kernel: $(uname -srm)"
     echo "- load generator: $OHA_VER on the same machine (shares the CPUs with the server)"
     echo "- durations: client_credentials ${BENCH_SECONDS}s, password ${BENCH_PASSWORD_SECONDS}s per level, after a ${BENCH_WARMUP_SECONDS}s warm-up per grant"
-    echo "- server peak RSS: ${SERVER_RSS:-n/a}"
+    echo "- server: store ${GATEHOUSE_DATABASE_URL:+PostgreSQL (GATEHOUSE_DATABASE_URL)}${GATEHOUSE_DATABASE_URL:-embedded SQLite}${GATEHOUSE_CONFIG:+, config $GATEHOUSE_CONFIG}, log filter ${GATEHOUSE_LOG:-info (default)}, peak RSS ${SERVER_RSS:-n/a}"
     echo
     python3 - "$RESULTS" <<'PY'
 import json, sys

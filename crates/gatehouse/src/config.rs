@@ -102,10 +102,10 @@ fn validate(settings: &Settings) -> anyhow::Result<()> {
 
 /// A secret from `NAME`, or from the file named by `NAME_FILE`.
 pub fn secret_from_env(name: &str) -> anyhow::Result<Option<String>> {
-    if let Ok(value) = std::env::var(name) {
-        if !value.is_empty() {
-            return Ok(Some(value));
-        }
+    if let Ok(value) = std::env::var(name)
+        && !value.is_empty()
+    {
+        return Ok(Some(value));
     }
     if let Ok(path) = std::env::var(format!("{name}_FILE")) {
         let value = std::fs::read_to_string(&path)

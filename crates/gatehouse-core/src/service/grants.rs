@@ -4,7 +4,7 @@
 use gatehouse_token::now_unix;
 use serde::Serialize;
 
-use super::{AuthService, ClientAuth, user_is_usable};
+use super::{AuthService, ClientAuth, revocation_cutoff, user_is_usable};
 use crate::{
     GrantType, OAuthError, OAuthErrorCode, RefreshFamily, RefreshTokenRecord, RequestContext,
     RotateOutcome, ScopeSet, secret,
@@ -75,8 +75,13 @@ impl AuthService {
                 let allowed = client.allowed_scopes.clone().unwrap_or_default();
                 let scope = grant_scope(requested_scope, &allowed)?;
                 let roles = (!client.client.roles.is_empty()).then(|| client.client.roles.clone());
-                let (access_token, expires_in) =
-                    self.issue_access_token(&client.client.id, &client.client.id, &scope, roles)?;
+                let (access_token, expires_in) = self.issue_access_token(
+                    &client.client.id,
+                    &client.client.id,
+                    &scope,
+                    roles,
+                    client.client.not_before,
+                )?;
                 TokenResponse {
                     access_token,
                     token_type: "Bearer",
@@ -164,6 +169,7 @@ impl AuthService {
             &client.client.id,
             &scope,
             Some(user.roles.clone()),
+            user.not_before,
         )?;
         self.audit(
             "login.success",
@@ -206,7 +212,8 @@ impl AuthService {
             return Err(OAuthError::invalid_grant(BAD_REFRESH));
         }
         let user = match self.store.user(&family.user_id).await? {
-            Some(u) if user_is_usable(&u) && family.created_at >= u.not_before => u,
+            // Every path that moves a user's not-before time also revokes their families.
+            Some(u) if user_is_usable(&u) => u,
             _ => return Err(OAuthError::invalid_grant(BAD_REFRESH)),
         };
         let family_scope = ScopeSet::parse(&family.scope)
@@ -239,8 +246,13 @@ impl AuthService {
             self.handle_reuse(&family, ctx).await?;
             return Err(OAuthError::invalid_grant(BAD_REFRESH));
         }
-        let (access_token, expires_in) =
-            self.issue_access_token(&user.id, client_id, &scope, Some(user.roles.clone()))?;
+        let (access_token, expires_in) = self.issue_access_token(
+            &user.id,
+            client_id,
+            &scope,
+            Some(user.roles.clone()),
+            user.not_before,
+        )?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
@@ -263,7 +275,7 @@ impl AuthService {
         };
         let within_grace = old
             .rotated_at
-            .is_some_and(|at| now - at <= self.config.refresh_reuse_grace_secs as i64);
+            .is_some_and(|at| now - at < self.config.refresh_reuse_grace_secs as i64);
         if !within_grace || family.revoked_at.is_some() {
             return Ok(false);
         }
@@ -282,12 +294,13 @@ impl AuthService {
         family: &RefreshFamily,
         ctx: &RequestContext,
     ) -> Result<(), OAuthError> {
-        let now = now_unix();
         let revoked = self
             .store
-            .revoke_user_families(&family.user_id, now)
+            .revoke_user_families(&family.user_id, now_unix())
             .await?;
-        self.store.set_user_not_before(&family.user_id, now).await?;
+        self.store
+            .set_user_not_before(&family.user_id, revocation_cutoff())
+            .await?;
         tracing::warn!(
             user = %family.user_id,
             family = %family.id,

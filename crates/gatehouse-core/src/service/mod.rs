@@ -102,12 +102,17 @@ impl AuthService {
     }
 
     /// Signs an access token for `subject` with the given scope (and roles, for people).
+    ///
+    /// `not_before` is the subject's cutoff: tokens with an earlier `iat` are dead. A cutoff is set a
+    /// second ahead (see [`revocation_cutoff`]), so a token minted just after a revocation carries
+    /// `iat = not_before` to stay alive, while every token minted before it is caught.
     fn issue_access_token(
         &self,
         subject: &str,
         client_id: &str,
         scope: &ScopeSet,
         roles: Option<Vec<String>>,
+        not_before: i64,
     ) -> Result<(String, u64), OAuthError> {
         let now = now_unix();
         let ttl = self.config.access_token_ttl_secs;
@@ -116,7 +121,7 @@ impl AuthService {
             sub: subject.to_owned(),
             aud: Audience::One(self.config.audience.clone()),
             exp: now + ttl as i64,
-            iat: now,
+            iat: now.max(not_before),
             jti: secret::random_string(16)?,
             client_id: client_id.to_owned(),
             scope: scope.to_string(),
@@ -168,6 +173,12 @@ impl From<StoreError> for crate::TokenProblem {
         tracing::error!(error = %e, "store failure while checking a token");
         crate::TokenProblem::Invalid("the token could not be checked".into())
     }
+}
+
+/// The not-before time that kills every token issued until now. `iat` has whole-second precision,
+/// so the cutoff is the next second: a token minted earlier in this second is caught too.
+pub(crate) fn revocation_cutoff() -> i64 {
+    now_unix() + 1
 }
 
 /// A user, as an argument to functions that need one whose tokens are still good.

@@ -4,7 +4,7 @@
 use gatehouse_token::{AccessClaims, now_unix};
 use serde::{Deserialize, Serialize};
 
-use super::{AuthService, user_is_usable};
+use super::{AuthService, revocation_cutoff, user_is_usable};
 use crate::{
     ADMIN_ROLE, ApiError, RequestContext, StoreError, TokenProblem, USER_ROLE, User, secret,
     validate,
@@ -166,9 +166,13 @@ impl AuthService {
             ));
         }
         let hash = self.hasher.hash(&change.new_password).await?;
-        let now = now_unix();
-        self.store.set_user_password(&user.id, &hash, now).await?;
-        let revoked = self.store.revoke_user_families(&user.id, now).await?;
+        self.store
+            .set_user_password(&user.id, &hash, revocation_cutoff())
+            .await?;
+        let revoked = self
+            .store
+            .revoke_user_families(&user.id, now_unix())
+            .await?;
         self.audit(
             "password.changed",
             Some(&user.id),

@@ -1,0 +1,290 @@
+//! Spawns a real authorization server on a random loopback port, on SQLite or on a fresh
+//! PostgreSQL database, and hands the test an HTTP client and the store.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use gatehouse_core::{AuthConfig, AuthService, Store};
+use gatehouse_server::AppState;
+use gatehouse_store::SqlStore;
+use gatehouse_token::{AccessClaims, Audience, KeyEncryptionKey, SigningKey, now_unix};
+use serde_json::{Value, json};
+use sqlx::Row;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub store: SqlStore,
+    pub config: AuthConfig,
+    kek_hex: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The PostgreSQL server to test against, if any. `GATEHOUSE_REQUIRE_POSTGRES=1` (set by
+/// `scripts/test`) turns a missing server into a failure instead of a skip.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("GATEHOUSE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("GATEHOUSE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                panic!("GATEHOUSE_REQUIRE_POSTGRES=1 but GATEHOUSE_TEST_POSTGRES_URL is not set");
+            }
+            eprintln!("GATEHOUSE_TEST_POSTGRES_URL is not set: PostgreSQL leg skipped");
+            None
+        }
+    }
+}
+
+/// A fresh, empty database on the test PostgreSQL server.
+async fn fresh_postgres_database(server_url: &str) -> String {
+    use sqlx::Connection;
+    let name = format!(
+        "gh_test_{}",
+        gatehouse_core::secret::random_string(9)
+            .unwrap()
+            .to_ascii_lowercase()
+            .replace(['-', '_'], "x")
+    );
+    let mut conn = sqlx::PgConnection::connect(server_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let (base, _) = server_url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut AuthConfig)) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (store, dir) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                (
+                    SqlStore::open_sqlite_dir(dir.path()).await.unwrap(),
+                    Some(dir),
+                )
+            }
+            Backend::Postgres => {
+                let server = postgres_url().expect("postgres leg without a server");
+                let url = fresh_postgres_database(&server).await;
+                (SqlStore::connect(&url).await.unwrap(), None)
+            }
+        };
+        let mut config = AuthConfig {
+            issuer: format!("http://{address}"),
+            ..AuthConfig::default()
+        };
+        configure(&mut config);
+        let kek = KeyEncryptionKey::generate().unwrap();
+        let kek_hex = kek.to_hex();
+        let service = AuthService::start(config.clone(), Arc::new(store.clone()), kek)
+            .await
+            .unwrap();
+        let state = AppState {
+            service: Arc::new(service),
+            metrics: gatehouse_server::install_metrics(),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(gatehouse_server::serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        Self {
+            base: format!("http://{address}"),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            store,
+            config,
+            kek_hex,
+            shutdown: Some(tx),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POST a form to the token endpoint.
+    pub async fn token(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.url("/oauth2/token"))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a machine client; returns (client_id, client_secret, registration body).
+    pub async fn register_client(&self, scope: &str) -> (String, String, Value) {
+        let response = self
+            .http
+            .post(self.url("/oauth2/register"))
+            .json(&json!({ "client_name": "test client", "scope": scope }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        (
+            body["client_id"].as_str().unwrap().to_owned(),
+            body["client_secret"].as_str().unwrap().to_owned(),
+            body,
+        )
+    }
+
+    pub async fn sign_up(&self, username: &str, password: &str) -> Value {
+        let response = self
+            .http
+            .post(self.url("/users"))
+            .json(&json!({
+                "username": username,
+                "password": password,
+                "email": format!("{username}@example.com"),
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        response.json().await.unwrap()
+    }
+
+    /// Password login through the built-in web client; returns the token response.
+    pub async fn login(&self, username: &str, password: &str) -> Value {
+        let response = self
+            .token(&[
+                ("grant_type", "password"),
+                ("client_id", "gatehouse-web"),
+                ("username", username),
+                ("password", password),
+            ])
+            .await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        response.json().await.unwrap()
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "gatehouse-web"),
+            ("refresh_token", refresh_token),
+        ])
+        .await
+    }
+
+    pub async fn me(&self, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url("/users/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The server's own signing key, unsealed with the test's key-encryption key, for minting
+    /// tokens the server would sign but with claims a test chooses.
+    pub async fn server_signing_key(&self) -> SigningKey {
+        let kek = KeyEncryptionKey::parse(&self.kek_hex).unwrap();
+        let stored = self.store.signing_keys().await.unwrap();
+        let key = stored.last().unwrap();
+        let pkcs8 = kek.open(&key.kid, &key.sealed_private_key).unwrap();
+        SigningKey::from_pkcs8(&key.kid, &pkcs8).unwrap()
+    }
+
+    pub fn claims_for(&self, sub: &str) -> AccessClaims {
+        let now = now_unix();
+        AccessClaims {
+            iss: self.config.issuer.clone(),
+            sub: sub.to_owned(),
+            aud: Audience::One(self.config.audience.clone()),
+            exp: now + 300,
+            iat: now,
+            jti: "test-jti".into(),
+            client_id: "gatehouse-web".into(),
+            scope: String::new(),
+            roles: Some(vec!["user".into()]),
+        }
+    }
+
+    /// Row counts of every table a request could change, to prove a rejected request changed none.
+    /// The audit log is left out: recording a failed attempt is the point of it.
+    pub async fn snapshot(&self) -> Vec<(String, i64)> {
+        let mut counts = Vec::new();
+        for table in [
+            "clients",
+            "users",
+            "refresh_families",
+            "refresh_tokens",
+            "signing_keys",
+            "roles",
+        ] {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) AS n FROM {table}"
+            )))
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap();
+            counts.push((table.to_owned(), row.get::<i64, _>("n")));
+        }
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM refresh_tokens WHERE rotated_at IS NULL")
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap();
+        counts.push(("live refresh tokens".into(), row.get::<i64, _>("n")));
+        counts
+    }
+
+    pub async fn execute(&self, sql: &'static str) {
+        sqlx::query(sql).execute(self.store.pool()).await.unwrap();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Defines each listed `async fn name(backend: Backend)` as two tests, `sqlite::name` and
+/// `postgres::name`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::common::postgres_url().is_some() {
+                        super::$name($crate::common::Backend::Postgres).await
+                    }
+                }
+            )*
+        }
+    };
+}
