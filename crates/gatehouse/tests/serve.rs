@@ -1,0 +1,186 @@
+//! The real `gatehouse serve` process: first start, restart on the same data, admin bootstrap,
+//! and a clean exit on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+struct Running {
+    child: Child,
+    base: String,
+}
+
+/// Starts the binary on a free port and waits for the line it prints once it is listening.
+fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Running {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    command
+        .args(["serve", "--auth-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("GATEHOUSE_KEK")
+        .env_remove("GATEHOUSE_DATABASE_URL")
+        .env("GATEHOUSE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in extra_env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("the server exited before it was listening")
+            .unwrap();
+        if let Some(url) = line.trim().strip_prefix("authorization server") {
+            break url.trim().to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Running { child, base }
+}
+
+fn terminate(mut running: Running) -> std::process::ExitStatus {
+    let pid = running.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    running.child.wait().unwrap()
+}
+
+async fn jwks_kid(http: &reqwest::Client, base: &str) -> String {
+    let set: Value = http
+        .get(format!("{base}/oauth2/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    set["keys"][0]["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn serve_bootstraps_persists_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = [
+        ("GATEHOUSE_ADMIN_USERNAME", "root"),
+        ("GATEHOUSE_ADMIN_PASSWORD", "root-password-1"),
+    ];
+    let http = reqwest::Client::new();
+
+    let first = start(dir.path(), &admin);
+    assert_eq!(
+        http.get(format!("{}/readyz", first.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let kid = jwks_kid(&http, &first.base).await;
+    let login: Value = http
+        .post(format!("{}/oauth2/token", first.base))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "gatehouse-web"),
+            ("username", "root"),
+            ("password", "root-password-1"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me: Value = http
+        .get(format!("{}/users/me", first.base))
+        .bearer_auth(login["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["roles"], serde_json::json!(["admin", "user"]));
+    let status = terminate(first);
+    assert!(
+        status.success(),
+        "SIGTERM should end the process cleanly, got {status}"
+    );
+
+    // The data directory: SQLite in WAL mode and a private key-encryption key file.
+    assert!(dir.path().join("gatehouse.db").exists());
+    let kek = dir.path().join("kek.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kek).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let journal: String = {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(journal, "wal");
+
+    // A restart reuses the stored key and does not create the admin twice.
+    let second = start(dir.path(), &admin);
+    assert_eq!(jwks_kid(&http, &second.base).await, kid);
+    let again = http
+        .post(format!("{}/oauth2/token", second.base))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "gatehouse-web"),
+            ("username", "root"),
+            ("password", "root-password-1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    assert!(terminate(second).success());
+}
+
+#[tokio::test]
+async fn a_wrong_key_encryption_key_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = start(dir.path(), &[]);
+    assert!(terminate(first).success());
+    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--auth-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("GATEHOUSE_KEK", "00".repeat(32))
+        .env("GATEHOUSE_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("signing key"), "{stderr}");
+    assert!(
+        !stderr.contains(&"00".repeat(32)),
+        "the key must not be echoed"
+    );
+}
+
+#[test]
+fn half_an_admin_bootstrap_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--auth-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("GATEHOUSE_ADMIN_USERNAME", "root")
+        .env_remove("GATEHOUSE_ADMIN_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("GATEHOUSE_ADMIN_PASSWORD"));
+}
