@@ -26,8 +26,14 @@ pub fn random_string(bytes: usize) -> Result<String, StoreError> {
 /// The stored form of a high-entropy secret: SHA-256, hex. A slow hash adds nothing for 256-bit
 /// secrets and would cap token throughput.
 pub fn hash_secret(secret: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = digest::digest(&digest::SHA256, secret.as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(64);
+    for b in d.as_ref() {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// Whether `presented` hashes to `stored_hash`, compared in constant time.
@@ -55,6 +61,14 @@ mod tests {
         let b = random_secret().unwrap();
         assert_eq!(a.len(), 43);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn hash_is_lowercase_hex_sha256() {
+        assert_eq!(
+            hash_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
