@@ -165,6 +165,16 @@ pub struct RefreshTokenRecord {
     pub rotated_at: Option<i64>,
 }
 
+/// An access token revoked before its expiry (RFC 7009), denied by `jti` until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedToken {
+    pub jti: String,
+    pub subject: String,
+    pub client_id: String,
+    pub expires_at: i64,
+    pub revoked_at: i64,
+}
+
 /// A signing key as kept in the store: the private part sealed under the key-encryption key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredKey {

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 
 use crate::{
-    AuditEvent, Client, RefreshFamily, RefreshTokenRecord, Role, StoreError, StoredKey, User,
+    AuditEvent, Client, RefreshFamily, RefreshTokenRecord, RevokedToken, Role, StoreError,
+    StoredKey, User,
 };
 
 /// The result of trying to rotate a refresh token.
@@ -67,6 +68,12 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_family(&self, family_id: &str, now: i64) -> Result<(), StoreError>;
     /// Revokes every live family of a user; returns how many.
     async fn revoke_user_families(&self, user_id: &str, now: i64) -> Result<u64, StoreError>;
+
+    /// Adds `jti` to the deny list until `expires_at`; a second revocation of it changes nothing.
+    async fn revoke_access_token(&self, revoked: &RevokedToken) -> Result<(), StoreError>;
+    async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+    /// Deletes deny entries and refresh families that have expired; returns how many rows went.
+    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError>;
 
     async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// Newest first, at most `limit`.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use gatehouse_core::{
-    AuditEvent, Client, RefreshFamily, RefreshTokenRecord, Role, RotateOutcome, Store, StoreError,
+    AuditEvent, Client, RefreshFamily, RefreshTokenRecord, RevokedToken, Role, RotateOutcome, Store, StoreError,
     StoredKey, User,
 };
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -456,6 +456,45 @@ impl Store for SqlStore {
         .await
         .map_err(backend_error)?;
         Ok(done.rows_affected())
+    }
+
+    async fn revoke_access_token(&self, r: &RevokedToken) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, subject, client_id, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(&r.jti)
+        .bind(&r.subject)
+        .bind(&r.client_id)
+        .bind(r.expires_at)
+        .bind(r.revoked_at)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(backend_error)
+    }
+
+    async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM revoked_tokens WHERE jti = $1")
+            .bind(jti)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(found.is_some())
+    }
+
+    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        let tokens = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        let families = sqlx::query("DELETE FROM refresh_families WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(tokens.rows_affected() + families.rows_affected())
     }
 
     async fn record_event(&self, e: &AuditEvent) -> Result<(), StoreError> {

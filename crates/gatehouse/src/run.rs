@@ -42,8 +42,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.auth_listen))?;
     let address = listener.local_addr()?;
+    let service = Arc::new(service);
+    tokio::spawn(purge_periodically(service.clone()));
     let state = AppState {
-        service: Arc::new(service),
+        service,
         metrics: gatehouse_server::install_metrics(),
     };
     println!("Gatehouse is running");
@@ -123,6 +125,19 @@ async fn bootstrap_admin(service: &AuthService) -> anyhow::Result<()> {
         _ => anyhow::bail!(
             "set both GATEHOUSE_ADMIN_USERNAME and GATEHOUSE_ADMIN_PASSWORD, or neither"
         ),
+    }
+}
+
+/// Expired deny entries and refresh families are of no use; remove them now and then.
+async fn purge_periodically(service: Arc<AuthService>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        match service.purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "purged expired revocations and sessions"),
+            Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod clients;
 mod grants;
+mod lifecycle;
 mod registration;
 mod users;
 
@@ -11,6 +12,7 @@ use gatehouse_token::{AccessClaims, Audience, KeyEncryptionKey, VerifierConfig, 
 
 pub use clients::{ClientAuth, PresentedAuth};
 pub use grants::{TokenRequest, TokenResponse};
+pub use lifecycle::{Introspection, LiveToken};
 pub use registration::{ClientMetadata, RegisteredClient, RegistrationRequest};
 pub use users::{NewUser, PasswordChange, UserView};
 

@@ -4,7 +4,7 @@
 use gatehouse_token::{AccessClaims, now_unix};
 use serde::{Deserialize, Serialize};
 
-use super::{AuthService, revocation_cutoff, user_is_usable};
+use super::{AuthService, revocation_cutoff};
 use crate::{
     ADMIN_ROLE, ApiError, RequestContext, StoreError, TokenProblem, USER_ROLE, User, secret,
     validate,
@@ -119,27 +119,18 @@ impl AuthService {
         }
     }
 
-    /// Verifies a bearer token presented to the account endpoints and returns its user. The token
-    /// must be signed by a published key, unexpired, for this issuer and audience, issued after
-    /// the user's not-before time, and the user must exist and not be blocked.
+    /// The user a bearer token presented to the account endpoints speaks for, after every check of
+    /// [`AuthService::check_access_token`]. A machine token is refused with 403.
     pub async fn user_from_token(&self, token: &str) -> Result<(User, AccessClaims), ApiError> {
-        let claims = self
-            .keys
-            .view()
-            .verifier
-            .verify(token)
-            .map_err(|e| ApiError::Unauthorized(TokenProblem::Invalid(e.to_string().into())))?;
-        let user = self.store.user(&claims.sub).await?;
-        match user {
-            Some(user) if !user_is_usable(&user) => Err(revoked()),
-            Some(user) if claims.iat < user.not_before => Err(revoked()),
-            Some(user) => Ok((user, claims)),
-            None if claims.roles.is_none() && claims.sub == claims.client_id => {
-                Err(ApiError::Unauthorized(TokenProblem::InsufficientScope(
-                    "this endpoint needs a user's token, not a client's".into(),
-                )))
-            }
-            None => Err(revoked()),
+        let live = self
+            .check_access_token(token)
+            .await
+            .map_err(ApiError::Unauthorized)?;
+        match live.user {
+            Some(user) => Ok((user, live.claims)),
+            None => Err(ApiError::Unauthorized(TokenProblem::InsufficientScope(
+                "this endpoint needs a user's token, not a client's".into(),
+            ))),
         }
     }
 
@@ -189,6 +180,3 @@ fn username_taken() -> ApiError {
     ApiError::Conflict("that username is taken".into())
 }
 
-fn revoked() -> ApiError {
-    ApiError::Unauthorized(TokenProblem::Invalid("the token has been revoked".into()))
-}

@@ -25,6 +25,12 @@ async fn metadata(state: &AppState) -> Result<Value, ApiReply> {
         "token_endpoint": format!("{base}/oauth2/token"),
         "jwks_uri": format!("{base}/oauth2/jwks"),
         "registration_endpoint": format!("{base}/oauth2/register"),
+        "revocation_endpoint": format!("{base}/oauth2/revoke"),
+        "revocation_endpoint_auth_methods_supported":
+            AuthMethod::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        "introspection_endpoint": format!("{base}/oauth2/introspect"),
+        "introspection_endpoint_auth_methods_supported":
+            [AuthMethod::ClientSecretBasic.as_str(), AuthMethod::ClientSecretPost.as_str()],
         "service_documentation": format!("{base}/docs"),
         "grant_types_supported": GrantType::ALL.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "response_types_supported": [],

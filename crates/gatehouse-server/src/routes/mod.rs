@@ -1,4 +1,5 @@
 mod discovery;
+mod lifecycle;
 mod ops;
 mod registration;
 mod token;
@@ -17,6 +18,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(discovery::openid_configuration))
         .routes(routes!(discovery::jwks))
         .routes(routes!(token::token))
+        .routes(routes!(lifecycle::revoke))
+        .routes(routes!(lifecycle::introspect))
         .routes(routes!(registration::register))
         .routes(routes!(
             registration::read,

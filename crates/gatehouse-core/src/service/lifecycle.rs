@@ -1,0 +1,227 @@
+//! What happens to tokens after they are issued: the one check every token-accepting place uses,
+//! revocation (RFC 7009) and introspection (RFC 7662).
+
+use std::sync::Arc;
+
+use gatehouse_token::{AccessClaims, now_unix};
+use serde::Serialize;
+
+use super::clients::CachedClient;
+use super::{AuthService, ClientAuth, user_is_usable};
+use crate::{OAuthError, RequestContext, RevokedToken, TokenProblem, User, secret};
+
+/// An access token that passed every check, with what it speaks for.
+#[derive(Debug)]
+pub struct LiveToken {
+    pub claims: AccessClaims,
+    pub client: Arc<CachedClient>,
+    /// The person the token was issued to; `None` for a machine token.
+    pub user: Option<User>,
+}
+
+/// RFC 7662 §2.2. Inactive tokens answer `{"active": false}` and nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub aud: Option<gatehouse_token::Audience>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+}
+
+const REVOKED: &str = "the token has been revoked";
+
+/// A JWT has three dot-separated parts; our refresh tokens are one base64url string.
+fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+impl AuthService {
+    /// The check every place that accepts an access token makes: signature, type, issuer,
+    /// audience and lifetime; not revoked by `jti`; client and user still exist, are not blocked,
+    /// and did not move their not-before time past the token's `iat`.
+    pub async fn check_access_token(&self, token: &str) -> Result<LiveToken, TokenProblem> {
+        let claims = self
+            .keys
+            .view()
+            .verifier
+            .verify(token)
+            .map_err(|e| TokenProblem::Invalid(e.to_string().into()))?;
+        if self.store.access_token_revoked(&claims.jti).await? {
+            return Err(TokenProblem::Invalid(REVOKED.into()));
+        }
+        let client = self
+            .cached_client(&claims.client_id)
+            .await?
+            .ok_or(TokenProblem::Invalid(REVOKED.into()))?;
+        if client.client.blocked_at.is_some() || claims.iat < client.client.not_before {
+            return Err(TokenProblem::Invalid(REVOKED.into()));
+        }
+        // client_credentials tokens are issued with the client as their subject.
+        let user = if claims.sub == claims.client_id {
+            None
+        } else {
+            match self.store.user(&claims.sub).await? {
+                Some(u) if user_is_usable(&u) && claims.iat >= u.not_before => Some(u),
+                _ => return Err(TokenProblem::Invalid(REVOKED.into())),
+            }
+        };
+        Ok(LiveToken {
+            claims,
+            client,
+            user,
+        })
+    }
+
+    /// `POST /oauth2/revoke` (RFC 7009). Unknown, malformed and expired tokens are fine: there is
+    /// nothing to revoke, and the answer must not tell a caller which tokens exist.
+    pub async fn revoke(
+        &self,
+        auth: ClientAuth,
+        token: Option<String>,
+        ctx: &RequestContext,
+    ) -> Result<(), OAuthError> {
+        let client = self.authenticate_client(&auth).await?;
+        let token = token.ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        let client_id = &client.client.id;
+        if looks_like_jwt(&token) {
+            let Ok(claims) = self.keys.view().verifier.verify(&token) else {
+                return Ok(());
+            };
+            if &claims.client_id != client_id {
+                return Err(not_yours());
+            }
+            self.store
+                .revoke_access_token(&RevokedToken {
+                    jti: claims.jti.clone(),
+                    subject: claims.sub.clone(),
+                    client_id: claims.client_id.clone(),
+                    expires_at: claims.exp,
+                    revoked_at: now_unix(),
+                })
+                .await?;
+            self.audit(
+                "token.revoked",
+                Some(&claims.sub),
+                Some(client_id),
+                ctx,
+                &format!("access token {}", claims.jti),
+            )
+            .await;
+        } else {
+            let Some((_, family)) = self
+                .store
+                .refresh_token(&secret::hash_secret(&token))
+                .await?
+            else {
+                return Ok(());
+            };
+            if &family.client_id != client_id {
+                return Err(not_yours());
+            }
+            self.store.revoke_family(&family.id, now_unix()).await?;
+            self.audit(
+                "token.revoked",
+                Some(&family.user_id),
+                Some(client_id),
+                ctx,
+                &format!("refresh family {}", family.id),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// `POST /oauth2/introspect` (RFC 7662), for authenticated confidential clients.
+    pub async fn introspect(
+        &self,
+        auth: ClientAuth,
+        token: Option<String>,
+    ) -> Result<Introspection, OAuthError> {
+        let client = self.authenticate_client(&auth).await?;
+        if client.client.is_public() {
+            return Err(OAuthError::invalid_client(
+                "introspection needs an authenticated confidential client",
+            ));
+        }
+        let token = token.ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        if looks_like_jwt(&token) {
+            return Ok(match self.check_access_token(&token).await {
+                Ok(live) => {
+                    let c = live.claims;
+                    Introspection {
+                        active: true,
+                        scope: Some(c.scope),
+                        client_id: Some(c.client_id),
+                        username: live.user.map(|u| u.username),
+                        token_type: Some("Bearer".into()),
+                        exp: Some(c.exp),
+                        iat: Some(c.iat),
+                        sub: Some(c.sub),
+                        aud: Some(c.aud),
+                        iss: Some(c.iss),
+                        jti: Some(c.jti),
+                        roles: c.roles,
+                    }
+                }
+                Err(_) => Introspection::default(),
+            });
+        }
+        let now = now_unix();
+        let Some((record, family)) = self
+            .store
+            .refresh_token(&secret::hash_secret(&token))
+            .await?
+        else {
+            return Ok(Introspection::default());
+        };
+        let live = record.rotated_at.is_none()
+            && record.expires_at > now
+            && family.revoked_at.is_none()
+            && family.expires_at > now;
+        let user = match self.store.user(&family.user_id).await? {
+            Some(u) if live && user_is_usable(&u) => u,
+            _ => return Ok(Introspection::default()),
+        };
+        Ok(Introspection {
+            active: true,
+            scope: Some(family.scope),
+            client_id: Some(family.client_id),
+            username: Some(user.username),
+            token_type: Some("refresh_token".into()),
+            exp: Some(record.expires_at),
+            iat: Some(record.created_at),
+            sub: Some(user.id),
+            iss: Some(self.config.issuer.clone()),
+            ..Introspection::default()
+        })
+    }
+
+    /// Removes expired deny entries and refresh families.
+    pub async fn purge_expired(&self) -> Result<u64, crate::StoreError> {
+        self.store.purge_expired(now_unix()).await
+    }
+}
+
+fn not_yours() -> OAuthError {
+    OAuthError::unauthorized_client("the token was not issued to this client")
+}
