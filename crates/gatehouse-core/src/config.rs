@@ -36,9 +36,10 @@ impl Default for AuthConfig {
             refresh_reuse_grace_secs: 2,
             token_leeway_secs: 30,
             client_cache_ttl_secs: 30,
+            // Half the cores: a login flood must leave the others to every other request.
             max_concurrent_password_hashes: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+                .map(|n| (n.get() / 2).max(1))
+                .unwrap_or(1),
             registration: RegistrationConfig::default(),
         }
     }

@@ -92,13 +92,18 @@ impl OAuthError {
 
 impl From<StoreError> for OAuthError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store failure during an OAuth request");
         match e {
-            StoreError::Unavailable(_) => Self::new(
-                OAuthErrorCode::TemporarilyUnavailable,
-                "the server is temporarily unable to handle the request",
-            ),
-            _ => Self::server_error(),
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "could not serve an OAuth request now");
+                Self::new(
+                    OAuthErrorCode::TemporarilyUnavailable,
+                    "the server is temporarily unable to handle the request",
+                )
+            }
+            _ => {
+                tracing::error!(error = %e, "store failure during an OAuth request");
+                Self::server_error()
+            }
         }
     }
 }
@@ -157,11 +162,16 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store failure during an API request");
         match e {
-            StoreError::Unavailable(_) => Self::Unavailable,
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "could not serve an API request now");
+                Self::Unavailable
+            }
             StoreError::Conflict(what) => Self::Conflict(what),
-            _ => Self::Internal,
+            _ => {
+                tracing::error!(error = %e, "store failure during an API request");
+                Self::Internal
+            }
         }
     }
 }

@@ -18,6 +18,8 @@ const T_COST: u32 = 2;
 const P_COST: u32 = 1;
 const SALT_LEN: usize = 16;
 const OUTPUT_LEN: usize = 32;
+/// About a second of waiting work per thread at ~16 ms a hash.
+const QUEUE_PER_THREAD: usize = 64;
 
 fn params() -> Result<Params, StoreError> {
     Params::new(M_COST_KIB, T_COST, P_COST, Some(OUTPUT_LEN))
@@ -35,7 +37,9 @@ type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 /// after a few dozen logins; with reused buffers it stays at `limit` × 19 MiB above idle.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    jobs: mpsc::Sender<Job>,
+    /// Bounded: past `QUEUE_PER_THREAD` waiting jobs a thread, callers are told to come back later
+    /// instead of queueing minutes of work behind a flood.
+    jobs: mpsc::SyncSender<Job>,
     /// Verified against when a username is unknown, so that answer takes as long as a wrong password.
     dummy_hash: Arc<str>,
 }
@@ -43,7 +47,7 @@ pub struct PasswordHasher {
 impl PasswordHasher {
     /// Starts `limit` hashing threads; they end when the last clone of the hasher is dropped.
     pub fn new(limit: usize) -> Result<Self, StoreError> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::sync_channel::<Job>(limit.max(1) * QUEUE_PER_THREAD);
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..limit.max(1) {
             let queue = queue.clone();
@@ -67,10 +71,20 @@ impl PasswordHasher {
     ) -> Result<T, StoreError> {
         let (done, result) = tokio::sync::oneshot::channel();
         self.jobs
-            .send(Box::new(move |memory: &mut Vec<Block>| {
-                let _ = done.send(job(memory));
+            .try_send(Box::new(move |memory: &mut Vec<Block>| {
+                // The caller gave up (timeout, hung up): do not spend a hash on it.
+                if !done.is_closed() {
+                    let _ = done.send(job(memory));
+                }
             }))
-            .map_err(|_| StoreError::Backend("the password hasher has stopped".into()))?;
+            .map_err(|e| match e {
+                mpsc::TrySendError::Full(_) => {
+                    StoreError::Unavailable("too many password checks waiting".into())
+                }
+                mpsc::TrySendError::Disconnected(_) => {
+                    StoreError::Backend("the password hasher has stopped".into())
+                }
+            })?;
         result
             .await
             .map_err(|_| StoreError::Backend("a password hashing job was lost".into()))
@@ -197,6 +211,27 @@ mod tests {
         assert!(verify_with(&mut memory, "pass-word-1", &theirs).unwrap());
         assert!(!verify_with(&mut memory, "pass-word-2", &theirs).unwrap());
         assert!(verify_with(&mut memory, "x", "$md5$nonsense").is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_is_refused_as_unavailable() {
+        let hasher = PasswordHasher::new(1).unwrap();
+        let hash = hasher.hash("pass-word-1").await.unwrap();
+        let tasks: Vec<_> = (0..(QUEUE_PER_THREAD + 40))
+            .map(|_| {
+                let (hasher, hash) = (hasher.clone(), hash.clone());
+                tokio::spawn(async move { hasher.verify("pass-word-1", Some(&hash)).await })
+            })
+            .collect();
+        let mut refused = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(matched) => assert!(matched),
+                Err(StoreError::Unavailable(_)) => refused += 1,
+                Err(other) => panic!("unexpected {other}"),
+            }
+        }
+        assert!(refused > 0, "a queue past its bound must refuse work");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,8 @@ use crate::{
 pub enum RotateOutcome {
     /// This call rotated it; the successor is stored.
     Rotated,
-    /// Someone rotated it first (a concurrent duplicate or a replay).
+    /// Not rotated: someone rotated it first (a concurrent duplicate or a replay), or its family
+    /// was revoked meanwhile.
     AlreadyRotated,
 }
 
@@ -58,7 +59,8 @@ pub trait Store: Send + Sync + 'static {
         &self,
         hash: &str,
     ) -> Result<Option<(RefreshTokenRecord, RefreshFamily)>, StoreError>;
-    /// Atomically marks `old_hash` rotated (only if it was not already) and stores `successor`.
+    /// Atomically marks `old_hash` rotated (only if it was not already and its family is not
+    /// revoked) and stores `successor`.
     async fn rotate_refresh_token(
         &self,
         old_hash: &str,

@@ -43,6 +43,9 @@ impl IntoResponse for OAuthReply {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         match e.code {
             // RFC 6749 §5.2: a failed client authentication is answered with the scheme to use.
             OAuthErrorCode::InvalidClient => {
@@ -109,6 +112,11 @@ impl IntoResponse for ApiReply {
             body["errors"] = json!(errors);
         }
         let mut response = problem_response(status, body);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let ApiError::Unauthorized(problem) = &e {
             let challenge = match problem {
                 TokenProblem::Missing => format!(r#"Bearer realm="{REALM}""#),
@@ -150,37 +158,55 @@ pub async fn not_found() -> Response {
     ApiReply(ApiError::NotFound("no such resource".into())).into_response()
 }
 
-/// Fills in bodies for errors produced below the handlers (a method the route does not take, an
-/// unmatched path): OAuth endpoints in their own error form, everything else as a problem.
+/// Gives a proper body to errors made by the framework rather than by a handler (a method the
+/// route does not take, a body over the limit, a timeout): OAuth endpoints in their error form,
+/// everything else as a problem. Handler errors are JSON already and pass untouched.
 pub async fn describe_bare_errors(request: Request, next: Next) -> Response {
     let oauth_path = request.uri().path().starts_with("/oauth2/");
     let response = next.run(request).await;
-    if response.status() != StatusCode::METHOD_NOT_ALLOWED
-        || response.headers().contains_key(header::CONTENT_TYPE)
-    {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "this resource does not accept that HTTP method",
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large",
+        StatusCode::SERVICE_UNAVAILABLE => "the request took too long; try again",
+        _ => "the request could not be handled",
+    };
     let allow = response.headers().get(header::ALLOW).cloned();
     let mut replaced = if oauth_path {
-        let mut r = OAuthReply(OAuthError::invalid_request(
-            "this endpoint does not accept that HTTP method",
-        ))
-        .into_response();
-        *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        let code = if status.is_server_error() {
+            OAuthErrorCode::TemporarilyUnavailable
+        } else {
+            OAuthErrorCode::InvalidRequest
+        };
+        let mut r = OAuthReply(OAuthError::new(code, detail)).into_response();
+        *r.status_mut() = status;
         r
     } else {
         problem_response(
-            StatusCode::METHOD_NOT_ALLOWED,
+            status,
             json!({
-                "type": "urn:gatehouse:problem:method-not-allowed",
-                "title": "Method Not Allowed",
-                "status": 405,
-                "detail": "this resource does not accept that HTTP method",
+                "type": "about:blank",
+                "title": status.canonical_reason().unwrap_or("Error"),
+                "status": status.as_u16(),
+                "detail": detail,
             }),
         )
     };
     if let Some(allow) = allow {
         replaced.headers_mut().insert(header::ALLOW, allow);
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        replaced
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     replaced
 }

@@ -41,12 +41,13 @@ pub fn router(state: AppState) -> Router {
     let request_id = axum::http::HeaderName::from_static("x-request-id");
     api.merge(docs)
         .fallback(error::not_found)
-        .layer(axum::middleware::from_fn(error::describe_bare_errors))
-        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::extract::DefaultBodyLimit::max(extract::JSON_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
         ))
+        .layer(axum::middleware::from_fn(error::describe_bare_errors))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

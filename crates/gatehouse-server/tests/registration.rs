@@ -205,6 +205,22 @@ async fn metadata_outside_policy_is_invalid_client_metadata(backend: Backend) {
         form.json::<Value>().await.unwrap()["error"],
         "invalid_request"
     );
+    let huge = app
+        .http
+        .post(app.url("/oauth2/register"))
+        .header("content-type", "application/json")
+        .body(format!(
+            "{{\"client_name\":\"{}\"}}",
+            "x".repeat(100 * 1024)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+    assert_eq!(
+        huge.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
     assert_eq!(app.snapshot().await, before);
 }
 

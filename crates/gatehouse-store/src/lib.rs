@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use gatehouse_core::{
-    AuditEvent, Client, RefreshFamily, RefreshTokenRecord, RevokedToken, Role, RotateOutcome, Store, StoreError,
-    StoredKey, User,
+    AuditEvent, Client, RefreshFamily, RefreshTokenRecord, RevokedToken, Role, RotateOutcome,
+    Store, StoreError, StoredKey, User,
 };
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
@@ -411,8 +411,11 @@ impl Store for SqlStore {
         // (no lock upgrade to deadlock on); on PostgreSQL it row-locks, so concurrent rotations
         // of one token queue here and all but the first see it already rotated.
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        // Only while the family lives: a revocation racing this rotation wins.
         let done = sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1 AND rotated_at IS NULL",
+            "UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1 AND rotated_at IS NULL \
+             AND EXISTS (SELECT 1 FROM refresh_families f \
+                         WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL)",
         )
         .bind(old_hash)
         .bind(now)

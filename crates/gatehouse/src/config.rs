@@ -7,6 +7,7 @@ use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use gatehouse_core::AuthConfig;
+use gatehouse_core::config::RegistrationMode;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,8 +81,9 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Setting
     if settings.auth.issuer.is_empty() {
         settings.auth.issuer = format!("http://{}", settings.auth_listen);
     }
-    settings.auth.registration.initial_access_token =
-        secret_from_env("GATEHOUSE_REGISTRATION_TOKEN")?;
+    if let Some(token) = secret_from_env("GATEHOUSE_REGISTRATION_TOKEN")? {
+        settings.auth.registration.initial_access_token = Some(token);
+    }
     validate(&settings)?;
     Ok(settings)
 }
@@ -93,6 +95,18 @@ fn validate(settings: &Settings) -> anyhow::Result<()> {
     }
     if settings.auth.access_token_ttl_secs == 0 || settings.auth.refresh_token_ttl_secs == 0 {
         anyhow::bail!("token lifetimes must be positive");
+    }
+    let registration = &settings.auth.registration;
+    if registration.mode == RegistrationMode::InitialAccessToken
+        && registration
+            .initial_access_token
+            .as_deref()
+            .is_none_or(|t| t.len() < 16)
+    {
+        anyhow::bail!(
+            "registration mode initial-access-token needs GATEHOUSE_REGISTRATION_TOKEN \
+             (at least 16 characters)"
+        );
     }
     if !matches!(settings.log_format.as_str(), "text" | "json") {
         anyhow::bail!("log_format must be text or json");
@@ -170,5 +184,12 @@ mod tests {
         std::fs::write(&file, "[auth]\nissuer = \"ftp://x\"\n").unwrap();
         assert!(load(Some(&file), Overrides::default()).is_err());
         assert!(load(Some(&dir.path().join("missing.toml")), Overrides::default()).is_err());
+        std::fs::write(
+            &file,
+            "[auth.registration]\nmode = \"initial-access-token\"\n",
+        )
+        .unwrap();
+        let refused = load(Some(&file), Overrides::default()).unwrap_err();
+        assert!(format!("{refused:#}").contains("GATEHOUSE_REGISTRATION_TOKEN"));
     }
 }

@@ -2,6 +2,7 @@
 //! steady-state `client_credentials` path off the database.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -31,12 +32,18 @@ pub struct ClientAuth {
 #[derive(Debug)]
 pub struct CachedClient {
     pub client: Client,
-    /// Its own scopes plus its roles' default scopes; `None` when unrestricted (first-party).
-    pub allowed_scopes: Option<ScopeSet>,
+    /// What it may be granted for itself (`client_credentials`): its own scopes plus its roles'.
+    pub own_scopes: ScopeSet,
+    /// The most a token it obtains for a person may carry; `None` for a first-party client, which
+    /// is limited only by the person's own scopes.
+    pub delegation_limit: Option<ScopeSet>,
 }
 
 pub(super) struct ClientCache {
     ttl: Duration,
+    /// Bumped by every invalidation, so a read that started before one cannot re-insert what it
+    /// read afterwards.
+    generation: AtomicU64,
     entries: RwLock<HashMap<String, (Arc<CachedClient>, Instant)>>,
 }
 
@@ -44,6 +51,7 @@ impl ClientCache {
     pub(super) fn new(ttl_secs: u64) -> Self {
         Self {
             ttl: Duration::from_secs(ttl_secs),
+            generation: AtomicU64::new(0),
             entries: RwLock::new(HashMap::new()),
         }
     }
@@ -54,8 +62,16 @@ impl ClientCache {
         (loaded.elapsed() < self.ttl).then(|| client.clone())
     }
 
-    fn put(&self, client: Arc<CachedClient>) {
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Caches `client` unless an invalidation happened since `read_at` (a generation).
+    fn put(&self, client: Arc<CachedClient>, read_at: u64) {
         if let Ok(mut entries) = self.entries.write() {
+            if self.generation() != read_at {
+                return;
+            }
             // Bounded: a flood of distinct ids cannot grow it without limit.
             if entries.len() >= 100_000 {
                 entries.clear();
@@ -66,6 +82,7 @@ impl ClientCache {
 
     pub(super) fn invalidate(&self, id: &str) {
         if let Ok(mut entries) = self.entries.write() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
             entries.remove(id);
         }
     }
@@ -82,18 +99,21 @@ impl AuthService {
         if let Some(hit) = self.clients.get(id) {
             return Ok(Some(hit));
         }
+        let read_at = self.clients.generation();
         let Some(client) = self.store.client(id).await? else {
             return Ok(None);
         };
-        let allowed_scopes = match &client.scopes {
-            None => None,
-            Some(own) => Some(own.union(&self.scopes_of_roles(&client.roles).await?)),
-        };
+        let role_scopes = self.scopes_of_roles(&client.roles).await?;
         let cached = Arc::new(CachedClient {
+            own_scopes: client
+                .scopes
+                .clone()
+                .unwrap_or_default()
+                .union(&role_scopes),
+            delegation_limit: client.scopes.as_ref().map(|s| s.union(&role_scopes)),
             client,
-            allowed_scopes,
         });
-        self.clients.put(cached.clone());
+        self.clients.put(cached.clone(), read_at);
         Ok(Some(cached))
     }
 

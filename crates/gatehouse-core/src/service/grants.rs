@@ -72,8 +72,7 @@ impl AuthService {
                         "public clients cannot use client_credentials",
                     ));
                 }
-                let allowed = client.allowed_scopes.clone().unwrap_or_default();
-                let scope = grant_scope(requested_scope, &allowed)?;
+                let scope = grant_scope(requested_scope, &client.own_scopes)?;
                 let roles = (!client.client.roles.is_empty()).then(|| client.client.roles.clone());
                 let (access_token, expires_in) = self.issue_access_token(
                     &client.client.id,
@@ -98,7 +97,7 @@ impl AuthService {
             }
             GrantType::RefreshToken => {
                 let token = required(request.refresh_token, "refresh_token")?;
-                self.refresh_grant(&client.client.id, &token, requested_scope, ctx)
+                self.refresh_grant(&client, &token, requested_scope, ctx)
                     .await?
             }
         };
@@ -138,8 +137,8 @@ impl AuthService {
             }
         };
         let mut allowed = self.scopes_of_roles(&user.roles).await?;
-        if let Some(client_scopes) = &client.allowed_scopes {
-            allowed = allowed.intersection(client_scopes);
+        if let Some(limit) = &client.delegation_limit {
+            allowed = allowed.intersection(limit);
         }
         let scope = grant_scope(requested, &allowed)?;
         let now = now_unix();
@@ -194,11 +193,12 @@ impl AuthService {
 
     async fn refresh_grant(
         &self,
-        client_id: &str,
+        client: &super::clients::CachedClient,
         presented: &str,
         requested: Option<ScopeSet>,
         ctx: &RequestContext,
     ) -> Result<TokenResponse, OAuthError> {
+        let client_id = client.client.id.as_str();
         let now = now_unix();
         let hash = secret::hash_secret(presented);
         let Some((record, family)) = self.store.refresh_token(&hash).await? else {
@@ -218,8 +218,13 @@ impl AuthService {
         };
         let family_scope = ScopeSet::parse(&family.scope)
             .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
-        // Roles may have changed since the login: never grant more than they allow now.
-        let still_allowed = family_scope.intersection(&self.scopes_of_roles(&user.roles).await?);
+        // Roles and the client may have changed since the login: never grant more than they
+        // allow now.
+        let mut still_allowed =
+            family_scope.intersection(&self.scopes_of_roles(&user.roles).await?);
+        if let Some(limit) = &client.delegation_limit {
+            still_allowed = still_allowed.intersection(limit);
+        }
         let scope = grant_scope(requested, &still_allowed)?;
 
         let successor = secret::derive_token(&self.refresh_successor_key, presented);
@@ -238,13 +243,24 @@ impl AuthService {
             }
             Some(_) => RotateOutcome::AlreadyRotated,
         };
-        if outcome == RotateOutcome::AlreadyRotated
-            && !self
+        if outcome == RotateOutcome::AlreadyRotated {
+            // A family revoked meanwhile (logout, password change, an earlier reuse verdict) is
+            // simply over; anything else is a duplicate inside the grace window, or reuse.
+            let revoked = self
+                .store
+                .refresh_token(&hash)
+                .await?
+                .is_none_or(|(_, f)| f.revoked_at.is_some());
+            if revoked {
+                return Err(OAuthError::invalid_grant(BAD_REFRESH));
+            }
+            if !self
                 .is_concurrent_duplicate(&hash, &successor_record.hash, now)
                 .await?
-        {
-            self.handle_reuse(&family, ctx).await?;
-            return Err(OAuthError::invalid_grant(BAD_REFRESH));
+            {
+                self.handle_reuse(&family, ctx).await?;
+                return Err(OAuthError::invalid_grant(BAD_REFRESH));
+            }
         }
         let (access_token, expires_in) = self.issue_access_token(
             &user.id,
@@ -270,13 +286,13 @@ impl AuthService {
         successor_hash: &str,
         now: i64,
     ) -> Result<bool, OAuthError> {
-        let Some((old, family)) = self.store.refresh_token(old_hash).await? else {
+        let Some((old, _)) = self.store.refresh_token(old_hash).await? else {
             return Ok(false);
         };
         let within_grace = old
             .rotated_at
             .is_some_and(|at| now - at < self.config.refresh_reuse_grace_secs as i64);
-        if !within_grace || family.revoked_at.is_some() {
+        if !within_grace {
             return Ok(false);
         }
         let successor_live = self

@@ -157,12 +157,14 @@ impl AuthService {
             ));
         }
         let hash = self.hasher.hash(&change.new_password).await?;
-        self.store
-            .set_user_password(&user.id, &hash, revocation_cutoff())
-            .await?;
+        // Sessions first: a refresh racing this change then fails on its revoked family instead of
+        // minting an access token dated at the new cutoff.
         let revoked = self
             .store
             .revoke_user_families(&user.id, now_unix())
+            .await?;
+        self.store
+            .set_user_password(&user.id, &hash, revocation_cutoff())
             .await?;
         self.audit(
             "password.changed",
@@ -179,4 +181,3 @@ impl AuthService {
 fn username_taken() -> ApiError {
     ApiError::Conflict("that username is taken".into())
 }
-

@@ -47,7 +47,10 @@ pub async fn introspect(
     let auth = client_auth(&headers, &mut form)?;
     let answer = state.service.introspect(auth, form.take("token")).await?;
     Ok((
-        [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
         Json(answer),
     ))
 }

@@ -45,7 +45,10 @@ pub async fn token(
 }
 
 /// Works out how the client authenticated. Using two methods at once is refused (RFC 6749 §2.3).
-pub(super) fn client_auth(headers: &HeaderMap, form: &mut OAuthForm) -> Result<ClientAuth, OAuthError> {
+pub(super) fn client_auth(
+    headers: &HeaderMap,
+    form: &mut OAuthForm,
+) -> Result<ClientAuth, OAuthError> {
     let form_id = form.take("client_id");
     let form_secret = form.take("client_secret");
     match (basic_credentials(headers)?, form_id, form_secret) {

@@ -222,32 +222,39 @@ impl TestApp {
         }
     }
 
-    /// Row counts of every table a request could change, to prove a rejected request changed none.
-    /// The audit log is left out: recording a failed attempt is the point of it.
-    pub async fn snapshot(&self) -> Vec<(String, i64)> {
-        let mut counts = Vec::new();
-        for table in [
-            "clients",
-            "users",
-            "refresh_families",
-            "refresh_tokens",
-            "signing_keys",
-            "roles",
-        ] {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT COUNT(*) AS n FROM {table}"
+    /// Every row of every table a request could change, to prove a rejected request changed
+    /// nothing (not only that no row came or went). The audit log is left out: recording a failed
+    /// attempt is its purpose.
+    pub async fn snapshot(&self) -> Vec<(String, Vec<String>)> {
+        let mut tables = Vec::new();
+        for table in TABLES {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT * FROM {table} ORDER BY 1"
             )))
-            .fetch_one(self.store.pool())
+            .fetch_all(self.store.pool())
             .await
             .unwrap();
-            counts.push((table.to_owned(), row.get::<i64, _>("n")));
+            let rows = rows
+                .iter()
+                .map(|row| {
+                    (0..row.len())
+                        .map(|i| cell(row, i))
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect();
+            tables.push(((*table).to_owned(), rows));
         }
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM refresh_tokens WHERE rotated_at IS NULL")
-            .fetch_one(self.store.pool())
+        tables
+    }
+
+    /// Row counts per table.
+    pub async fn counts(&self) -> Vec<(String, usize)> {
+        self.snapshot()
             .await
-            .unwrap();
-        counts.push(("live refresh tokens".into(), row.get::<i64, _>("n")));
-        counts
+            .into_iter()
+            .map(|(table, rows)| (table, rows.len()))
+            .collect()
     }
 
     pub async fn execute(&self, sql: &'static str) {
@@ -261,6 +268,30 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+const TABLES: &[&str] = &[
+    "clients",
+    "users",
+    "roles",
+    "refresh_families",
+    "refresh_tokens",
+    "revoked_tokens",
+    "signing_keys",
+];
+
+/// One cell as text, whatever its type.
+fn cell(row: &sqlx::any::AnyRow, i: usize) -> String {
+    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        return format!("{v:?}");
+    }
+    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        return format!("{v:?}");
+    }
+    if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(i) {
+        return format!("{v:?}");
+    }
+    "<undecodable>".to_owned()
 }
 
 /// Defines each listed `async fn name(backend: Backend)` as two tests, `sqlite::name` and
