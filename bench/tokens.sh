@@ -58,9 +58,14 @@ command -v timeout >/dev/null || die "timeout (coreutils) is required"
 WORK_DIR=""
 SERVER_PID=""
 OHA_PID=""
+FLOOD_PID=""
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    if [[ -n "$FLOOD_PID" ]] && kill -0 "$FLOOD_PID" 2>/dev/null; then
+        kill -TERM "$FLOOD_PID" 2>/dev/null || true
+        wait "$FLOOD_PID" 2>/dev/null || true
+    fi
     if [[ -n "$OHA_PID" ]] && kill -0 "$OHA_PID" 2>/dev/null; then
         kill -TERM "$OHA_PID" 2>/dev/null || true   # timeout passes it on to oha
         wait "$OHA_PID" 2>/dev/null || true
@@ -277,6 +282,25 @@ for g in "${GRANTS[@]}"; do
         printf '%s\t%s\t%s\n' "$g" "$c" "$out" >>"$RESULTS"
     done
 done
+
+# A login flood must not slow everything else down (DESIGN.md: other endpoints keep a p99 of a few
+# milliseconds). Run a password flood at c=64 and, beside it, client_credentials at c=1.
+if want_grant client_credentials && want_grant password && [[ "${BENCH_MIXED:-1}" != 0 ]]; then
+    secs="$BENCH_PASSWORD_SECONDS"
+    log "mixed: password flood at c=64 for ${secs}s with client_credentials at c=1 beside it"
+    timeout --kill-after=5 "$((secs + BENCH_REQUEST_TIMEOUT + 30))" \
+        oha --no-tui "${OHA_JSON[@]}" "${OHA_EXTRA[@]}" \
+            -z "${secs}s" -c 64 -t "${BENCH_REQUEST_TIMEOUT}s" \
+            -m POST -T application/x-www-form-urlencoded -d "$PW_BODY" \
+            "$BASE/oauth2/token" >"$WORK_DIR/oha-mixed-flood.json" 2>"$WORK_DIR/oha-mixed-flood.err" </dev/null &
+    FLOOD_PID=$!
+    sleep 1   # let the flood fill the hashing queue first
+    run_oha "$WORK_DIR/oha-mixed-cc.json" "$((secs > 2 ? secs - 2 : 1))" 1 "$CC_BODY"
+    wait "$FLOOD_PID" || die "the password flood's oha failed"
+    FLOOD_PID=""
+    printf '%s\t%s\t%s\n' "password (flood)" 64 "$WORK_DIR/oha-mixed-flood.json" >>"$RESULTS"
+    printf '%s\t%s\t%s\n' "client_credentials (beside the flood)" 1 "$WORK_DIR/oha-mixed-cc.json" >>"$RESULTS"
+fi
 
 SERVER_RSS="$(awk '/^VmHWM:/ {printf "%.1f MiB", $2/1024}' "/proc/$SERVER_PID/status" 2>/dev/null || true)"
 
