@@ -22,6 +22,8 @@ pub struct AuthConfig {
     pub client_cache_ttl_secs: u64,
     /// Password hashes computed at once; further logins wait their turn.
     pub max_concurrent_password_hashes: usize,
+    /// After a client secret is rotated, how long the previous one keeps working.
+    pub secret_rotation_overlap_secs: u64,
     pub registration: RegistrationConfig,
 }
 
@@ -40,6 +42,7 @@ impl Default for AuthConfig {
             max_concurrent_password_hashes: std::thread::available_parallelism()
                 .map(|n| (n.get() / 2).max(1))
                 .unwrap_or(1),
+            secret_rotation_overlap_secs: 3600,
             registration: RegistrationConfig::default(),
         }
     }

@@ -101,6 +101,9 @@ pub struct Client {
     pub roles: Vec<String>,
     /// SHA-256 of the RFC 7592 registration access token, for self-registered clients.
     pub registration_token_hash: Option<String>,
+    /// After a secret rotation, the old secret's hash, accepted until `previous_secret_expires_at`.
+    pub previous_secret_hash: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
     pub blocked_at: Option<i64>,

@@ -30,6 +30,14 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError>;
     /// Replaces every mutable field; `false` when there is no such client.
     async fn update_client(&self, client: &Client) -> Result<bool, StoreError>;
+    /// Clients with ids after `after` (`""` for the first page), in id order, at most `limit`.
+    async fn list_clients(&self, after: &str, limit: u32) -> Result<Vec<Client>, StoreError>;
+    /// Users with ids after `after`, in id order, at most `limit`.
+    async fn list_users(&self, after: &str, limit: u32) -> Result<Vec<User>, StoreError>;
+    /// Replaces email, roles, blocked and not-before; `false` when there is no such user.
+    async fn update_user(&self, user: &User) -> Result<bool, StoreError>;
+    /// Deletes the user and their refresh families; `false` when there is no such user.
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
     /// Deletes the client and its refresh families; `false` when there is no such client.
     async fn delete_client(&self, id: &str) -> Result<bool, StoreError>;
 
@@ -68,6 +76,8 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<RotateOutcome, StoreError>;
     async fn revoke_family(&self, family_id: &str, now: i64) -> Result<(), StoreError>;
+    /// Revokes every live family a client obtained; returns how many.
+    async fn revoke_client_families(&self, client_id: &str, now: i64) -> Result<u64, StoreError>;
     /// Revokes every live family of a user; returns how many.
     async fn revoke_user_families(&self, user_id: &str, now: i64) -> Result<u64, StoreError>;
 

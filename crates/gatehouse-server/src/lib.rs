@@ -36,7 +36,7 @@ pub struct AppState {
 
 /// The whole application: routes, docs, and the layers every request passes.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = routes::api().split_for_parts();
+    let (api, openapi) = routes::api(state.clone()).split_for_parts();
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi);
     let request_id = axum::http::HeaderName::from_static("x-request-id");
     api.merge(docs)

@@ -12,6 +12,7 @@ use utoipa::OpenApi;
     tags(
         (name = "oauth2", description = "OAuth 2 endpoints (RFC 6749, 7591, 7592, 7517, 8414)"),
         (name = "users", description = "People's accounts"),
+        (name = "admin", description = "Administration: needs the admin role (RFC 9457 errors)"),
         (name = "operations", description = "Health and metrics"),
     ),
     modifiers(&BearerScheme)

@@ -630,6 +630,8 @@ async fn refresh_never_grants_more_than_the_client_may_now_have(backend: Backend
         scopes: Some(ScopeSet::parse("orders posts").unwrap()),
         roles: vec![],
         registration_token_hash: None,
+        previous_secret_hash: None,
+        previous_secret_expires_at: None,
         created_at: 0,
         updated_at: 0,
         blocked_at: None,

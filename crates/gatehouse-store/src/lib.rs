@@ -144,7 +144,8 @@ fn backend_error(e: sqlx::Error) -> StoreError {
 macro_rules! client_columns {
     () => {
         "id, name, secret_hash, auth_method, grant_types, scopes, roles, \
-         registration_token_hash, created_at, updated_at, blocked_at, not_before"
+         registration_token_hash, created_at, updated_at, blocked_at, not_before, \
+         previous_secret_hash, previous_secret_expires_at"
     };
 }
 macro_rules! user_columns {
@@ -211,7 +212,7 @@ impl Store for SqlStore {
         sqlx::query(concat!(
             "INSERT INTO clients (",
             client_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
         .bind(row.id)
         .bind(row.name)
@@ -225,6 +226,8 @@ impl Store for SqlStore {
         .bind(row.updated_at)
         .bind(row.blocked_at)
         .bind(row.not_before)
+        .bind(row.previous_secret_hash)
+        .bind(row.previous_secret_expires_at)
         .execute(&self.pool)
         .await
         .map(|_| ())
@@ -239,7 +242,8 @@ impl Store for SqlStore {
         let done = sqlx::query(
             "UPDATE clients SET name = $2, secret_hash = $3, auth_method = $4, grant_types = $5, \
              scopes = $6, roles = $7, registration_token_hash = $8, updated_at = $9, \
-             blocked_at = $10, not_before = $11 WHERE id = $1",
+             blocked_at = $10, not_before = $11, previous_secret_hash = $12, \
+             previous_secret_expires_at = $13 WHERE id = $1",
         )
         .bind(row.id)
         .bind(row.name)
@@ -252,9 +256,65 @@ impl Store for SqlStore {
         .bind(row.updated_at)
         .bind(row.blocked_at)
         .bind(row.not_before)
+        .bind(row.previous_secret_hash)
+        .bind(row.previous_secret_expires_at)
         .execute(&self.pool)
         .await
         .map_err(backend_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_clients(&self, after: &str, limit: u32) -> Result<Vec<Client>, StoreError> {
+        let rows: Vec<ClientRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM clients WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn list_users(&self, after: &str, limit: u32) -> Result<Vec<User>, StoreError> {
+        let rows: Vec<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn update_user(&self, u: &User) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET email = $2, roles = $3, updated_at = $4, blocked_at = $5, \
+             not_before = $6 WHERE id = $1",
+        )
+        .bind(&u.id)
+        .bind(&u.email)
+        .bind(join_list(&u.roles))
+        .bind(u.updated_at)
+        .bind(u.blocked_at)
+        .bind(u.not_before)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -447,6 +507,19 @@ impl Store for SqlStore {
         .await
         .map(|_| ())
         .map_err(backend_error)
+    }
+
+    async fn revoke_client_families(&self, client_id: &str, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE refresh_families SET revoked_at = $2 \
+             WHERE client_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(client_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(done.rows_affected())
     }
 
     async fn revoke_user_families(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {

@@ -48,6 +48,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         service,
         metrics: gatehouse_server::install_metrics(),
     };
+    let shutdown = shutdown_signal()?;
     println!("Gatehouse is running");
     println!("  authorization server  http://{address}");
     println!("  issuer                {}", settings.auth.issuer);
@@ -60,7 +61,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             None => format!("SQLite in {}", settings.data_dir.display()),
         }
     );
-    gatehouse_server::serve(listener, state, shutdown_signal()).await?;
+    gatehouse_server::serve(listener, state, shutdown).await?;
     store_handle.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -141,24 +142,27 @@ async fn purge_periodically(service: Arc<AuthService>) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The handlers are registered here, before the server says it is
+/// ready, so a signal that arrives right after start still drains instead of killing the process.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
+    }
 }

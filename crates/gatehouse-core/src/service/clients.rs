@@ -135,7 +135,17 @@ impl AuthService {
         let authenticated = match (&client.secret_hash, &auth.secret, auth.method) {
             (None, None, PresentedAuth::None) => client.is_public(),
             (Some(hash), Some(presented), PresentedAuth::Basic | PresentedAuth::Post) => {
-                secret::secret_matches(presented, hash)
+                // After a rotation the previous secret works until its overlap ends.
+                let previous = match (
+                    &client.previous_secret_hash,
+                    client.previous_secret_expires_at,
+                ) {
+                    (Some(old), Some(until)) if gatehouse_token::now_unix() < until => {
+                        secret::secret_matches(presented, old)
+                    }
+                    _ => false,
+                };
+                secret::secret_matches(presented, hash) | previous
             }
             _ => false,
         };

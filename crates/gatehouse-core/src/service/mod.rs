@@ -1,5 +1,6 @@
 //! The authorization server's behaviour: everything an endpoint does, minus HTTP.
 
+mod admin;
 mod clients;
 mod grants;
 mod lifecycle;
@@ -10,6 +11,10 @@ use std::sync::Arc;
 
 use gatehouse_token::{AccessClaims, Audience, KeyEncryptionKey, VerifierConfig, now_unix};
 
+pub use admin::{
+    Actor, AdminUserView, ClientPatch, ClientView, CreatedClient, NewClient, Page, PageRequest,
+    RotatedSecret, UserPatch,
+};
 pub use clients::{ClientAuth, PresentedAuth};
 pub use grants::{TokenRequest, TokenResponse};
 pub use lifecycle::{Introspection, LiveToken};
@@ -92,6 +97,8 @@ impl AuthService {
             scopes: None,
             roles: vec![],
             registration_token_hash: None,
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
             created_at: now,
             updated_at: now,
             blocked_at: None,

@@ -101,6 +101,8 @@ impl AuthService {
             scopes: Some(valid.scopes),
             roles: vec![],
             registration_token_hash: Some(secret::hash_secret(&registration_access_token)),
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
             created_at: now,
             updated_at: now,
             blocked_at: None,

@@ -1,3 +1,4 @@
+mod admin;
 mod discovery;
 mod lifecycle;
 mod ops;
@@ -12,8 +13,9 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::openapi::ApiDoc;
 
-pub fn api() -> OpenApiRouter<AppState> {
+pub fn api(state: AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(admin::router(state))
         .routes(routes!(discovery::authorization_server_metadata))
         .routes(routes!(discovery::openid_configuration))
         .routes(routes!(discovery::jwks))

@@ -121,6 +121,17 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// An access token of a fresh user holding the admin role.
+    pub async fn admin_token(&self) -> String {
+        self.sign_up("root", "root-password-1").await;
+        sqlx::query("UPDATE users SET roles = 'admin user' WHERE username = 'root'")
+            .execute(self.store.pool())
+            .await
+            .unwrap();
+        let tokens = self.login("root", "root-password-1").await;
+        tokens["access_token"].as_str().unwrap().to_owned()
+    }
+
     /// POST a form to the token endpoint.
     pub async fn token(&self, form: &[(&str, &str)]) -> reqwest::Response {
         self.http

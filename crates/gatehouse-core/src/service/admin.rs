@@ -1,0 +1,616 @@
+//! The admin API's behaviour: who may use it, and what it does to clients and users. Every change
+//! is recorded in the audit log with the acting administrator.
+
+use std::borrow::Cow;
+
+use gatehouse_token::now_unix;
+use serde::{Deserialize, Serialize};
+
+use super::{AuthService, revocation_cutoff};
+use crate::{
+    ADMIN_ROLE, ApiError, AuditEvent, AuthMethod, Client, FieldError, GrantType, RequestContext,
+    ScopeSet, TokenProblem, User, secret,
+};
+
+/// Who is acting through the admin API: a person with the `admin` role, or a machine client that
+/// holds it (for automation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub id: String,
+}
+
+/// One page of a list, in id order. `next_cursor` goes into the next request's `cursor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+pub const PAGE_DEFAULT: u32 = 50;
+pub const PAGE_MAX: u32 = 200;
+
+/// `limit` and `cursor` of a list request.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageRequest {
+    /// 1 to 200; default 50.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageRequest {
+    pub fn validated(&self) -> Result<(String, u32), ApiError> {
+        let limit = self.limit.unwrap_or(PAGE_DEFAULT);
+        if limit == 0 || limit > PAGE_MAX {
+            return Err(ApiError::BadRequest(
+                format!("limit must be between 1 and {PAGE_MAX}").into(),
+            ));
+        }
+        Ok((self.cursor.clone().unwrap_or_default(), limit))
+    }
+}
+
+fn page<T, K: Fn(&T) -> String>(items: Vec<T>, limit: u32, key: K) -> Page<T> {
+    let next_cursor = (items.len() == limit as usize)
+        .then(|| items.last().map(&key))
+        .flatten();
+    Page { items, next_cursor }
+}
+
+/// A client as administrators see it: never its secret or any hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ClientView {
+    pub client_id: String,
+    pub name: String,
+    pub grant_types: Vec<String>,
+    /// `null`: a first-party client, limited only by its users' own scopes.
+    pub scopes: Option<String>,
+    pub roles: Vec<String>,
+    pub token_endpoint_auth_method: String,
+    pub self_registered: bool,
+    pub blocked: bool,
+    pub blocked_at: Option<i64>,
+    pub not_before: i64,
+    /// While a rotated-out secret still works.
+    pub previous_secret_expires_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<&Client> for ClientView {
+    fn from(c: &Client) -> Self {
+        Self {
+            client_id: c.id.clone(),
+            name: c.name.clone(),
+            grant_types: c.grant_types.iter().map(|g| g.as_str().into()).collect(),
+            scopes: c.scopes.as_ref().map(ToString::to_string),
+            roles: c.roles.clone(),
+            token_endpoint_auth_method: c.auth_method.as_str().into(),
+            self_registered: c.registration_token_hash.is_some(),
+            blocked: c.blocked_at.is_some(),
+            blocked_at: c.blocked_at,
+            not_before: c.not_before,
+            previous_secret_expires_at: c
+                .previous_secret_expires_at
+                .filter(|until| *until > now_unix()),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// A user as administrators see it: never the password hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AdminUserView {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub roles: Vec<String>,
+    pub blocked: bool,
+    pub blocked_at: Option<i64>,
+    pub not_before: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<&User> for AdminUserView {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.clone(),
+            username: u.username.clone(),
+            email: u.email.clone(),
+            roles: u.roles.clone(),
+            blocked: u.blocked_at.is_some(),
+            blocked_at: u.blocked_at,
+            not_before: u.not_before,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// `POST /admin/clients`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewClient {
+    pub name: String,
+    /// Default `["client_credentials"]`.
+    pub grant_types: Option<Vec<String>>,
+    /// Space-separated; omitted: a first-party client limited only by its users' scopes.
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// `client_secret_basic` (default), `client_secret_post`, or `none` for a public client.
+    pub token_endpoint_auth_method: Option<String>,
+}
+
+/// A created client with its secret, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct CreatedClient {
+    #[serde(flatten)]
+    pub client: ClientView,
+    pub client_secret: Option<String>,
+}
+
+/// `PATCH /admin/clients/{id}`: only the fields present change.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientPatch {
+    pub blocked: Option<bool>,
+    pub name: Option<String>,
+    /// Space-separated scopes the client may have.
+    pub scope: Option<String>,
+    pub roles: Option<Vec<String>>,
+}
+
+/// The new secret after a rotation; the old one works until `previous_secret_expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct RotatedSecret {
+    pub client_id: String,
+    pub client_secret: String,
+    pub previous_secret_expires_at: i64,
+}
+
+/// `PATCH /admin/users/{id}`: only the fields present change.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    pub blocked: Option<bool>,
+    pub roles: Option<Vec<String>>,
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::NotFound(format!("no such {what}").into())
+}
+
+impl AuthService {
+    /// The administrator a bearer token speaks for; 401 for a bad token, 403 without the role.
+    pub async fn authorize_admin(&self, token: &str) -> Result<Actor, ApiError> {
+        let live = self
+            .check_access_token(token)
+            .await
+            .map_err(ApiError::Unauthorized)?;
+        let is_admin = match &live.user {
+            // The stored roles, not the token's: a demoted admin loses access at once.
+            Some(user) => user.roles.iter().any(|r| r == ADMIN_ROLE),
+            None => live.client.client.roles.iter().any(|r| r == ADMIN_ROLE),
+        };
+        if !is_admin {
+            return Err(ApiError::Forbidden(
+                "the admin API needs the admin role".into(),
+            ));
+        }
+        Ok(Actor {
+            id: live.user.map_or(live.claims.sub, |u| u.id),
+        })
+    }
+
+    pub(super) async fn admin_audit(
+        &self,
+        actor: &Actor,
+        kind: &str,
+        subject: &str,
+        ctx: &RequestContext,
+        detail: &str,
+    ) {
+        let event = AuditEvent {
+            id: secret::random_string(16).unwrap_or_default(),
+            at: now_unix(),
+            kind: kind.to_owned(),
+            subject: Some(subject.to_owned()),
+            client_id: None,
+            actor: Some(actor.id.clone()),
+            ip: ctx.ip.clone(),
+            detail: detail.to_owned(),
+        };
+        if let Err(e) = self.store.record_event(&event).await {
+            tracing::error!(error = %e, kind, "could not record an audit event");
+        }
+    }
+
+    async fn known_roles(
+        &self,
+        roles: &[String],
+        errors: &mut Vec<FieldError>,
+    ) -> Result<(), ApiError> {
+        let existing = self.store.roles().await?;
+        let unknown: Vec<&str> = roles
+            .iter()
+            .filter(|r| !existing.iter().any(|e| &e.name == *r))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            errors.push(FieldError {
+                field: "roles",
+                detail: format!("unknown roles: {}", unknown.join(", ")).into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn admin_list_clients(
+        &self,
+        request: &PageRequest,
+    ) -> Result<Page<ClientView>, ApiError> {
+        let (after, limit) = request.validated()?;
+        let clients = self.store.list_clients(&after, limit).await?;
+        let views = clients.iter().map(ClientView::from).collect();
+        Ok(page(views, limit, |c: &ClientView| c.client_id.clone()))
+    }
+
+    pub async fn admin_get_client(&self, id: &str) -> Result<ClientView, ApiError> {
+        let client = self
+            .store
+            .client(id)
+            .await?
+            .ok_or_else(|| not_found("client"))?;
+        Ok(ClientView::from(&client))
+    }
+
+    pub async fn admin_create_client(
+        &self,
+        actor: &Actor,
+        new: NewClient,
+        ctx: &RequestContext,
+    ) -> Result<CreatedClient, ApiError> {
+        let mut errors = Vec::new();
+        check_name(&new.name, &mut errors);
+        let auth_method = match new.token_endpoint_auth_method.as_deref() {
+            None => AuthMethod::ClientSecretBasic,
+            Some(m) => m.parse::<AuthMethod>().unwrap_or_else(|()| {
+                errors.push(FieldError {
+                    field: "token_endpoint_auth_method",
+                    detail: "must be client_secret_basic, client_secret_post or none".into(),
+                });
+                AuthMethod::ClientSecretBasic
+            }),
+        };
+        let grants = new
+            .grant_types
+            .clone()
+            .unwrap_or_else(|| vec![GrantType::ClientCredentials.as_str().into()]);
+        let grant_types = parse_grants(&grants, &mut errors);
+        if auth_method == AuthMethod::None && grant_types.contains(&GrantType::ClientCredentials) {
+            errors.push(FieldError {
+                field: "grant_types",
+                detail: "a public client cannot use client_credentials".into(),
+            });
+        }
+        let scopes = new.scope.as_deref().map(|s| parse_scopes(s, &mut errors));
+        self.known_roles(&new.roles, &mut errors).await?;
+        crate::validate::finish(errors)?;
+        let secret = (auth_method != AuthMethod::None)
+            .then(secret::random_secret)
+            .transpose()?;
+        let now = now_unix();
+        let client = Client {
+            id: format!("cl_{}", secret::random_string(16)?),
+            name: new.name,
+            secret_hash: secret.as_deref().map(secret::hash_secret),
+            auth_method,
+            grant_types,
+            scopes: scopes.flatten(),
+            roles: new.roles,
+            registration_token_hash: None,
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
+            created_at: now,
+            updated_at: now,
+            blocked_at: None,
+            not_before: 0,
+        };
+        self.store.insert_client(&client).await?;
+        self.admin_audit(actor, "admin.client.created", &client.id, ctx, &client.name)
+            .await;
+        Ok(CreatedClient {
+            client: ClientView::from(&client),
+            client_secret: secret,
+        })
+    }
+
+    pub async fn admin_patch_client(
+        &self,
+        actor: &Actor,
+        id: &str,
+        patch: ClientPatch,
+        ctx: &RequestContext,
+    ) -> Result<ClientView, ApiError> {
+        let mut client = self
+            .store
+            .client(id)
+            .await?
+            .ok_or_else(|| not_found("client"))?;
+        let mut errors = Vec::new();
+        if patch.blocked.is_none()
+            && patch.name.is_none()
+            && patch.scope.is_none()
+            && patch.roles.is_none()
+        {
+            errors.push(FieldError {
+                field: "body",
+                detail: "name at least one of blocked, name, scope, roles".into(),
+            });
+        }
+        if let Some(name) = &patch.name {
+            check_name(name, &mut errors);
+        }
+        let scopes = patch.scope.as_deref().map(|s| parse_scopes(s, &mut errors));
+        if let Some(roles) = &patch.roles {
+            self.known_roles(roles, &mut errors).await?;
+        }
+        crate::validate::finish(errors)?;
+        let now = now_unix();
+        let mut changes = Vec::new();
+        if let Some(name) = patch.name {
+            client.name = name;
+            changes.push("name");
+        }
+        if let Some(scopes) = scopes.flatten() {
+            client.scopes = Some(scopes);
+            changes.push("scope");
+        }
+        if let Some(roles) = patch.roles {
+            client.roles = roles;
+            changes.push("roles");
+        }
+        let mut block_change = None;
+        match (patch.blocked, client.blocked_at) {
+            (Some(true), None) => {
+                client.blocked_at = Some(now);
+                client.not_before = client.not_before.max(revocation_cutoff());
+                block_change = Some("admin.client.blocked");
+            }
+            (Some(false), Some(_)) => {
+                client.blocked_at = None;
+                block_change = Some("admin.client.unblocked");
+            }
+            _ => {}
+        }
+        client.updated_at = now;
+        if !self.store.update_client(&client).await? {
+            return Err(not_found("client"));
+        }
+        self.forget_cached_client(id);
+        if block_change == Some("admin.client.blocked") {
+            self.store.revoke_client_families(id, now).await?;
+        }
+        if let Some(kind) = block_change {
+            self.admin_audit(actor, kind, id, ctx, "").await;
+        }
+        if !changes.is_empty() {
+            self.admin_audit(actor, "admin.client.updated", id, ctx, &changes.join(", "))
+                .await;
+        }
+        Ok(ClientView::from(&client))
+    }
+
+    pub async fn admin_rotate_client_secret(
+        &self,
+        actor: &Actor,
+        id: &str,
+        ctx: &RequestContext,
+    ) -> Result<RotatedSecret, ApiError> {
+        let mut client = self
+            .store
+            .client(id)
+            .await?
+            .ok_or_else(|| not_found("client"))?;
+        if client.is_public() {
+            return Err(ApiError::Conflict(
+                "a public client has no secret to rotate".into(),
+            ));
+        }
+        let now = now_unix();
+        let new_secret = secret::random_secret()?;
+        let until = now + self.config.secret_rotation_overlap_secs as i64;
+        client.previous_secret_hash = client.secret_hash.take();
+        client.previous_secret_expires_at = Some(until);
+        client.secret_hash = Some(secret::hash_secret(&new_secret));
+        client.updated_at = now;
+        if !self.store.update_client(&client).await? {
+            return Err(not_found("client"));
+        }
+        self.forget_cached_client(id);
+        self.admin_audit(
+            actor,
+            "admin.client.secret_rotated",
+            id,
+            ctx,
+            &format!("previous secret valid until {until}"),
+        )
+        .await;
+        Ok(RotatedSecret {
+            client_id: client.id,
+            client_secret: new_secret,
+            previous_secret_expires_at: until,
+        })
+    }
+
+    pub async fn admin_delete_client(
+        &self,
+        actor: &Actor,
+        id: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), ApiError> {
+        if id == crate::WEB_CLIENT_ID {
+            return Err(ApiError::Conflict(
+                "the built-in web client cannot be deleted; block it instead".into(),
+            ));
+        }
+        if !self.store.delete_client(id).await? {
+            return Err(not_found("client"));
+        }
+        self.forget_cached_client(id);
+        self.admin_audit(actor, "admin.client.deleted", id, ctx, "")
+            .await;
+        Ok(())
+    }
+
+    pub async fn admin_list_users(
+        &self,
+        request: &PageRequest,
+    ) -> Result<Page<AdminUserView>, ApiError> {
+        let (after, limit) = request.validated()?;
+        let users = self.store.list_users(&after, limit).await?;
+        let views = users.iter().map(AdminUserView::from).collect();
+        Ok(page(views, limit, |u: &AdminUserView| u.id.clone()))
+    }
+
+    pub async fn admin_get_user(&self, id: &str) -> Result<AdminUserView, ApiError> {
+        let user = self
+            .store
+            .user(id)
+            .await?
+            .ok_or_else(|| not_found("user"))?;
+        Ok(AdminUserView::from(&user))
+    }
+
+    pub async fn admin_patch_user(
+        &self,
+        actor: &Actor,
+        id: &str,
+        patch: UserPatch,
+        ctx: &RequestContext,
+    ) -> Result<AdminUserView, ApiError> {
+        let mut user = self
+            .store
+            .user(id)
+            .await?
+            .ok_or_else(|| not_found("user"))?;
+        let mut errors = Vec::new();
+        if patch.blocked.is_none() && patch.roles.is_none() {
+            errors.push(FieldError {
+                field: "body",
+                detail: "name at least one of blocked, roles".into(),
+            });
+        }
+        if let Some(roles) = &patch.roles {
+            self.known_roles(roles, &mut errors).await?;
+        }
+        crate::validate::finish(errors)?;
+        let now = now_unix();
+        let mut kinds = Vec::new();
+        if let Some(roles) = patch.roles {
+            user.roles = roles;
+            kinds.push((
+                "admin.user.updated",
+                format!("roles: {}", user.roles.join(" ")),
+            ));
+        }
+        let mut blocked_now = false;
+        match (patch.blocked, user.blocked_at) {
+            (Some(true), None) => {
+                user.blocked_at = Some(now);
+                user.not_before = user.not_before.max(revocation_cutoff());
+                blocked_now = true;
+                kinds.push(("admin.user.blocked", String::new()));
+            }
+            (Some(false), Some(_)) => {
+                user.blocked_at = None;
+                kinds.push(("admin.user.unblocked", String::new()));
+            }
+            _ => {}
+        }
+        user.updated_at = now;
+        if blocked_now {
+            // Sessions first, as for a password change.
+            self.store.revoke_user_families(id, now).await?;
+        }
+        if !self.store.update_user(&user).await? {
+            return Err(not_found("user"));
+        }
+        for (kind, detail) in kinds {
+            self.admin_audit(actor, kind, id, ctx, &detail).await;
+        }
+        Ok(AdminUserView::from(&user))
+    }
+
+    pub async fn admin_delete_user(
+        &self,
+        actor: &Actor,
+        id: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), ApiError> {
+        if actor.id == id {
+            return Err(ApiError::Conflict(
+                "administrators cannot delete themselves".into(),
+            ));
+        }
+        if !self.store.delete_user(id).await? {
+            return Err(not_found("user"));
+        }
+        self.admin_audit(actor, "admin.user.deleted", id, ctx, "")
+            .await;
+        Ok(())
+    }
+}
+
+fn check_name(name: &str, errors: &mut Vec<FieldError>) {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        errors.push(FieldError {
+            field: "name",
+            detail: "must be 1 to 200 printable characters".into(),
+        });
+    }
+}
+
+fn parse_scopes(text: &str, errors: &mut Vec<FieldError>) -> Option<ScopeSet> {
+    match ScopeSet::parse(text) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            errors.push(FieldError {
+                field: "scope",
+                detail: Cow::Owned(e.to_string()),
+            });
+            None
+        }
+    }
+}
+
+fn parse_grants(names: &[String], errors: &mut Vec<FieldError>) -> Vec<GrantType> {
+    let mut grants = Vec::new();
+    for name in names {
+        match name.parse::<GrantType>() {
+            Ok(g) if !grants.contains(&g) => grants.push(g),
+            Ok(_) => {}
+            Err(()) => errors.push(FieldError {
+                field: "grant_types",
+                detail: format!("unknown grant type {name:?}").into(),
+            }),
+        }
+    }
+    if grants.is_empty() && names.is_empty() {
+        errors.push(FieldError {
+            field: "grant_types",
+            detail: "must not be empty".into(),
+        });
+    }
+    grants
+}
+
+impl From<TokenProblem> for ApiError {
+    fn from(p: TokenProblem) -> Self {
+        ApiError::Unauthorized(p)
+    }
+}

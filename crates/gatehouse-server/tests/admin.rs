@@ -1,0 +1,633 @@
+//! The admin API over real HTTP: who may use it, clients, users, and bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Backend, TestApp};
+use gatehouse_core::Store;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+on_both_stores!(
+    every_admin_route_refuses_non_admins_before_reading_the_body,
+    clients_can_be_created_listed_changed_blocked_and_deleted,
+    secret_rotation_keeps_the_old_secret_for_the_overlap,
+    users_can_be_listed_changed_blocked_and_deleted,
+    bad_admin_input_gets_4xx_and_changes_nothing,
+);
+
+async fn call(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut request = app.http.request(method, app.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap()
+}
+
+async fn json_of(response: reqwest::Response, status: u16) -> Value {
+    let got = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_eq!(got, status, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/admin/clients"),
+    ("POST", "/admin/clients"),
+    ("GET", "/admin/clients/gatehouse-web"),
+    ("PATCH", "/admin/clients/gatehouse-web"),
+    ("DELETE", "/admin/clients/gatehouse-web"),
+    ("POST", "/admin/clients/gatehouse-web/rotate-secret"),
+    ("GET", "/admin/users"),
+    ("GET", "/admin/users/usr_x"),
+    ("PATCH", "/admin/users/usr_x"),
+    ("DELETE", "/admin/users/usr_x"),
+];
+
+async fn every_admin_route_refuses_non_admins_before_reading_the_body(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.sign_up("alice", "correct-horse").await;
+    let user = app.login("alice", "correct-horse").await;
+    let user_token = user["access_token"].as_str().unwrap();
+    let (id, secret, _) = app.register_client("rates:read").await;
+    let machine: Value = app
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", &secret),
+        ])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let machine_token = machine["access_token"].as_str().unwrap();
+    let before = app.snapshot().await;
+    for (method, path) in ROUTES {
+        let method: Method = method.parse().unwrap();
+        for token in [user_token, machine_token] {
+            // A malformed body too: the role is checked first.
+            let response = app
+                .http
+                .request(method.clone(), app.url(path))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body("{not json")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 403, "{method} {path}");
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json"
+            );
+        }
+        let anonymous = app
+            .http
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), 401, "{method} {path}");
+        assert_eq!(
+            anonymous.headers()["www-authenticate"],
+            r#"Bearer realm="gatehouse""#
+        );
+        let forged = app
+            .http
+            .request(method.clone(), app.url(path))
+            .bearer_auth("not.a.token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 401, "{method} {path}");
+    }
+    assert_eq!(app.snapshot().await, before);
+
+    // A demoted admin loses access at once, even with a token that still names the role.
+    let admin = app.admin_token().await;
+    assert_eq!(
+        call(&app, &admin, Method::GET, "/admin/users", None)
+            .await
+            .status(),
+        200
+    );
+    app.execute("UPDATE users SET roles = 'user' WHERE username = 'root'")
+        .await;
+    assert_eq!(
+        call(&app, &admin, Method::GET, "/admin/users", None)
+            .await
+            .status(),
+        403
+    );
+}
+
+async fn clients_can_be_created_listed_changed_blocked_and_deleted(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.client_cache_ttl_secs = 3600).await;
+    let admin = app.admin_token().await;
+    let created = json_of(
+        call(
+            &app,
+            &admin,
+            Method::POST,
+            "/admin/clients",
+            Some(json!({"name": "billing", "scope": "orders", "roles": ["user"]})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let id = created["client_id"].as_str().unwrap().to_owned();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(created["scopes"], "orders");
+    assert_eq!(created["blocked"], false);
+    assert!(created.get("secret_hash").is_none());
+    let fetched = json_of(
+        call(
+            &app,
+            &admin,
+            Method::GET,
+            &format!("/admin/clients/{id}"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert!(
+        fetched.get("client_secret").is_none(),
+        "the secret is shown once"
+    );
+    assert_eq!(fetched["roles"], json!(["user"]));
+
+    // The token carries the client's scopes plus its roles' scopes, and its roles.
+    let get_token = || async {
+        app.token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", &secret),
+        ])
+        .await
+    };
+    let token: Value = get_token().await.json().await.unwrap();
+    assert_eq!(token["scope"], "fx:read orders posts rates:read");
+    let access = token["access_token"].as_str().unwrap().to_owned();
+
+    // Pages of one, in id order, until the cursor runs out.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = if cursor.is_empty() {
+            "/admin/clients?limit=1".to_owned()
+        } else {
+            format!("/admin/clients?limit=1&cursor={cursor}")
+        };
+        let page = json_of(call(&app, &admin, Method::GET, &path, None).await, 200).await;
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["client_id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+        assert!(seen.len() < 10, "pagination must end");
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted);
+    assert!(seen.contains(&id) && seen.contains(&"gatehouse-web".to_owned()));
+
+    // Narrow it, then block it: no new tokens, and the old one is dead at once (cache or not).
+    let patched = json_of(
+        call(
+            &app,
+            &admin,
+            Method::PATCH,
+            &format!("/admin/clients/{id}"),
+            Some(json!({"name": "billing-2", "roles": []})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(patched["name"], "billing-2");
+    let narrowed: Value = get_token().await.json().await.unwrap();
+    assert_eq!(
+        narrowed["scope"], "orders",
+        "the cached client was refreshed"
+    );
+    let blocked = json_of(
+        call(
+            &app,
+            &admin,
+            Method::PATCH,
+            &format!("/admin/clients/{id}"),
+            Some(json!({"blocked": true})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(blocked["blocked"], true);
+    let refused = get_token().await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
+    let (checker_id, checker_secret, _) = app.register_client("rates:read").await;
+    let introspection: Value = app
+        .http
+        .post(app.url("/oauth2/introspect"))
+        .basic_auth(&checker_id, Some(&checker_secret))
+        .form(&[("token", access.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(introspection["active"], false);
+    let events = app.store.recent_events(50).await.unwrap();
+    let block_event = events
+        .iter()
+        .find(|e| e.kind == "admin.client.blocked")
+        .unwrap();
+    assert_eq!(block_event.subject.as_deref(), Some(id.as_str()));
+    assert!(block_event.actor.as_deref().unwrap().starts_with("usr_"));
+
+    json_of(
+        call(
+            &app,
+            &admin,
+            Method::PATCH,
+            &format!("/admin/clients/{id}"),
+            Some(json!({"blocked": false})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(get_token().await.status(), 200, "unblocked");
+
+    assert_eq!(
+        call(
+            &app,
+            &admin,
+            Method::DELETE,
+            &format!("/admin/clients/{id}"),
+            None
+        )
+        .await
+        .status(),
+        204
+    );
+    assert_eq!(
+        call(
+            &app,
+            &admin,
+            Method::GET,
+            &format!("/admin/clients/{id}"),
+            None
+        )
+        .await
+        .status(),
+        404
+    );
+    assert_eq!(get_token().await.status(), 401);
+    assert_eq!(
+        call(
+            &app,
+            &admin,
+            Method::DELETE,
+            "/admin/clients/gatehouse-web",
+            None
+        )
+        .await
+        .status(),
+        409
+    );
+}
+
+async fn secret_rotation_keeps_the_old_secret_for_the_overlap(backend: Backend) {
+    for (overlap, old_still_works) in [(3600, true), (0, false)] {
+        let app = TestApp::spawn_with(backend, |c| c.secret_rotation_overlap_secs = overlap).await;
+        let admin = app.admin_token().await;
+        let (id, old, _) = app.register_client("rates:read").await;
+        let rotated = json_of(
+            call(
+                &app,
+                &admin,
+                Method::POST,
+                &format!("/admin/clients/{id}/rotate-secret"),
+                None,
+            )
+            .await,
+            200,
+        )
+        .await;
+        let new = rotated["client_secret"].as_str().unwrap();
+        assert_ne!(new, old);
+        let with = |secret: &str| {
+            let (id, secret) = (id.clone(), secret.to_owned());
+            let app = &app;
+            async move {
+                app.token(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &id),
+                    ("client_secret", &secret),
+                ])
+                .await
+                .status()
+            }
+        };
+        assert_eq!(with(new).await, 200);
+        assert_eq!(
+            with(&old).await == 200,
+            old_still_works,
+            "overlap {overlap}"
+        );
+        let events = app.store.recent_events(20).await.unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == "admin.client.secret_rotated")
+        );
+    }
+}
+
+async fn users_can_be_listed_changed_blocked_and_deleted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let alice = app.sign_up("alice", "correct-horse").await;
+    let alice_id = alice["id"].as_str().unwrap();
+    let session = app.login("alice", "correct-horse").await;
+
+    let list = json_of(
+        call(&app, &admin, Method::GET, "/admin/users", None).await,
+        200,
+    )
+    .await;
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"alice") && names.contains(&"root"));
+    assert!(list["items"][0].get("password_hash").is_none());
+
+    let promoted = json_of(
+        call(
+            &app,
+            &admin,
+            Method::PATCH,
+            &format!("/admin/users/{alice_id}"),
+            Some(json!({"roles": ["user", "admin"]})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(promoted["roles"], json!(["user", "admin"]));
+    let admin_login = app.login("alice", "correct-horse").await;
+    assert!(admin_login["scope"].as_str().unwrap().contains("fx:write"));
+
+    json_of(
+        call(
+            &app,
+            &admin,
+            Method::PATCH,
+            &format!("/admin/users/{alice_id}"),
+            Some(json!({"blocked": true})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        app.me(session["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.refresh(session["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        400
+    );
+    let login = app
+        .token(&[
+            ("grant_type", "password"),
+            ("client_id", "gatehouse-web"),
+            ("username", "alice"),
+            ("password", "correct-horse"),
+        ])
+        .await;
+    assert_eq!(login.status(), 400);
+
+    json_of(
+        call(
+            &app,
+            &admin,
+            Method::PATCH,
+            &format!("/admin/users/{alice_id}"),
+            Some(json!({"blocked": false})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let again = app.login("alice", "correct-horse").await;
+    assert_eq!(
+        app.me(again["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+
+    let root_id = json_of(app.me(&admin).await, 200).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        call(
+            &app,
+            &admin,
+            Method::DELETE,
+            &format!("/admin/users/{root_id}"),
+            None
+        )
+        .await
+        .status(),
+        409
+    );
+    assert_eq!(
+        call(
+            &app,
+            &admin,
+            Method::DELETE,
+            &format!("/admin/users/{alice_id}"),
+            None
+        )
+        .await
+        .status(),
+        204
+    );
+    assert_eq!(
+        call(
+            &app,
+            &admin,
+            Method::GET,
+            &format!("/admin/users/{alice_id}"),
+            None
+        )
+        .await
+        .status(),
+        404
+    );
+    assert_eq!(
+        app.me(again["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        401
+    );
+}
+
+async fn bad_admin_input_gets_4xx_and_changes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let user = app.sign_up("alice", "correct-horse").await;
+    let uid = user["id"].as_str().unwrap();
+    let before = app.snapshot().await;
+    let cases: Vec<(Method, String, Option<Value>, u16)> = vec![
+        (Method::GET, "/admin/clients?limit=0".into(), None, 400),
+        (Method::GET, "/admin/clients?limit=201".into(), None, 400),
+        (Method::GET, "/admin/users?limit=lots".into(), None, 400),
+        (Method::GET, "/admin/users?colour=blue".into(), None, 400),
+        (Method::GET, "/admin/clients/nope".into(), None, 404),
+        (
+            Method::PATCH,
+            "/admin/clients/nope".into(),
+            Some(json!({"name": "x"})),
+            404,
+        ),
+        (Method::DELETE, "/admin/clients/nope".into(), None, 404),
+        (
+            Method::POST,
+            "/admin/clients/nope/rotate-secret".into(),
+            None,
+            404,
+        ),
+        (
+            Method::POST,
+            "/admin/clients/gatehouse-web/rotate-secret".into(),
+            None,
+            409,
+        ),
+        (
+            Method::PATCH,
+            "/admin/clients/gatehouse-web".into(),
+            Some(json!({})),
+            422,
+        ),
+        (
+            Method::PATCH,
+            "/admin/clients/gatehouse-web".into(),
+            Some(json!({"colour": "blue"})),
+            422,
+        ),
+        (
+            Method::PATCH,
+            "/admin/clients/gatehouse-web".into(),
+            Some(json!({"roles": ["wizard"]})),
+            422,
+        ),
+        (
+            Method::PATCH,
+            "/admin/clients/gatehouse-web".into(),
+            Some(json!({"scope": "bad\"scope"})),
+            422,
+        ),
+        (
+            Method::PATCH,
+            "/admin/clients/gatehouse-web".into(),
+            Some(json!({"name": ""})),
+            422,
+        ),
+        (
+            Method::PATCH,
+            "/admin/clients/gatehouse-web".into(),
+            Some(json!({"blocked": "yes"})),
+            422,
+        ),
+        (
+            Method::POST,
+            "/admin/clients".into(),
+            Some(json!({"name": "x", "grant_types": ["magic"]})),
+            422,
+        ),
+        (
+            Method::POST,
+            "/admin/clients".into(),
+            Some(json!({"name": "x", "token_endpoint_auth_method": "none"})),
+            422,
+        ),
+        (
+            Method::POST,
+            "/admin/clients".into(),
+            Some(json!({"grant_types": []})),
+            422,
+        ),
+        (Method::GET, "/admin/users/nope".into(), None, 404),
+        (
+            Method::PATCH,
+            format!("/admin/users/{uid}"),
+            Some(json!({})),
+            422,
+        ),
+        (
+            Method::PATCH,
+            format!("/admin/users/{uid}"),
+            Some(json!({"roles": ["wizard"]})),
+            422,
+        ),
+        (
+            Method::PATCH,
+            format!("/admin/users/{uid}"),
+            Some(json!({"password_hash": "x"})),
+            422,
+        ),
+        (Method::DELETE, "/admin/users/nope".into(), None, 404),
+    ];
+    for (method, path, body, status) in cases {
+        let response = call(&app, &admin, method.clone(), &path, body.clone()).await;
+        assert_eq!(
+            response.status().as_u16(),
+            status,
+            "{method} {path} {body:?}"
+        );
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{method} {path}"
+        );
+    }
+    let not_json = app
+        .http
+        .patch(app.url(&format!("/admin/users/{uid}")))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 400);
+    assert_eq!(app.snapshot().await, before);
+}
