@@ -22,6 +22,9 @@ pub struct AuthConfig {
     pub client_cache_ttl_secs: u64,
     /// Password hashes computed at once; further logins wait their turn.
     pub max_concurrent_password_hashes: usize,
+    /// A rotated-in signing key is published this long before it signs, so verifiers that cache
+    /// the JWKS (for up to a minute) have it first.
+    pub key_activation_delay_secs: u64,
     /// After a client secret is rotated, how long the previous one keeps working.
     pub secret_rotation_overlap_secs: u64,
     pub registration: RegistrationConfig,
@@ -43,6 +46,7 @@ impl Default for AuthConfig {
                 .map(|n| (n.get() / 2).max(1))
                 .unwrap_or(1),
             secret_rotation_overlap_secs: 3600,
+            key_activation_delay_secs: 120,
             registration: RegistrationConfig::default(),
         }
     }

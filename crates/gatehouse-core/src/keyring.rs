@@ -1,5 +1,10 @@
 //! The signing keys: loaded from the store (sealed under the key-encryption key), created on first
-//! start, published as a JWKS, and used to sign and verify access tokens.
+//! start, rotated on demand, published as a JWKS, and used to sign and verify access tokens.
+//!
+//! A rotated-in key is published at once but signs only from its `activates_at`, so every verifier
+//! can fetch it first; a rotated-out key stays published until its `retired_at`, after the last
+//! token it signed has expired. The view of which key signs and which verify is rebuilt, from keys
+//! already unsealed in memory, whenever the clock crosses one of those times.
 
 use std::sync::{Arc, RwLock};
 
@@ -12,11 +17,50 @@ pub struct KeyView {
     pub signer: Arc<SigningKey>,
     pub jwks: JwkSet,
     pub verifier: Verifier,
+    /// When a key activates or retires next; the view must be rebuilt then.
+    pub valid_until: i64,
+}
+
+struct LoadedKey {
+    record: StoredKey,
+    key: Arc<SigningKey>,
 }
 
 pub struct KeyRing {
+    keys: RwLock<Arc<Vec<LoadedKey>>>,
     current: RwLock<Arc<KeyView>>,
     verifier_config: VerifierConfig,
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    match lock.read() {
+        Ok(guard) => guard.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+fn write<T>(lock: &RwLock<T>, value: T) {
+    match lock.write() {
+        Ok(mut guard) => *guard = value,
+        Err(poisoned) => *poisoned.into_inner() = value,
+    }
+}
+
+/// A new key record, sealed, that signs from `activates_at`.
+pub fn new_key_record(kek: &KeyEncryptionKey, activates_at: i64) -> Result<StoredKey, StoreError> {
+    let key = SigningKey::generate().map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok(StoredKey {
+        kid: key.kid().to_owned(),
+        alg: SigningKey::ALGORITHM.into(),
+        sealed_private_key: kek
+            .seal(key.kid(), key.pkcs8())
+            .map_err(|e| StoreError::Backend(e.to_string()))?,
+        public_jwk: serde_json::to_string(&key.public_jwk())
+            .map_err(|e| StoreError::Backend(e.to_string()))?,
+        created_at: now_unix(),
+        activates_at,
+        retired_at: None,
+    })
 }
 
 impl KeyRing {
@@ -28,85 +72,112 @@ impl KeyRing {
     ) -> Result<Self, StoreError> {
         let mut stored = store.signing_keys().await?;
         if stored.is_empty() {
-            let key = SigningKey::generate().map_err(|e| StoreError::Backend(e.to_string()))?;
-            let now = now_unix();
-            let record = StoredKey {
-                kid: key.kid().to_owned(),
-                alg: SigningKey::ALGORITHM.into(),
-                sealed_private_key: kek
-                    .seal(key.kid(), key.pkcs8())
-                    .map_err(|e| StoreError::Backend(e.to_string()))?,
-                public_jwk: serde_json::to_string(&key.public_jwk())
-                    .map_err(|e| StoreError::Backend(e.to_string()))?,
-                created_at: now,
-                activates_at: now,
-                retired_at: None,
-            };
+            let record = new_key_record(kek, now_unix())?;
             store.insert_signing_key(&record).await?;
-            tracing::info!(kid = key.kid(), "generated the first signing key");
+            tracing::info!(kid = %record.kid, "generated the first signing key");
             // Re-read: another node starting at the same moment may have stored its own first key,
             // and every node must pick the same signer.
             stored = store.signing_keys().await?;
         }
-        let view = build_view(&stored, kek, &verifier_config)?;
+        let keys = Arc::new(unseal(stored, kek)?);
+        let view = build_view(&keys, &verifier_config, now_unix())?;
         Ok(Self {
+            keys: RwLock::new(keys),
             current: RwLock::new(Arc::new(view)),
             verifier_config,
         })
     }
 
+    /// The keys as of now. Cheap: a clone of an `Arc`, plus a rebuild from memory when a key
+    /// activated or retired since the last call.
     pub fn view(&self) -> Arc<KeyView> {
-        match self.current.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+        let view = read(&self.current);
+        let now = now_unix();
+        if now < view.valid_until {
+            return view;
+        }
+        match build_view(&read(&self.keys), &self.verifier_config, now) {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                write(&self.current, fresh.clone());
+                fresh
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "keeping the previous key view");
+                view
+            }
         }
     }
 
-    /// Rebuilds the view from the store (after a rotation, or a change made by another node).
+    /// The stored key records, oldest first.
+    pub fn records(&self) -> Vec<StoredKey> {
+        read(&self.keys).iter().map(|k| k.record.clone()).collect()
+    }
+
+    /// Rebuilds from the store (after a rotation, or a change made by another node).
     pub async fn reload(
         &self,
         store: &dyn Store,
         kek: &KeyEncryptionKey,
     ) -> Result<(), StoreError> {
-        let stored = store.signing_keys().await?;
-        let view = Arc::new(build_view(&stored, kek, &self.verifier_config)?);
-        match self.current.write() {
-            Ok(mut guard) => *guard = view,
-            Err(poisoned) => *poisoned.into_inner() = view,
-        }
+        let keys = Arc::new(unseal(store.signing_keys().await?, kek)?);
+        let view = Arc::new(build_view(&keys, &self.verifier_config, now_unix())?);
+        write(&self.keys, keys);
+        write(&self.current, view);
         Ok(())
     }
 }
 
+fn unseal(stored: Vec<StoredKey>, kek: &KeyEncryptionKey) -> Result<Vec<LoadedKey>, StoreError> {
+    stored
+        .into_iter()
+        .map(|record| {
+            let pkcs8 = kek
+                .open(&record.kid, &record.sealed_private_key)
+                .map_err(|e| StoreError::Corrupt(format!("signing key {}: {e}", record.kid)))?;
+            let key = SigningKey::from_pkcs8(&record.kid, &pkcs8)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok(LoadedKey {
+                record,
+                key: Arc::new(key),
+            })
+        })
+        .collect()
+}
+
 fn build_view(
-    stored: &[StoredKey],
-    kek: &KeyEncryptionKey,
+    keys: &[LoadedKey],
     verifier_config: &VerifierConfig,
+    now: i64,
 ) -> Result<KeyView, StoreError> {
-    let now = now_unix();
-    let live: Vec<&StoredKey> = stored.iter().filter(|k| k.retired_at.is_none()).collect();
+    let published: Vec<&LoadedKey> = keys
+        .iter()
+        .filter(|k| k.record.retired_at.is_none_or(|at| at > now))
+        .collect();
     // The newest key that has activated signs; ties break on kid, so every node picks the same one.
-    let signer_record = live
+    // With none active yet (a clock far behind), the earliest to activate signs.
+    let signer = published
         .iter()
-        .filter(|k| k.activates_at <= now)
-        .max_by(|a, b| (a.activates_at, &a.kid).cmp(&(b.activates_at, &b.kid)))
-        .or_else(|| live.first())
-        .ok_or_else(|| StoreError::Corrupt("no live signing key".into()))?;
-    let pkcs8 = kek
-        .open(&signer_record.kid, &signer_record.sealed_private_key)
-        .map_err(|e| StoreError::Corrupt(format!("signing key {}: {e}", signer_record.kid)))?;
-    let signer = SigningKey::from_pkcs8(&signer_record.kid, &pkcs8)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let keys = live
+        .filter(|k| k.record.activates_at <= now)
+        .max_by(|a, b| {
+            (a.record.activates_at, &a.record.kid).cmp(&(b.record.activates_at, &b.record.kid))
+        })
+        .or_else(|| published.iter().min_by_key(|k| k.record.activates_at))
+        .ok_or_else(|| StoreError::Corrupt("no published signing key".into()))?;
+    let jwks = JwkSet {
+        keys: published.iter().map(|k| k.key.public_jwk()).collect(),
+    };
+    let valid_until = keys
         .iter()
-        .map(|k| serde_json::from_str(&k.public_jwk))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| StoreError::Corrupt(format!("public key: {e}")))?;
-    let jwks = JwkSet { keys };
-    let verifier = Verifier::new(verifier_config.clone(), &jwks);
+        .flat_map(|k| [Some(k.record.activates_at), k.record.retired_at])
+        .flatten()
+        .filter(|at| *at > now)
+        .min()
+        .unwrap_or(i64::MAX);
     Ok(KeyView {
-        signer: Arc::new(signer),
+        signer: signer.key.clone(),
+        verifier: Verifier::new(verifier_config.clone(), &jwks),
         jwks,
-        verifier,
+        valid_until,
     })
 }

@@ -24,6 +24,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
     async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+    /// Schedules the retirement of every key not yet scheduled, except `keep`.
+    async fn retire_signing_keys(&self, keep: &str, retired_at: i64) -> Result<(), StoreError>;
 
     async fn client(&self, id: &str) -> Result<Option<Client>, StoreError>;
     /// `Conflict` when the id is taken.

@@ -194,6 +194,18 @@ impl Store for SqlStore {
         .map_err(backend_error)
     }
 
+    async fn retire_signing_keys(&self, keep: &str, retired_at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = $2 WHERE kid <> $1 AND retired_at IS NULL",
+        )
+        .bind(keep)
+        .bind(retired_at)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(backend_error)
+    }
+
     async fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
         let row: Option<ClientRow> = sqlx::query_as(concat!(
             "SELECT ",

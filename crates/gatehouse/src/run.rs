@@ -44,6 +44,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     let service = Arc::new(service);
     tokio::spawn(purge_periodically(service.clone()));
+    tokio::spawn(reload_keys_periodically(service.clone()));
     let state = AppState {
         service,
         metrics: gatehouse_server::install_metrics(),
@@ -126,6 +127,20 @@ async fn bootstrap_admin(service: &AuthService) -> anyhow::Result<()> {
         _ => anyhow::bail!(
             "set both GATEHOUSE_ADMIN_USERNAME and GATEHOUSE_ADMIN_PASSWORD, or neither"
         ),
+    }
+}
+
+/// Picks up key rotations made through other nodes. The activation delay (default 120 s) is longer
+/// than this period plus the JWKS cache lifetime, so every node publishes a new key before any
+/// node signs with it.
+async fn reload_keys_periodically(service: Arc<AuthService>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if let Err(e) = service.reload_keys().await {
+            tracing::warn!(error = %e, "reloading the signing keys failed");
+        }
     }
 }
 

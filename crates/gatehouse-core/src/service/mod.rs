@@ -12,8 +12,8 @@ use std::sync::Arc;
 use gatehouse_token::{AccessClaims, Audience, KeyEncryptionKey, VerifierConfig, now_unix};
 
 pub use admin::{
-    Actor, AdminUserView, ClientPatch, ClientView, CreatedClient, NewClient, Page, PageRequest,
-    RotatedSecret, UserPatch,
+    Actor, AdminUserView, ClientPatch, ClientView, CreatedClient, KeyInfo, NewClient, Page,
+    PageRequest, RotatedSecret, UserPatch,
 };
 pub use clients::{ClientAuth, PresentedAuth};
 pub use grants::{TokenRequest, TokenResponse};

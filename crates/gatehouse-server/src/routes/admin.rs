@@ -9,8 +9,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::ApiError;
 use gatehouse_core::service::{
-    Actor, AdminUserView, ClientPatch, ClientView, CreatedClient, NewClient, Page, PageRequest,
-    RotatedSecret, UserPatch,
+    Actor, AdminUserView, ClientPatch, ClientView, CreatedClient, KeyInfo, NewClient, Page,
+    PageRequest, RotatedSecret, UserPatch,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -26,6 +26,8 @@ pub fn router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(rotate_client_secret))
         .routes(routes!(list_users))
         .routes(routes!(get_user, patch_user, delete_user))
+        .routes(routes!(list_keys))
+        .routes(routes!(rotate_key))
         .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
 }
 
@@ -211,4 +213,25 @@ async fn delete_user(
 ) -> Result<StatusCode, ApiReply> {
     state.service.admin_delete_user(&actor, &id, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signing keys, newest first, with their status.
+#[utoipa::path(get, path = "/admin/keys", tag = "admin",
+    responses((status = 200, body = Vec<KeyInfo>), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+async fn list_keys(State(state): State<AppState>) -> Result<Json<Vec<KeyInfo>>, ApiReply> {
+    Ok(Json(state.service.list_signing_keys().await?))
+}
+
+/// Rotates the signing key: published now, signing after the activation delay.
+#[utoipa::path(post, path = "/admin/keys/rotate", tag = "admin",
+    responses((status = 201, body = KeyInfo), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+async fn rotate_key(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Ctx(ctx): Ctx,
+) -> Result<impl IntoResponse, ApiReply> {
+    let key = state.service.rotate_signing_key(&actor, &ctx).await?;
+    Ok((StatusCode::CREATED, Json(key)))
 }
