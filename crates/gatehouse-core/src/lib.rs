@@ -21,4 +21,4 @@ pub use error::{ApiError, FieldError, OAuthError, OAuthErrorCode, StoreError, To
 pub use model::*;
 pub use scope::ScopeSet;
 pub use service::AuthService;
-pub use store::{RotateOutcome, Store};
+pub use store::{EventFilter, FamilyFilter, RotateOutcome, Store};

@@ -7,6 +7,22 @@ use crate::{
     StoredKey, User,
 };
 
+/// Which refresh families to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FamilyFilter {
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+}
+
+/// Which audit events to list; every field that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub subject: Option<String>,
+    pub kind: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
 /// The result of trying to rotate a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
@@ -58,6 +74,24 @@ pub trait Store: Send + Sync + 'static {
     async fn set_user_not_before(&self, id: &str, not_before: i64) -> Result<(), StoreError>;
 
     async fn roles(&self) -> Result<Vec<Role>, StoreError>;
+    /// `Conflict` when the name is taken.
+    async fn insert_role(&self, role: &Role) -> Result<(), StoreError>;
+    /// `false` when there is no such role.
+    async fn update_role(&self, role: &Role) -> Result<bool, StoreError>;
+    async fn delete_role(&self, name: &str) -> Result<bool, StoreError>;
+    /// Whether any user or client holds the role.
+    async fn role_in_use(&self, name: &str) -> Result<bool, StoreError>;
+    /// Moves a client's not-before time forward (never back).
+    async fn set_client_not_before(&self, id: &str, not_before: i64) -> Result<(), StoreError>;
+
+    async fn family(&self, id: &str) -> Result<Option<RefreshFamily>, StoreError>;
+    /// Families in id order after `after`, of one user and/or one client when given.
+    async fn list_families(
+        &self,
+        filter: &FamilyFilter,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<RefreshFamily>, StoreError>;
 
     /// Stores a new family with its first token.
     async fn create_family(
@@ -92,4 +126,11 @@ pub trait Store: Send + Sync + 'static {
     async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// Newest first, at most `limit`.
     async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Events matching `filter`, newest first, strictly older than the `before` cursor if given.
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        before: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
 }

@@ -14,6 +14,9 @@ on_both_stores!(
     secret_rotation_keeps_the_old_secret_for_the_overlap,
     users_can_be_listed_changed_blocked_and_deleted,
     bad_admin_input_gets_4xx_and_changes_nothing,
+    roles_carry_scopes_and_cannot_vanish_while_held,
+    sessions_can_be_listed_and_revoked_one_or_all,
+    audit_log_lists_and_filters_events_with_their_actor,
 );
 
 async fn call(
@@ -48,6 +51,16 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/users/usr_x"),
     ("PATCH", "/admin/users/usr_x"),
     ("DELETE", "/admin/users/usr_x"),
+    ("GET", "/admin/keys"),
+    ("POST", "/admin/keys/rotate"),
+    ("GET", "/admin/roles"),
+    ("POST", "/admin/roles"),
+    ("PUT", "/admin/roles/user"),
+    ("DELETE", "/admin/roles/user"),
+    ("GET", "/admin/sessions"),
+    ("DELETE", "/admin/sessions/fam_x"),
+    ("POST", "/admin/revoke-all"),
+    ("GET", "/admin/audit"),
 ];
 
 async fn every_admin_route_refuses_non_admins_before_reading_the_body(backend: Backend) {
@@ -630,4 +643,436 @@ async fn bad_admin_input_gets_4xx_and_changes_nothing(backend: Backend) {
         .unwrap();
     assert_eq!(not_json.status(), 400);
     assert_eq!(app.snapshot().await, before);
+}
+
+async fn roles_carry_scopes_and_cannot_vanish_while_held(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let roles = json_of(
+        call(&app, &admin, Method::GET, "/admin/roles", None).await,
+        200,
+    )
+    .await;
+    let names: Vec<&str> = roles
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["admin", "user"]);
+
+    let created = json_of(
+        call(&app, &admin, Method::POST, "/admin/roles",
+            Some(json!({"name": "partner", "description": "partner systems", "scope": "rates:read fx:read"}))).await,
+        201,
+    )
+    .await;
+    assert_eq!(created["scope"], "fx:read rates:read");
+    assert_eq!(
+        call(
+            &app,
+            &admin,
+            Method::POST,
+            "/admin/roles",
+            Some(json!({"name": "partner", "scope": "x"}))
+        )
+        .await
+        .status(),
+        409
+    );
+
+    // A client in the category gets its scopes; changing the role changes the next token.
+    let client = json_of(
+        call(
+            &app,
+            &admin,
+            Method::POST,
+            "/admin/clients",
+            Some(json!({"name": "p1", "scope": "", "roles": ["partner"]})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let (id, secret) = (
+        client["client_id"].as_str().unwrap(),
+        client["client_secret"].as_str().unwrap(),
+    );
+    let scope_now = || async {
+        let body: Value = app
+            .token(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", secret),
+            ])
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["scope"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(scope_now().await, "fx:read rates:read");
+    json_of(
+        call(
+            &app,
+            &admin,
+            Method::PUT,
+            "/admin/roles/partner",
+            Some(json!({"scope": "rates:read"})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(scope_now().await, "rates:read");
+
+    assert_eq!(
+        call(&app, &admin, Method::DELETE, "/admin/roles/partner", None)
+            .await
+            .status(),
+        409,
+        "still held"
+    );
+    assert_eq!(
+        call(&app, &admin, Method::DELETE, "/admin/roles/user", None)
+            .await
+            .status(),
+        409,
+        "built in"
+    );
+    assert_eq!(
+        call(
+            &app,
+            &admin,
+            Method::PUT,
+            "/admin/roles/nope",
+            Some(json!({"scope": "x"}))
+        )
+        .await
+        .status(),
+        404
+    );
+    assert_eq!(
+        call(
+            &app,
+            &admin,
+            Method::POST,
+            "/admin/roles",
+            Some(json!({"name": "Bad Name", "scope": ""}))
+        )
+        .await
+        .status(),
+        422
+    );
+    json_of(
+        call(
+            &app,
+            &admin,
+            Method::PATCH,
+            &format!("/admin/clients/{id}"),
+            Some(json!({"roles": []})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        call(&app, &admin, Method::DELETE, "/admin/roles/partner", None)
+            .await
+            .status(),
+        204
+    );
+}
+
+async fn sessions_can_be_listed_and_revoked_one_or_all(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let alice = app.sign_up("alice", "correct-horse").await;
+    let alice_id = alice["id"].as_str().unwrap();
+    let first = app.login("alice", "correct-horse").await;
+    let second = app.login("alice", "correct-horse").await;
+
+    let sessions = json_of(
+        call(
+            &app,
+            &admin,
+            Method::GET,
+            &format!("/admin/sessions?user_id={alice_id}"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let items = sessions["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(
+        items
+            .iter()
+            .all(|s| s["user_id"] == alice_id && s["client_id"] == "gatehouse-web")
+    );
+    assert!(items.iter().all(|s| s["ip"] == "127.0.0.1"));
+
+    // Revoke the session the first login made (find it by trying both).
+    let one = items[0]["id"].as_str().unwrap();
+    assert_eq!(
+        call(
+            &app,
+            &admin,
+            Method::DELETE,
+            &format!("/admin/sessions/{one}"),
+            None
+        )
+        .await
+        .status(),
+        204
+    );
+    let statuses = [
+        app.refresh(first["refresh_token"].as_str().unwrap())
+            .await
+            .status()
+            .as_u16(),
+        app.refresh(second["refresh_token"].as_str().unwrap())
+            .await
+            .status()
+            .as_u16(),
+    ];
+    let mut sorted = statuses;
+    sorted.sort();
+    assert_eq!(sorted, [200, 400], "exactly the revoked session ended");
+    assert_eq!(
+        call(&app, &admin, Method::DELETE, "/admin/sessions/nope", None)
+            .await
+            .status(),
+        404
+    );
+
+    // Revoke everything: sessions and access tokens.
+    let third = app.login("alice", "correct-horse").await;
+    let revoked = json_of(
+        call(
+            &app,
+            &admin,
+            Method::POST,
+            "/admin/revoke-all",
+            Some(json!({"subject": alice_id})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert!(revoked["sessions_revoked"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        app.me(third["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.refresh(third["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        400
+    );
+    let fresh = app.login("alice", "correct-horse").await;
+    assert_eq!(
+        app.me(fresh["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        200,
+        "a new login works"
+    );
+
+    // And for a machine client.
+    let (cid, csecret, _) = app.register_client("rates:read").await;
+    let token: Value = app
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &cid),
+            ("client_secret", &csecret),
+        ])
+        .await
+        .json()
+        .await
+        .unwrap();
+    json_of(
+        call(
+            &app,
+            &admin,
+            Method::POST,
+            "/admin/revoke-all",
+            Some(json!({"subject": cid})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let introspection: Value = app
+        .http
+        .post(app.url("/oauth2/introspect"))
+        .basic_auth(&cid, Some(&csecret))
+        .form(&[("token", token["access_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(introspection["active"], false);
+    assert_eq!(
+        call(
+            &app,
+            &admin,
+            Method::POST,
+            "/admin/revoke-all",
+            Some(json!({"subject": "nobody"}))
+        )
+        .await
+        .status(),
+        404
+    );
+}
+
+async fn audit_log_lists_and_filters_events_with_their_actor(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    app.sign_up("alice", "correct-horse").await;
+    for _ in 0..3 {
+        let _ = app
+            .token(&[
+                ("grant_type", "password"),
+                ("client_id", "gatehouse-web"),
+                ("username", "alice"),
+                ("password", "wrong-pass"),
+            ])
+            .await;
+    }
+    let alice = app.login("alice", "correct-horse").await;
+    let alice_id = app
+        .me(alice["access_token"].as_str().unwrap())
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json_of(
+        call(
+            &app,
+            &admin,
+            Method::PATCH,
+            &format!("/admin/users/{alice_id}"),
+            Some(json!({"blocked": true})),
+        )
+        .await,
+        200,
+    )
+    .await;
+
+    let failures = json_of(
+        call(
+            &app,
+            &admin,
+            Method::GET,
+            "/admin/audit?type=login.failure",
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(failures["items"].as_array().unwrap().len(), 3);
+    let about_alice = json_of(
+        call(
+            &app,
+            &admin,
+            Method::GET,
+            &format!("/admin/audit?subject={alice_id}"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let kinds: Vec<&str> = about_alice["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"admin.user.blocked") && kinds.contains(&"login.success"),
+        "{kinds:?}"
+    );
+    let blocked = about_alice["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "admin.user.blocked")
+        .unwrap();
+    assert!(
+        blocked["actor"].as_str().unwrap().starts_with("usr_"),
+        "the acting admin is on record"
+    );
+
+    // Newest first, paged with the cursor, no event twice.
+    let mut seen = Vec::new();
+    let mut path = "/admin/audit?limit=2".to_owned();
+    loop {
+        let page = json_of(call(&app, &admin, Method::GET, &path, None).await, 200).await;
+        for e in page["items"].as_array().unwrap() {
+            seen.push((
+                e["at"].as_i64().unwrap(),
+                e["id"].as_str().unwrap().to_owned(),
+            ));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/admin/audit?limit=2&cursor={c}"),
+            None => break,
+        }
+        assert!(seen.len() < 100);
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(seen, sorted);
+    let unique: std::collections::BTreeSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len());
+    let future = json_of(
+        call(
+            &app,
+            &admin,
+            Method::GET,
+            "/admin/audit?since=99999999999",
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(future["items"], json!([]));
+    assert_eq!(
+        call(
+            &app,
+            &admin,
+            Method::GET,
+            "/admin/audit?cursor=garbage",
+            None
+        )
+        .await
+        .status(),
+        400
+    );
+    assert_eq!(
+        call(
+            &app,
+            &admin,
+            Method::GET,
+            "/admin/audit?since=yesterday",
+            None
+        )
+        .await
+        .status(),
+        400
+    );
 }

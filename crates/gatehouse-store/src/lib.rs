@@ -13,13 +13,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use gatehouse_core::{
-    AuditEvent, Client, RefreshFamily, RefreshTokenRecord, RevokedToken, Role, RotateOutcome,
-    Store, StoreError, StoredKey, User,
+    AuditEvent, Client, EventFilter, FamilyFilter, RefreshFamily, RefreshTokenRecord, RevokedToken,
+    Role, RotateOutcome, Store, StoreError, StoredKey, User,
 };
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
-use rows::{ClientRow, EventRow, KeyRow, RoleRow, TokenAndFamilyRow, UserRow, join_list};
+use rows::{
+    ClientRow, EventRow, FamilyRow, KeyRow, RoleRow, TokenAndFamilyRow, UserRow, join_list,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -146,6 +148,12 @@ macro_rules! client_columns {
         "id, name, secret_hash, auth_method, grant_types, scopes, roles, \
          registration_token_hash, created_at, updated_at, blocked_at, not_before, \
          previous_secret_hash, previous_secret_expires_at"
+    };
+}
+macro_rules! family_columns {
+    () => {
+        "id, user_id, client_id, scope, created_at, last_used_at, expires_at, revoked_at, ip, \
+         user_agent"
     };
 }
 macro_rules! user_columns {
@@ -427,6 +435,107 @@ impl Store for SqlStore {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
+    async fn insert_role(&self, role: &Role) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO roles (name, description, scopes) VALUES ($1, $2, $3)")
+            .bind(&role.name)
+            .bind(&role.description)
+            .bind(role.scopes.to_string())
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| match backend_error(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("that role exists".into()),
+                other => other,
+            })
+    }
+
+    async fn update_role(&self, role: &Role) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE roles SET description = $2, scopes = $3 WHERE name = $1")
+            .bind(&role.name)
+            .bind(&role.description)
+            .bind(role.scopes.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_role(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM roles WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn role_in_use(&self, name: &str) -> Result<bool, StoreError> {
+        // Role lists are space-separated; match whole words, with LIKE's wildcards escaped.
+        let pattern = format!(
+            "% {} %",
+            name.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM users WHERE (' ' || roles || ' ') LIKE $1 ESCAPE '\\' \
+             UNION ALL SELECT 1 FROM clients WHERE (' ' || roles || ' ') LIKE $1 ESCAPE '\\' \
+             LIMIT 1",
+        )
+        .bind(pattern)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(found.is_some())
+    }
+
+    async fn set_client_not_before(&self, id: &str, not_before: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE clients SET not_before = $2 WHERE id = $1 AND not_before < $2")
+            .bind(id)
+            .bind(not_before)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend_error)
+    }
+
+    async fn family(&self, id: &str) -> Result<Option<RefreshFamily>, StoreError> {
+        let row: Option<FamilyRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            family_columns!(),
+            " FROM refresh_families WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn list_families(
+        &self,
+        filter: &FamilyFilter,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<RefreshFamily>, StoreError> {
+        let rows: Vec<FamilyRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            family_columns!(),
+            " FROM refresh_families WHERE id > $1 \
+              AND (CAST($2 AS TEXT) IS NULL OR user_id = $2) \
+              AND (CAST($3 AS TEXT) IS NULL OR client_id = $3) \
+              ORDER BY id LIMIT $4"
+        ))
+        .bind(after)
+        .bind(&filter.user_id)
+        .bind(&filter.client_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
     async fn create_family(
         &self,
         f: &RefreshFamily,
@@ -602,6 +711,38 @@ impl Store for SqlStore {
         .await
         .map(|_| ())
         .map_err(backend_error)
+    }
+
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        before: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let (before_at, before_id) = match before {
+            Some((at, id)) => (Some(at), Some(id)),
+            None => (None, None),
+        };
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT id, at, kind, subject, client_id, actor, ip, detail FROM audit_events \
+             WHERE (CAST($1 AS TEXT) IS NULL OR subject = $1) \
+               AND (CAST($2 AS TEXT) IS NULL OR kind = $2) \
+               AND (CAST($3 AS BIGINT) IS NULL OR at >= $3) \
+               AND (CAST($4 AS BIGINT) IS NULL OR at <= $4) \
+               AND (CAST($5 AS BIGINT) IS NULL OR at < $5 OR (at = $5 AND id < $6)) \
+             ORDER BY at DESC, id DESC LIMIT $7",
+        )
+        .bind(&filter.subject)
+        .bind(&filter.kind)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(before_at)
+        .bind(before_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {

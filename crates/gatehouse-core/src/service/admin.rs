@@ -696,3 +696,361 @@ impl AuthService {
             .ok_or(ApiError::Internal)
     }
 }
+
+/// A role: a name carrying default scopes for the users and clients that hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleView {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Space-separated default scopes.
+    pub scope: String,
+}
+
+/// `PUT /admin/roles/{name}`: replaces description and scopes.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleUpdate {
+    #[serde(default)]
+    pub description: String,
+    pub scope: String,
+}
+
+/// One login's refresh-token family, as administrators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl From<crate::RefreshFamily> for SessionView {
+    fn from(f: crate::RefreshFamily) -> Self {
+        Self {
+            id: f.id,
+            user_id: f.user_id,
+            client_id: f.client_id,
+            scope: f.scope,
+            created_at: f.created_at,
+            last_used_at: f.last_used_at,
+            expires_at: f.expires_at,
+            revoked_at: f.revoked_at,
+            ip: f.ip,
+            user_agent: f.user_agent,
+        }
+    }
+}
+
+/// `GET /admin/sessions` filters and paging.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SessionQuery {
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// `GET /admin/audit` filters and paging.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// The user, client or key the event is about.
+    pub subject: Option<String>,
+    /// The event type, e.g. `login.failure`, `refresh.reuse_detected`, `admin.user.blocked`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub kind: Option<String>,
+    /// Unix seconds, inclusive.
+    pub since: Option<i64>,
+    /// Unix seconds, inclusive.
+    pub until: Option<i64>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AuditEventView {
+    pub id: String,
+    pub at: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    pub actor: Option<String>,
+    pub ip: Option<String>,
+    pub detail: String,
+}
+
+/// `POST /admin/revoke-all`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeAll {
+    /// A user id or a client id.
+    pub subject: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct RevokedAll {
+    pub subject: String,
+    pub sessions_revoked: u64,
+    /// Every token of the subject issued before this time is dead.
+    pub not_before: i64,
+}
+
+const BUILT_IN_ROLES: [&str; 2] = [crate::ADMIN_ROLE, crate::USER_ROLE];
+
+fn check_role_name(name: &str, errors: &mut Vec<FieldError>) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b':' | b'.')
+        });
+    if !ok {
+        errors.push(FieldError {
+            field: "name",
+            detail: "1 to 64 of a-z 0-9 - _ : .".into(),
+        });
+    }
+}
+
+fn check_description(text: &str, errors: &mut Vec<FieldError>) {
+    if text.chars().count() > 500 || text.chars().any(char::is_control) {
+        errors.push(FieldError {
+            field: "description",
+            detail: "at most 500 printable characters".into(),
+        });
+    }
+}
+
+impl AuthService {
+    pub async fn admin_list_roles(&self) -> Result<Vec<RoleView>, ApiError> {
+        Ok(self
+            .store
+            .roles()
+            .await?
+            .into_iter()
+            .map(|r| RoleView {
+                name: r.name,
+                description: r.description,
+                scope: r.scopes.to_string(),
+            })
+            .collect())
+    }
+
+    pub async fn admin_create_role(
+        &self,
+        actor: &Actor,
+        role: RoleView,
+        ctx: &RequestContext,
+    ) -> Result<RoleView, ApiError> {
+        let mut errors = Vec::new();
+        check_role_name(&role.name, &mut errors);
+        check_description(&role.description, &mut errors);
+        let scopes = parse_scopes(&role.scope, &mut errors);
+        crate::validate::finish(errors)?;
+        let scopes = scopes.unwrap_or_default();
+        self.store
+            .insert_role(&crate::Role {
+                name: role.name.clone(),
+                description: role.description.clone(),
+                scopes: scopes.clone(),
+            })
+            .await?;
+        self.admin_audit(
+            actor,
+            "admin.role.created",
+            &role.name,
+            ctx,
+            &scopes.to_string(),
+        )
+        .await;
+        Ok(RoleView {
+            scope: scopes.to_string(),
+            ..role
+        })
+    }
+
+    pub async fn admin_update_role(
+        &self,
+        actor: &Actor,
+        name: &str,
+        update: RoleUpdate,
+        ctx: &RequestContext,
+    ) -> Result<RoleView, ApiError> {
+        let mut errors = Vec::new();
+        check_description(&update.description, &mut errors);
+        let scopes = parse_scopes(&update.scope, &mut errors);
+        crate::validate::finish(errors)?;
+        let role = crate::Role {
+            name: name.to_owned(),
+            description: update.description,
+            scopes: scopes.unwrap_or_default(),
+        };
+        if !self.store.update_role(&role).await? {
+            return Err(not_found("role"));
+        }
+        self.clients.clear();
+        self.admin_audit(
+            actor,
+            "admin.role.updated",
+            name,
+            ctx,
+            &role.scopes.to_string(),
+        )
+        .await;
+        Ok(RoleView {
+            name: role.name,
+            description: role.description,
+            scope: role.scopes.to_string(),
+        })
+    }
+
+    pub async fn admin_delete_role(
+        &self,
+        actor: &Actor,
+        name: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), ApiError> {
+        if BUILT_IN_ROLES.contains(&name) {
+            return Err(ApiError::Conflict(
+                "built-in roles cannot be deleted".into(),
+            ));
+        }
+        if !self.store.roles().await?.iter().any(|r| r.name == name) {
+            return Err(not_found("role"));
+        }
+        if self.store.role_in_use(name).await? {
+            return Err(ApiError::Conflict(
+                "the role is still held by users or clients".into(),
+            ));
+        }
+        self.store.delete_role(name).await?;
+        self.clients.clear();
+        self.admin_audit(actor, "admin.role.deleted", name, ctx, "")
+            .await;
+        Ok(())
+    }
+
+    pub async fn admin_list_sessions(
+        &self,
+        query: &SessionQuery,
+    ) -> Result<Page<SessionView>, ApiError> {
+        let (after, limit) = PageRequest {
+            limit: query.limit,
+            cursor: query.cursor.clone(),
+        }
+        .validated()?;
+        let filter = crate::FamilyFilter {
+            user_id: query.user_id.clone(),
+            client_id: query.client_id.clone(),
+        };
+        let families = self.store.list_families(&filter, &after, limit).await?;
+        let views = families.into_iter().map(SessionView::from).collect();
+        Ok(page(views, limit, |s: &SessionView| s.id.clone()))
+    }
+
+    pub async fn admin_revoke_session(
+        &self,
+        actor: &Actor,
+        id: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), ApiError> {
+        let family = self
+            .store
+            .family(id)
+            .await?
+            .ok_or_else(|| not_found("session"))?;
+        self.store.revoke_family(id, now_unix()).await?;
+        self.admin_audit(actor, "admin.session.revoked", &family.user_id, ctx, id)
+            .await;
+        Ok(())
+    }
+
+    /// Ends every session and kills every token of a user or a client at once.
+    pub async fn admin_revoke_all(
+        &self,
+        actor: &Actor,
+        subject: &str,
+        ctx: &RequestContext,
+    ) -> Result<RevokedAll, ApiError> {
+        let now = now_unix();
+        let cutoff = revocation_cutoff();
+        let sessions_revoked = if self.store.user(subject).await?.is_some() {
+            let n = self.store.revoke_user_families(subject, now).await?;
+            self.store.set_user_not_before(subject, cutoff).await?;
+            n
+        } else if self.store.client(subject).await?.is_some() {
+            let n = self.store.revoke_client_families(subject, now).await?;
+            self.store.set_client_not_before(subject, cutoff).await?;
+            self.forget_cached_client(subject);
+            n
+        } else {
+            return Err(not_found("user or client"));
+        };
+        self.admin_audit(
+            actor,
+            "admin.revoke_all",
+            subject,
+            ctx,
+            &format!("{sessions_revoked} sessions"),
+        )
+        .await;
+        Ok(RevokedAll {
+            subject: subject.to_owned(),
+            sessions_revoked,
+            not_before: cutoff,
+        })
+    }
+
+    pub async fn admin_list_audit(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<Page<AuditEventView>, ApiError> {
+        let (cursor, limit) = PageRequest {
+            limit: query.limit,
+            cursor: query.cursor.clone(),
+        }
+        .validated()?;
+        let before = if cursor.is_empty() {
+            None
+        } else {
+            let (at, id) = cursor
+                .split_once(':')
+                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_owned())))
+                .ok_or_else(|| ApiError::BadRequest("cursor is not one this API gave".into()))?;
+            Some((at, id))
+        };
+        let filter = crate::EventFilter {
+            subject: query.subject.clone(),
+            kind: query.kind.clone(),
+            since: query.since,
+            until: query.until,
+        };
+        let events = self.store.list_events(&filter, before, limit).await?;
+        let views = events
+            .into_iter()
+            .map(|e| AuditEventView {
+                id: e.id,
+                at: e.at,
+                kind: e.kind,
+                subject: e.subject,
+                client_id: e.client_id,
+                actor: e.actor,
+                ip: e.ip,
+                detail: e.detail,
+            })
+            .collect();
+        Ok(page(views, limit, |e: &AuditEventView| {
+            format!("{}:{}", e.at, e.id)
+        }))
+    }
+}

@@ -80,6 +80,14 @@ impl ClientCache {
         }
     }
 
+    /// Forgets every client: their allowed scopes depend on roles, which just changed.
+    pub(super) fn clear(&self) {
+        if let Ok(mut entries) = self.entries.write() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            entries.clear();
+        }
+    }
+
     pub(super) fn invalidate(&self, id: &str) {
         if let Ok(mut entries) = self.entries.write() {
             self.generation.fetch_add(1, Ordering::AcqRel);

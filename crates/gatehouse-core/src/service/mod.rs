@@ -12,8 +12,9 @@ use std::sync::Arc;
 use gatehouse_token::{AccessClaims, Audience, KeyEncryptionKey, VerifierConfig, now_unix};
 
 pub use admin::{
-    Actor, AdminUserView, ClientPatch, ClientView, CreatedClient, KeyInfo, NewClient, Page,
-    PageRequest, RotatedSecret, UserPatch,
+    Actor, AdminUserView, AuditEventView, AuditQuery, ClientPatch, ClientView, CreatedClient,
+    KeyInfo, NewClient, Page, PageRequest, RevokeAll, RevokedAll, RoleUpdate, RoleView,
+    RotatedSecret, SessionQuery, SessionView, UserPatch,
 };
 pub use clients::{ClientAuth, PresentedAuth};
 pub use grants::{TokenRequest, TokenResponse};

@@ -9,8 +9,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::ApiError;
 use gatehouse_core::service::{
-    Actor, AdminUserView, ClientPatch, ClientView, CreatedClient, KeyInfo, NewClient, Page,
-    PageRequest, RotatedSecret, UserPatch,
+    Actor, AdminUserView, AuditEventView, AuditQuery, ClientPatch, ClientView, CreatedClient,
+    KeyInfo, NewClient, Page, PageRequest, RevokeAll, RevokedAll, RoleUpdate, RoleView,
+    RotatedSecret, SessionQuery, SessionView, UserPatch,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -28,6 +29,12 @@ pub fn router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(get_user, patch_user, delete_user))
         .routes(routes!(list_keys))
         .routes(routes!(rotate_key))
+        .routes(routes!(list_roles, create_role))
+        .routes(routes!(update_role, delete_role))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(revoke_all))
+        .routes(routes!(list_audit))
         .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
 }
 
@@ -50,9 +57,8 @@ async fn require_admin(
     }
 }
 
-fn page_request(
-    query: Result<Query<PageRequest>, QueryRejection>,
-) -> Result<PageRequest, ApiReply> {
+/// A query string that does not fit is a 400 problem naming what is wrong.
+fn query_of<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiReply> {
     query
         .map(|Query(q)| q)
         .map_err(|e| ApiReply(ApiError::BadRequest(e.body_text().into())))
@@ -67,10 +73,7 @@ async fn list_clients(
     query: Result<Query<PageRequest>, QueryRejection>,
 ) -> Result<Json<Page<ClientView>>, ApiReply> {
     Ok(Json(
-        state
-            .service
-            .admin_list_clients(&page_request(query)?)
-            .await?,
+        state.service.admin_list_clients(&query_of(query)?).await?,
     ))
 }
 
@@ -163,10 +166,7 @@ async fn list_users(
     query: Result<Query<PageRequest>, QueryRejection>,
 ) -> Result<Json<Page<AdminUserView>>, ApiReply> {
     Ok(Json(
-        state
-            .service
-            .admin_list_users(&page_request(query)?)
-            .await?,
+        state.service.admin_list_users(&query_of(query)?).await?,
     ))
 }
 
@@ -234,4 +234,121 @@ async fn rotate_key(
 ) -> Result<impl IntoResponse, ApiReply> {
     let key = state.service.rotate_signing_key(&actor, &ctx).await?;
     Ok((StatusCode::CREATED, Json(key)))
+}
+
+/// Every role with its default scopes.
+#[utoipa::path(get, path = "/admin/roles", tag = "admin",
+    responses((status = 200, body = Vec<RoleView>), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+async fn list_roles(State(state): State<AppState>) -> Result<Json<Vec<RoleView>>, ApiReply> {
+    Ok(Json(state.service.admin_list_roles().await?))
+}
+
+/// Creates a role.
+#[utoipa::path(post, path = "/admin/roles", tag = "admin", request_body = RoleView,
+    responses((status = 201, body = RoleView), (status = 409), (status = 422), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+async fn create_role(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Ctx(ctx): Ctx,
+    JsonBody(role): JsonBody<RoleView>,
+) -> Result<impl IntoResponse, ApiReply> {
+    let created = state.service.admin_create_role(&actor, role, &ctx).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Replaces a role's description and scopes; holders get the new scopes on their next token.
+#[utoipa::path(put, path = "/admin/roles/{name}", tag = "admin", params(("name" = String, Path)),
+    request_body = RoleUpdate,
+    responses((status = 200, body = RoleView), (status = 404), (status = 422), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+async fn update_role(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+    JsonBody(update): JsonBody<RoleUpdate>,
+) -> Result<Json<RoleView>, ApiReply> {
+    Ok(Json(
+        state
+            .service
+            .admin_update_role(&actor, &name, update, &ctx)
+            .await?,
+    ))
+}
+
+/// Deletes a role no user or client holds; `admin` and `user` cannot be deleted.
+#[utoipa::path(delete, path = "/admin/roles/{name}", tag = "admin", params(("name" = String, Path)),
+    responses((status = 204), (status = 404), (status = 409), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+async fn delete_role(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiReply> {
+    state.service.admin_delete_role(&actor, &name, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sessions (refresh-token families), of one user or client when given, in id order.
+#[utoipa::path(get, path = "/admin/sessions", tag = "admin", params(SessionQuery),
+    responses((status = 200, body = Page<SessionView>), (status = 400), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+async fn list_sessions(
+    State(state): State<AppState>,
+    query: Result<Query<SessionQuery>, QueryRejection>,
+) -> Result<Json<Page<SessionView>>, ApiReply> {
+    Ok(Json(
+        state.service.admin_list_sessions(&query_of(query)?).await?,
+    ))
+}
+
+/// Revokes one session: its refresh tokens stop working.
+#[utoipa::path(delete, path = "/admin/sessions/{id}", tag = "admin", params(("id" = String, Path)),
+    responses((status = 204), (status = 404), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+async fn revoke_session(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiReply> {
+    state
+        .service
+        .admin_revoke_session(&actor, &id, &ctx)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends every session of a user or client and kills every token issued to it so far.
+#[utoipa::path(post, path = "/admin/revoke-all", tag = "admin", request_body = RevokeAll,
+    responses((status = 200, body = RevokedAll), (status = 404), (status = 422), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+async fn revoke_all(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Ctx(ctx): Ctx,
+    JsonBody(request): JsonBody<RevokeAll>,
+) -> Result<Json<RevokedAll>, ApiReply> {
+    Ok(Json(
+        state
+            .service
+            .admin_revoke_all(&actor, &request.subject, &ctx)
+            .await?,
+    ))
+}
+
+/// The audit log, newest first, filtered by subject, type and time.
+#[utoipa::path(get, path = "/admin/audit", tag = "admin", params(AuditQuery),
+    responses((status = 200, body = Page<AuditEventView>), (status = 400), (status = 401), (status = 403)),
+    security(("bearer" = [])))]
+async fn list_audit(
+    State(state): State<AppState>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<Page<AuditEventView>>, ApiReply> {
+    Ok(Json(
+        state.service.admin_list_audit(&query_of(query)?).await?,
+    ))
 }
