@@ -25,6 +25,8 @@ pub struct AuthConfig {
     /// A rotated-in signing key is published this long before it signs, so verifiers that cache
     /// the JWKS (for up to a minute) have it first.
     pub key_activation_delay_secs: u64,
+    /// When on, a new password login ends the user's other sessions.
+    pub single_session: bool,
     /// After a client secret is rotated, how long the previous one keeps working.
     pub secret_rotation_overlap_secs: u64,
     pub registration: RegistrationConfig,
@@ -46,6 +48,7 @@ impl Default for AuthConfig {
                 .map(|n| (n.get() / 2).max(1))
                 .unwrap_or(1),
             secret_rotation_overlap_secs: 3600,
+            single_session: false,
             key_activation_delay_secs: 120,
             registration: RegistrationConfig::default(),
         }

@@ -21,6 +21,7 @@ on_both_stores!(
     expired_and_foreign_refresh_tokens_are_invalid_grant,
     deleted_client_can_no_longer_get_tokens,
     refresh_never_grants_more_than_the_client_may_now_have,
+    single_session_policy_ends_earlier_sessions_only_when_on,
 );
 
 async fn verifier_for(app: &TestApp) -> Verifier {
@@ -678,4 +679,25 @@ async fn refresh_never_grants_more_than_the_client_may_now_have(backend: Backend
         refreshed["scope"], "orders",
         "the narrowed client limit applies at once"
     );
+}
+
+async fn single_session_policy_ends_earlier_sessions_only_when_on(backend: Backend) {
+    for single in [false, true] {
+        let app = TestApp::spawn_with(backend, |c| c.single_session = single).await;
+        app.sign_up("alice", "correct-horse").await;
+        let first = app.login("alice", "correct-horse").await;
+        let second = app.login("alice", "correct-horse").await;
+        let first_refresh = app.refresh(first["refresh_token"].as_str().unwrap()).await;
+        assert_eq!(
+            first_refresh.status() == 200,
+            !single,
+            "single_session = {single}"
+        );
+        assert_eq!(
+            app.refresh(second["refresh_token"].as_str().unwrap())
+                .await
+                .status(),
+            200
+        );
+    }
 }

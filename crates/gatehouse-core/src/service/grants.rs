@@ -162,6 +162,19 @@ impl AuthService {
             expires_at: self.refresh_expiry(now, &family),
             rotated_at: None,
         };
+        if self.config.single_session {
+            let ended = self.store.revoke_user_families(&user.id, now).await?;
+            if ended > 0 {
+                self.audit(
+                    "session.replaced",
+                    Some(&user.id),
+                    Some(&client.client.id),
+                    ctx,
+                    &format!("{ended} earlier sessions ended by the single-session policy"),
+                )
+                .await;
+            }
+        }
         self.store.create_family(&family, &first).await?;
         let (access_token, expires_in) = self.issue_access_token(
             &user.id,
