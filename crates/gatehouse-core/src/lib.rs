@@ -18,6 +18,7 @@ pub mod validate;
 
 pub use config::AuthConfig;
 pub use error::{ApiError, FieldError, OAuthError, OAuthErrorCode, StoreError, TokenProblem};
+pub use gatehouse_token::now_unix as now;
 pub use model::*;
 pub use scope::ScopeSet;
 pub use service::AuthService;

@@ -210,3 +210,57 @@ pub struct RequestContext {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
 }
+
+/// What changed, for other nodes and for gateways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// A client was changed, blocked, cut off or deleted (subject: client id).
+    Client,
+    /// A role's scopes changed (subject: role name).
+    Role,
+    /// A signing key was added or scheduled to retire (subject: kid).
+    Keys,
+    /// An access token was revoked (subject: jti; until: its expiry).
+    TokenRevoked,
+    /// Every token of a user or client issued before `until` is dead (subject: its id).
+    SubjectCutoff,
+}
+
+impl ChangeKind {
+    pub const ALL: [ChangeKind; 5] = [
+        ChangeKind::Client,
+        ChangeKind::Role,
+        ChangeKind::Keys,
+        ChangeKind::TokenRevoked,
+        ChangeKind::SubjectCutoff,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Role => "role",
+            Self::Keys => "keys",
+            Self::TokenRevoked => "token_revoked",
+            Self::SubjectCutoff => "subject_cutoff",
+        }
+    }
+}
+
+impl FromStr for ChangeKind {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        ChangeKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or(())
+    }
+}
+
+/// One entry of the change log, in sequence order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub seq: i64,
+    pub at: i64,
+    pub kind: ChangeKind,
+    pub subject: String,
+    pub until: Option<i64>,
+}

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 
 use crate::{
-    AuditEvent, Client, RefreshFamily, RefreshTokenRecord, RevokedToken, Role, StoreError,
-    StoredKey, User,
+    AuditEvent, Change, ChangeKind, Client, RefreshFamily, RefreshTokenRecord, RevokedToken, Role,
+    StoreError, StoredKey, User,
 };
 
 /// Which refresh families to list.
@@ -122,6 +122,18 @@ pub trait Store: Send + Sync + 'static {
     async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
     /// Deletes deny entries and refresh families that have expired; returns how many rows went.
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError>;
+
+    /// Appends to the change log.
+    async fn append_change(
+        &self,
+        kind: ChangeKind,
+        subject: &str,
+        until: Option<i64>,
+    ) -> Result<(), StoreError>;
+    /// Changes with a sequence number above `after`, in order, at most `limit`.
+    async fn changes_after(&self, after: i64, limit: u32) -> Result<Vec<Change>, StoreError>;
+    /// The newest sequence number, 0 when the log is empty.
+    async fn latest_change(&self) -> Result<i64, StoreError>;
 
     async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// Newest first, at most `limit`.

@@ -360,7 +360,10 @@ async fn expired_revocations_and_sessions_are_purged(backend: Backend) {
         .purge_expired(now_unix() + 365 * 24 * 3600)
         .await
         .unwrap();
-    assert_eq!(purged, 2, "the deny entry and the family");
+    assert_eq!(
+        purged, 3,
+        "the deny entry, the family and the revocation's change-log entry"
+    );
     let counts = app.counts().await;
     assert!(counts.contains(&("refresh_families".to_owned(), 0)));
     assert!(

@@ -13,14 +13,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use gatehouse_core::{
-    AuditEvent, Client, EventFilter, FamilyFilter, RefreshFamily, RefreshTokenRecord, RevokedToken,
-    Role, RotateOutcome, Store, StoreError, StoredKey, User,
+    AuditEvent, Change, ChangeKind, Client, EventFilter, FamilyFilter, RefreshFamily,
+    RefreshTokenRecord, RevokedToken, Role, RotateOutcome, Store, StoreError, StoredKey, User,
 };
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 use rows::{
-    ClientRow, EventRow, FamilyRow, KeyRow, RoleRow, TokenAndFamilyRow, UserRow, join_list,
+    ChangeRow, ClientRow, EventRow, FamilyRow, KeyRow, RoleRow, TokenAndFamilyRow, UserRow,
+    join_list,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -691,7 +692,51 @@ impl Store for SqlStore {
             .execute(&self.pool)
             .await
             .map_err(backend_error)?;
-        Ok(tokens.rows_affected() + families.rows_affected())
+        // A day of changes is plenty for any node or gateway to catch up.
+        let changes = sqlx::query("DELETE FROM change_log WHERE at < $1")
+            .bind(now - 24 * 3600)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(tokens.rows_affected() + families.rows_affected() + changes.rows_affected())
+    }
+
+    async fn append_change(
+        &self,
+        kind: ChangeKind,
+        subject: &str,
+        until: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO change_log (at, kind, subject, until) VALUES ($1, $2, $3, $4)")
+            .bind(gatehouse_core::now())
+            .bind(kind.as_str())
+            .bind(subject)
+            .bind(until)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend_error)
+    }
+
+    async fn changes_after(&self, after: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
+        let rows: Vec<ChangeRow> = sqlx::query_as(
+            "SELECT seq, at, kind, subject, until FROM change_log WHERE seq > $1 \
+             ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn latest_change(&self) -> Result<i64, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM change_log")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(seq.unwrap_or(0))
     }
 
     async fn record_event(&self, e: &AuditEvent) -> Result<(), StoreError> {

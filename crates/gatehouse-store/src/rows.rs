@@ -2,8 +2,8 @@
 //! stored space-separated (scope and role names cannot contain spaces).
 
 use gatehouse_core::{
-    AuditEvent, AuthMethod, Client, GrantType, RefreshFamily, RefreshTokenRecord, Role, ScopeSet,
-    StoreError, StoredKey, User,
+    AuditEvent, AuthMethod, Change, ChangeKind, Client, GrantType, RefreshFamily,
+    RefreshTokenRecord, Role, ScopeSet, StoreError, StoredKey, User,
 };
 
 pub(crate) fn join_list<S: AsRef<str>>(items: &[S]) -> String {
@@ -281,5 +281,30 @@ impl From<EventRow> for AuditEvent {
             ip: r.ip,
             detail: r.detail,
         }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ChangeRow {
+    seq: i64,
+    at: i64,
+    kind: String,
+    subject: String,
+    until: Option<i64>,
+}
+
+impl TryFrom<ChangeRow> for Change {
+    type Error = StoreError;
+    fn try_from(r: ChangeRow) -> Result<Self, StoreError> {
+        Ok(Change {
+            kind: r
+                .kind
+                .parse::<ChangeKind>()
+                .map_err(|()| corrupt("change kind", &r.kind))?,
+            seq: r.seq,
+            at: r.at,
+            subject: r.subject,
+            until: r.until,
+        })
     }
 }

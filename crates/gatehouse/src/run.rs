@@ -45,6 +45,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let service = Arc::new(service);
     tokio::spawn(purge_periodically(service.clone()));
     tokio::spawn(reload_keys_periodically(service.clone()));
+    // Changes made through other nodes or the CLI apply here within a second.
+    tokio::spawn(
+        service
+            .clone()
+            .follow_changes(std::time::Duration::from_millis(250)),
+    );
     let state = AppState {
         service,
         metrics: gatehouse_server::install_metrics(),
@@ -130,9 +136,9 @@ async fn bootstrap_admin(service: &AuthService) -> anyhow::Result<()> {
     }
 }
 
-/// Picks up key rotations made through other nodes. The activation delay (default 120 s) is longer
-/// than this period plus the JWKS cache lifetime, so every node publishes a new key before any
-/// node signs with it.
+/// A safety net under the change log for key rotations made through other nodes. The activation
+/// delay (default 120 s) is longer than this period plus the JWKS cache lifetime, so every node
+/// publishes a new key before any node signs with it even if a change-log entry were lost.
 async fn reload_keys_periodically(service: Arc<AuthService>) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
     every.tick().await;

@@ -2,53 +2,17 @@
 //! and a clean exit on SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use std::path::Path;
+use std::process::Command;
+
+use common::{Running, terminate};
 use serde_json::Value;
 
-struct Running {
-    child: Child,
-    base: String,
-}
-
-/// Starts the binary on a free port and waits for the line it prints once it is listening.
-fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Running {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    command
-        .args(["serve", "--auth-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env_remove("GATEHOUSE_KEK")
-        .env_remove("GATEHOUSE_DATABASE_URL")
-        .env("GATEHOUSE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in extra_env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("the server exited before it was listening")
-            .unwrap();
-        if let Some(url) = line.trim().strip_prefix("authorization server") {
-            break url.trim().to_owned();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Running { child, base }
-}
-
-fn terminate(mut running: Running) -> std::process::ExitStatus {
-    let pid = running.child.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(killed.success());
-    running.child.wait().unwrap()
+fn start(data_dir: &Path, env: &[(&str, &str)]) -> Running {
+    let dir = data_dir.to_str().unwrap();
+    common::start(&["serve", "--data-dir", dir], env)
 }
 
 async fn jwks_kid(http: &reqwest::Client, base: &str) -> String {

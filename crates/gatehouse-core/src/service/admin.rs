@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuthService, revocation_cutoff};
 use crate::{
-    ADMIN_ROLE, ApiError, AuditEvent, AuthMethod, Client, FieldError, GrantType, RequestContext,
-    ScopeSet, TokenProblem, User, secret,
+    ADMIN_ROLE, ApiError, AuditEvent, AuthMethod, ChangeKind, Client, FieldError, GrantType,
+    RequestContext, ScopeSet, TokenProblem, User, secret,
 };
 
 /// Who is acting through the admin API: a person with the `admin` role, or a machine client that
@@ -391,9 +391,11 @@ impl AuthService {
         if !self.store.update_client(&client).await? {
             return Err(not_found("client"));
         }
-        self.forget_cached_client(id);
+        self.client_changed(id).await;
         if block_change == Some("admin.client.blocked") {
             self.store.revoke_client_families(id, now).await?;
+            self.log_change(ChangeKind::SubjectCutoff, id, Some(client.not_before))
+                .await;
         }
         if let Some(kind) = block_change {
             self.admin_audit(actor, kind, id, ctx, "").await;
@@ -431,7 +433,7 @@ impl AuthService {
         if !self.store.update_client(&client).await? {
             return Err(not_found("client"));
         }
-        self.forget_cached_client(id);
+        self.client_changed(id).await;
         self.admin_audit(
             actor,
             "admin.client.secret_rotated",
@@ -461,7 +463,7 @@ impl AuthService {
         if !self.store.delete_client(id).await? {
             return Err(not_found("client"));
         }
-        self.forget_cached_client(id);
+        self.client_changed(id).await;
         self.admin_audit(actor, "admin.client.deleted", id, ctx, "")
             .await;
         Ok(())
@@ -539,6 +541,10 @@ impl AuthService {
         }
         if !self.store.update_user(&user).await? {
             return Err(not_found("user"));
+        }
+        if blocked_now {
+            self.log_change(ChangeKind::SubjectCutoff, id, Some(user.not_before))
+                .await;
         }
         for (kind, detail) in kinds {
             self.admin_audit(actor, kind, id, ctx, &detail).await;
@@ -678,6 +684,8 @@ impl AuthService {
             .retire_signing_keys(&record.kid, retire_at)
             .await?;
         self.reload_keys().await?;
+        self.log_change(ChangeKind::Keys, &record.kid, Some(retire_at))
+            .await;
         self.admin_audit(
             actor,
             "key.rotated",
@@ -898,7 +906,7 @@ impl AuthService {
         if !self.store.update_role(&role).await? {
             return Err(not_found("role"));
         }
-        self.clients.clear();
+        self.role_changed(name).await;
         self.admin_audit(
             actor,
             "admin.role.updated",
@@ -934,7 +942,7 @@ impl AuthService {
             ));
         }
         self.store.delete_role(name).await?;
-        self.clients.clear();
+        self.role_changed(name).await;
         self.admin_audit(actor, "admin.role.deleted", name, ctx, "")
             .await;
         Ok(())
@@ -987,11 +995,15 @@ impl AuthService {
         let sessions_revoked = if self.store.user(subject).await?.is_some() {
             let n = self.store.revoke_user_families(subject, now).await?;
             self.store.set_user_not_before(subject, cutoff).await?;
+            self.log_change(ChangeKind::SubjectCutoff, subject, Some(cutoff))
+                .await;
             n
         } else if self.store.client(subject).await?.is_some() {
             let n = self.store.revoke_client_families(subject, now).await?;
             self.store.set_client_not_before(subject, cutoff).await?;
-            self.forget_cached_client(subject);
+            self.client_changed(subject).await;
+            self.log_change(ChangeKind::SubjectCutoff, subject, Some(cutoff))
+                .await;
             n
         } else {
             return Err(not_found("user or client"));

@@ -327,9 +327,16 @@ impl AuthService {
             .store
             .revoke_user_families(&family.user_id, now_unix())
             .await?;
+        let cutoff = revocation_cutoff();
         self.store
-            .set_user_not_before(&family.user_id, revocation_cutoff())
+            .set_user_not_before(&family.user_id, cutoff)
             .await?;
+        self.log_change(
+            crate::ChangeKind::SubjectCutoff,
+            &family.user_id,
+            Some(cutoff),
+        )
+        .await;
         tracing::warn!(
             user = %family.user_id,
             family = %family.id,

@@ -119,6 +119,12 @@ impl AuthService {
                     revoked_at: now_unix(),
                 })
                 .await?;
+            self.log_change(
+                crate::ChangeKind::TokenRevoked,
+                &claims.jti,
+                Some(claims.exp),
+            )
+            .await;
             self.audit(
                 "token.revoked",
                 Some(&claims.sub),

@@ -153,6 +153,70 @@ impl AuthService {
             .fold(ScopeSet::default(), |acc, r| acc.union(&r.scopes)))
     }
 
+    /// Appends to the change log that other nodes follow; a failure is logged (the change itself
+    /// is stored, and other nodes' caches expire within `client_cache_ttl_secs` regardless).
+    async fn log_change(&self, kind: crate::ChangeKind, subject: &str, until: Option<i64>) {
+        if let Err(e) = self.store.append_change(kind, subject, until).await {
+            tracing::error!(error = %e, kind = kind.as_str(), "could not log a change for other nodes");
+        }
+    }
+
+    /// Follows the change log so that changes made through other nodes (or the CLI) apply here
+    /// within `every`: forgets changed clients, reloads keys. Runs until the process ends.
+    pub async fn follow_changes(self: Arc<Self>, every: std::time::Duration) {
+        // Sequence numbers of concurrent transactions can become visible out of order; look back a
+        // little and skip what was applied already.
+        const LOOKBACK: i64 = 64;
+        let mut last = match self.store.latest_change().await {
+            Ok(seq) => seq,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the change log; starting from the beginning");
+                0
+            }
+        };
+        let mut applied = std::collections::BTreeSet::new();
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let changes = match self
+                .store
+                .changes_after((last - LOOKBACK).max(0), 1000)
+                .await
+            {
+                Ok(changes) => changes,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the change log failed");
+                    continue;
+                }
+            };
+            for change in changes {
+                if change.seq <= last - LOOKBACK || !applied.insert(change.seq) {
+                    continue;
+                }
+                self.apply_change(&change).await;
+                last = last.max(change.seq);
+            }
+            let floor = last - LOOKBACK;
+            applied.retain(|seq| *seq > floor);
+        }
+    }
+
+    async fn apply_change(&self, change: &crate::Change) {
+        use crate::ChangeKind;
+        match change.kind {
+            ChangeKind::Client => self.clients.invalidate(&change.subject),
+            ChangeKind::Role => self.clients.clear(),
+            ChangeKind::Keys => {
+                if let Err(e) = self.reload_keys().await {
+                    tracing::warn!(error = %e, "reloading keys after a change failed");
+                }
+            }
+            // Checked against the store on every use; nothing is cached here.
+            ChangeKind::TokenRevoked | ChangeKind::SubjectCutoff => {}
+        }
+    }
+
     /// Records an audit event; a failure to record is logged, never turned into a failed request.
     async fn audit(
         &self,

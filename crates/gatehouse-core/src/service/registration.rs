@@ -168,7 +168,7 @@ impl AuthService {
         client.auth_method = valid.auth_method;
         client.updated_at = now_unix();
         self.store.update_client(&client).await?;
-        self.forget_cached_client(client_id);
+        self.client_changed(client_id).await;
         self.audit("client.updated", Some(client_id), Some(client_id), ctx, "")
             .await;
         Ok(self.metadata_of(&client))
@@ -184,7 +184,7 @@ impl AuthService {
         self.client_for_registration(client_id, registration_token)
             .await?;
         self.store.delete_client(client_id).await?;
-        self.forget_cached_client(client_id);
+        self.client_changed(client_id).await;
         self.audit("client.deleted", Some(client_id), Some(client_id), ctx, "")
             .await;
         Ok(())

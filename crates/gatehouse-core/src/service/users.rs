@@ -163,9 +163,12 @@ impl AuthService {
             .store
             .revoke_user_families(&user.id, now_unix())
             .await?;
+        let cutoff = revocation_cutoff();
         self.store
-            .set_user_password(&user.id, &hash, revocation_cutoff())
+            .set_user_password(&user.id, &hash, cutoff)
             .await?;
+        self.log_change(crate::ChangeKind::SubjectCutoff, &user.id, Some(cutoff))
+            .await;
         self.audit(
             "password.changed",
             Some(&user.id),

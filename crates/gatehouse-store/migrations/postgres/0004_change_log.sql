@@ -1,0 +1,9 @@
+-- Every change other nodes (and gateways) must learn of, in order. Nodes poll it by sequence.
+CREATE TABLE change_log (
+    seq     BIGSERIAL PRIMARY KEY,
+    at      BIGINT NOT NULL,
+    kind    TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    until   BIGINT
+);
+CREATE INDEX change_log_at ON change_log (at);
