@@ -161,6 +161,10 @@ DATA_DIR="$WORK_DIR/data"
 mkdir -p "$DATA_DIR"
 
 log "starting $GATEHOUSE_BIN on $BASE (data dir $DATA_DIR)"
+# The benchmark measures capacity: the token endpoint's rate limits (per IP: the load generator is one
+# address) are turned off unless the caller sets them.
+export GATEHOUSE_RATE_LIMITS__TOKEN_PER_IP_PER_SECOND="${GATEHOUSE_RATE_LIMITS__TOKEN_PER_IP_PER_SECOND:-0}"
+export GATEHOUSE_RATE_LIMITS__TOKEN_PER_CLIENT_PER_SECOND="${GATEHOUSE_RATE_LIMITS__TOKEN_PER_CLIENT_PER_SECOND:-0}"
 "$GATEHOUSE_BIN" serve --data-dir "$DATA_DIR" \
     --auth-listen "127.0.0.1:$BENCH_PORT" --issuer "$BASE" \
     </dev/null >"$WORK_DIR/server.log" 2>&1 &

@@ -25,6 +25,13 @@ pub struct AuthConfig {
     /// A rotated-in signing key is published this long before it signs, so verifiers that cache
     /// the JWKS (for up to a minute) have it first.
     pub key_activation_delay_secs: u64,
+    /// Failed logins for one username answered at once; after that each waits longer.
+    pub login_delay_after_failures: u32,
+    /// The first such delay, doubling with each further failure (at most 8 s).
+    pub login_failure_delay_ms: u64,
+    /// Failures that lock a username for `login_lock_secs` (0: never).
+    pub login_lock_after_failures: u32,
+    pub login_lock_secs: u64,
     /// When on, a new password login ends the user's other sessions.
     pub single_session: bool,
     /// After a client secret is rotated, how long the previous one keeps working.
@@ -49,6 +56,10 @@ impl Default for AuthConfig {
                 .unwrap_or(1),
             secret_rotation_overlap_secs: 3600,
             single_session: false,
+            login_delay_after_failures: 3,
+            login_failure_delay_ms: 250,
+            login_lock_after_failures: 10,
+            login_lock_secs: 900,
             key_activation_delay_secs: 120,
             registration: RegistrationConfig::default(),
         }
@@ -94,6 +105,17 @@ impl Default for RegistrationConfig {
             allowed_scopes: vec!["rates:read".into(), "fx:read".into()],
             allowed_grant_types: vec!["client_credentials".into()],
             initial_access_token: None,
+        }
+    }
+}
+
+impl AuthConfig {
+    pub fn throttle_settings(&self) -> crate::throttle::ThrottleSettings {
+        crate::throttle::ThrottleSettings {
+            delay_after: self.login_delay_after_failures,
+            base_delay: std::time::Duration::from_millis(self.login_failure_delay_ms),
+            lock_after: self.login_lock_after_failures,
+            lock_for: std::time::Duration::from_secs(self.login_lock_secs),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod scope;
 pub mod secret;
 pub mod service;
 pub mod store;
+pub mod throttle;
 pub mod validate;
 
 pub use config::AuthConfig;

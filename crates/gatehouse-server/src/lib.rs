@@ -7,6 +7,7 @@
 
 mod error;
 mod extract;
+pub mod limits;
 mod metrics;
 mod openapi;
 mod routes;
@@ -32,6 +33,7 @@ pub use metrics::install_metrics;
 pub struct AppState {
     pub service: Arc<AuthService>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub limits: Arc<limits::RateLimits>,
 }
 
 /// The whole application: routes, docs, and the layers every request passes.
@@ -45,6 +47,10 @@ pub fn router(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::per_ip,
         ))
         .layer(axum::middleware::from_fn(error::describe_bare_errors))
         .layer(axum::middleware::from_fn(metrics::track))

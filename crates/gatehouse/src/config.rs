@@ -8,6 +8,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use gatehouse_core::AuthConfig;
 use gatehouse_core::config::RegistrationMode;
+use gatehouse_server::limits::RateLimitConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,6 +22,7 @@ pub struct Settings {
     /// `text` or `json` log lines.
     pub log_format: String,
     pub auth: AuthConfig,
+    pub rate_limits: RateLimitConfig,
 }
 
 impl Default for Settings {
@@ -35,6 +37,7 @@ impl Default for Settings {
                 issuer: String::new(),
                 ..AuthConfig::default()
             },
+            rate_limits: RateLimitConfig::default(),
         }
     }
 }
@@ -62,12 +65,13 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Setting
         }
         figment = figment.merge(Toml::file(file));
     }
-    // Nested settings from the environment: GATEHOUSE_AUTH__ACCESS_TOKEN_TTL_SECS=300,
-    // GATEHOUSE_AUTH__REGISTRATION__MODE=closed.
+    // Nested settings from the environment, `__` between levels:
+    // GATEHOUSE_AUTH__ACCESS_TOKEN_TTL_SECS=300, GATEHOUSE_RATE_LIMITS__SIGNUP_PER_IP_PER_MINUTE=5.
+    // Flat names (GATEHOUSE_DATA_DIR, …) are flags' environment equivalents, read by clap.
     figment = figment.merge(
-        Env::prefixed("GATEHOUSE_AUTH__")
-            .split("__")
-            .map(|key| format!("auth.{key}").into()),
+        Env::prefixed("GATEHOUSE_")
+            .filter(|key| key.as_str().contains("__"))
+            .split("__"),
     );
     let issuer = overrides.issuer.clone();
     figment = figment.merge(Serialized::defaults(Overrides {
@@ -158,6 +162,22 @@ mod tests {
         assert_eq!(s.auth.issuer, "https://flag.example");
         assert_eq!(s.data_dir, PathBuf::from("/tmp/flag"));
         assert_eq!(s.auth.access_token_ttl_secs, 60);
+    }
+
+    #[test]
+    // figment's Jail API returns its own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn nested_settings_come_from_the_environment() {
+        // Jail restores the environment afterwards and serializes tests that use it.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GATEHOUSE_AUTH__ACCESS_TOKEN_TTL_SECS", "123");
+            jail.set_env("GATEHOUSE_RATE_LIMITS__SIGNUP_PER_IP_PER_MINUTE", "7");
+            jail.set_env("GATEHOUSE_ADMIN_USERNAME", "not-a-setting");
+            let s = load(None, Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(s.auth.access_token_ttl_secs, 123);
+            assert_eq!(s.rate_limits.signup_per_ip_per_minute, 7);
+            Ok(())
+        });
     }
 
     #[test]

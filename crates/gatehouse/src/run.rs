@@ -51,7 +51,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             .clone()
             .follow_changes(std::time::Duration::from_millis(250)),
     );
+    let limits = Arc::new(gatehouse_server::limits::RateLimits::new(
+        &settings.rate_limits,
+    ));
+    tokio::spawn(forget_idle_limits(limits.clone()));
     let state = AppState {
+        limits,
         service,
         metrics: gatehouse_server::install_metrics(),
     };
@@ -147,6 +152,14 @@ async fn reload_keys_periodically(service: Arc<AuthService>) {
         if let Err(e) = service.reload_keys().await {
             tracing::warn!(error = %e, "reloading the signing keys failed");
         }
+    }
+}
+
+async fn forget_idle_limits(limits: Arc<gatehouse_server::limits::RateLimits>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        limits.forget_idle();
     }
 }
 

@@ -112,30 +112,50 @@ impl AuthService {
         requested: Option<ScopeSet>,
         ctx: &RequestContext,
     ) -> Result<TokenResponse, OAuthError> {
+        let locked = self.throttle.is_locked(username);
         let user = self.store.user_by_username(username).await?;
+        // The hash runs in every case, so a lock or an unknown name costs what a wrong password does.
         let matched = self
             .hasher
             .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
             .await?;
         let user = match user {
-            Some(user) if matched && user_is_usable(&user) => user,
+            Some(user) if matched && !locked && user_is_usable(&user) => user,
             other => {
                 let detail = match &other {
+                    _ if locked => "username locked after repeated failures",
                     None => "unknown username",
                     Some(u) if !user_is_usable(u) => "blocked user",
                     Some(_) => "wrong password",
                 };
+                let subject = other.as_ref().map(|u| u.id.as_str());
+                let outcome = self.throttle.record_failure(username);
                 self.audit(
                     "login.failure",
-                    other.as_ref().map(|u| u.id.as_str()),
+                    subject,
                     Some(&client.client.id),
                     ctx,
                     detail,
                 )
                 .await;
+                if outcome.locked_now {
+                    self.audit(
+                        "login.locked",
+                        subject,
+                        Some(&client.client.id),
+                        ctx,
+                        &format!(
+                            "username {:?} locked after repeated failures",
+                            username.chars().take(64).collect::<String>()
+                        ),
+                    )
+                    .await;
+                }
+                tokio::time::sleep(outcome.delay).await;
                 return Err(OAuthError::invalid_grant(BAD_LOGIN));
             }
         };
+        self.throttle.record_success(username);
         let mut allowed = self.scopes_of_roles(&user.roles).await?;
         if let Some(limit) = &client.delegation_limit {
             allowed = allowed.intersection(limit);

@@ -36,6 +36,7 @@ pub struct AuthService {
     keys: KeyRing,
     hasher: PasswordHasher,
     clients: clients::ClientCache,
+    throttle: crate::throttle::LoginThrottle,
     /// Derives each refresh token's successor from it, so concurrent duplicates agree on one.
     refresh_successor_key: [u8; 32],
 }
@@ -56,6 +57,7 @@ impl AuthService {
         let hasher = PasswordHasher::new(config.max_concurrent_password_hashes)?;
         let service = Self {
             clients: clients::ClientCache::new(config.client_cache_ttl_secs),
+            throttle: crate::throttle::LoginThrottle::new(config.throttle_settings()),
             refresh_successor_key: kek.derive("gatehouse/refresh-successor/v1"),
             config,
             store,

@@ -24,8 +24,11 @@ pub async fn token(
     Ctx(ctx): Ctx,
     headers: HeaderMap,
     mut form: OAuthForm,
-) -> Result<impl IntoResponse, OAuthReply> {
+) -> Result<axum::response::Response, OAuthReply> {
     let auth = client_auth(&headers, &mut form)?;
+    if let Err(limited) = state.limits.check_client(&auth.client_id) {
+        return Ok(crate::limits::too_many_requests(true, limited));
+    }
     let request = TokenRequest {
         grant_type: form.take("grant_type"),
         scope: form.take("scope"),
@@ -41,7 +44,8 @@ pub async fn token(
             (header::PRAGMA, "no-cache"),
         ],
         Json(response),
-    ))
+    )
+        .into_response())
 }
 
 /// Works out how the client authenticated. Using two methods at once is refused (RFC 6749 §2.3).

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use gatehouse_core::{AuthConfig, AuthService, Store};
 use gatehouse_server::AppState;
+use gatehouse_server::limits::{RateLimitConfig, RateLimits};
 use gatehouse_store::SqlStore;
 use gatehouse_token::{AccessClaims, Audience, KeyEncryptionKey, SigningKey, now_unix};
 use serde_json::{Value, json};
@@ -25,6 +26,7 @@ pub struct TestApp {
     pub config: AuthConfig,
     kek_hex: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    follower: tokio::task::JoinHandle<()>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -69,6 +71,15 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut AuthConfig)) -> Self {
+        Self::spawn_limited(backend, configure, RateLimitConfig::off()).await
+    }
+
+    /// With rate limits; every other constructor turns them off.
+    pub async fn spawn_limited(
+        backend: Backend,
+        configure: impl FnOnce(&mut AuthConfig),
+        limits: RateLimitConfig,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (store, dir) = match backend {
@@ -95,9 +106,16 @@ impl TestApp {
         let service = AuthService::start(config.clone(), Arc::new(store.clone()), kek)
             .await
             .unwrap();
+        let service = Arc::new(service);
+        let follower = tokio::spawn(
+            service
+                .clone()
+                .follow_changes(std::time::Duration::from_millis(100)),
+        );
         let state = AppState {
-            service: Arc::new(service),
+            service,
             metrics: gatehouse_server::install_metrics(),
+            limits: Arc::new(RateLimits::new(&limits)),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(gatehouse_server::serve(listener, state, async {
@@ -113,6 +131,7 @@ impl TestApp {
             config,
             kek_hex,
             shutdown: Some(tx),
+            follower,
             _dir: dir,
         }
     }
@@ -278,6 +297,7 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        self.follower.abort();
     }
 }
 

@@ -1,0 +1,173 @@
+//! Rate limits on the endpoints anyone can call: the token endpoint (per client IP and per client),
+//! registration and signup (per client IP). Over the limit: 429 with `Retry-After`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::AppState;
+
+/// Limits per key; 0 turns a limit off. Bursts of up to twice the rate are allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Token requests per second from one IP address.
+    pub token_per_ip_per_second: u32,
+    /// Token requests per second for one client id.
+    pub token_per_client_per_second: u32,
+    /// Client registrations per minute from one IP address.
+    pub registration_per_ip_per_minute: u32,
+    /// Signups per minute from one IP address.
+    pub signup_per_ip_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            token_per_ip_per_second: 2000,
+            token_per_client_per_second: 1000,
+            registration_per_ip_per_minute: 30,
+            signup_per_ip_per_minute: 30,
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// No limits at all (benchmarks, tests of other behaviour).
+    pub fn off() -> Self {
+        Self {
+            token_per_ip_per_second: 0,
+            token_per_client_per_second: 0,
+            registration_per_ip_per_minute: 0,
+            signup_per_ip_per_minute: 0,
+        }
+    }
+}
+
+type Limiter<K> = Option<DefaultKeyedRateLimiter<K>>;
+
+pub struct RateLimits {
+    token_per_ip: Limiter<IpAddr>,
+    token_per_client: Limiter<String>,
+    registration_per_ip: Limiter<IpAddr>,
+    signup_per_ip: Limiter<IpAddr>,
+}
+
+fn limiter<K: std::hash::Hash + Eq + Clone>(rate: u32, per: Duration) -> Limiter<K> {
+    let rate = NonZeroU32::new(rate)?;
+    let burst = rate.saturating_mul(NonZeroU32::MIN.saturating_add(1));
+    let quota = Quota::with_period(per / rate.get())?.allow_burst(burst);
+    Some(DefaultKeyedRateLimiter::keyed(quota))
+}
+
+/// Over a limit: wait this long.
+pub struct Limited(pub Duration);
+
+fn check<K: std::hash::Hash + Eq + Clone>(limiter: &Limiter<K>, key: &K) -> Result<(), Limited> {
+    match limiter {
+        None => Ok(()),
+        Some(l) => l
+            .check_key(key)
+            .map_err(|not_until| Limited(not_until.wait_time_from(DefaultClock::default().now()))),
+    }
+}
+
+impl RateLimits {
+    pub fn new(config: &RateLimitConfig) -> Self {
+        let second = Duration::from_secs(1);
+        let minute = Duration::from_secs(60);
+        Self {
+            token_per_ip: limiter(config.token_per_ip_per_second, second),
+            token_per_client: limiter(config.token_per_client_per_second, second),
+            registration_per_ip: limiter(config.registration_per_ip_per_minute, minute),
+            signup_per_ip: limiter(config.signup_per_ip_per_minute, minute),
+        }
+    }
+
+    pub fn check_client(&self, client_id: &str) -> Result<(), Limited> {
+        check(&self.token_per_client, &client_id.to_owned())
+    }
+
+    /// Forgets keys whose limits are back to full, so the maps do not grow without end.
+    pub fn forget_idle(&self) {
+        for l in [
+            &self.token_per_ip,
+            &self.registration_per_ip,
+            &self.signup_per_ip,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            l.retain_recent();
+        }
+        if let Some(l) = &self.token_per_client {
+            l.retain_recent();
+        }
+    }
+}
+
+/// 429 with `Retry-After`, in the error form of the endpoint that refused.
+pub fn too_many_requests(oauth: bool, Limited(wait): Limited) -> Response {
+    let retry_after = wait.as_secs().max(1).to_string();
+    let mut response = if oauth {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(json!({
+                "error": "temporarily_unavailable",
+                "error_description": "too many requests; retry later",
+            })),
+        )
+            .into_response()
+    } else {
+        crate::error::problem_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({
+                "type": "urn:gatehouse:problem:rate-limited",
+                "title": "Too Many Requests",
+                "status": 429,
+                "detail": "too many requests; retry later",
+            }),
+        )
+    };
+    if let Ok(value) = retry_after.parse() {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// The per-IP limits, applied before a request is parsed.
+pub async fn per_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(ip) = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+    else {
+        return next.run(request).await;
+    };
+    let limits: &Arc<RateLimits> = &state.limits;
+    let limiter = match (request.method(), request.uri().path()) {
+        (&Method::POST, "/oauth2/token") => &limits.token_per_ip,
+        (&Method::POST, "/oauth2/register") => &limits.registration_per_ip,
+        (&Method::POST, "/users") => &limits.signup_per_ip,
+        _ => return next.run(request).await,
+    };
+    match check(limiter, &ip) {
+        Ok(()) => next.run(request).await,
+        Err(limited) => {
+            metrics::counter!("gatehouse_rate_limited_total", "route" => request.uri().path().to_owned())
+                .increment(1);
+            too_many_requests(request.uri().path().starts_with("/oauth2/"), limited)
+        }
+    }
+}
