@@ -1,6 +1,7 @@
 //! `gatehouse`: the command line. `serve` runs everything on the embedded store; `auth` runs the
 //! authorization server alone (several can share one PostgreSQL).
 
+mod admin_cli;
 mod config;
 mod run;
 
@@ -26,6 +27,32 @@ enum Command {
     Serve(ServerArgs),
     /// Run the authorization server alone.
     Auth(ServerArgs),
+    /// Administer users, clients and keys directly on the store.
+    Admin {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: admin_cli::AdminCommand,
+    },
+}
+
+/// Where the data is, for commands that open the store without serving.
+#[derive(Args)]
+struct StoreArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Directory of the SQLite database and key file [default: ./gatehouse-data].
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// postgres://… when the servers use PostgreSQL.
+    #[arg(
+        long,
+        env = "GATEHOUSE_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    database_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -76,6 +103,23 @@ async fn main() -> std::process::ExitCode {
             }
             Err(e) => Err(e),
         },
+        Command::Admin { store, command } => {
+            let settings = config::load(
+                store.config.as_deref(),
+                config::Overrides {
+                    data_dir: store.data_dir,
+                    database_url: store.database_url,
+                    ..config::Overrides::default()
+                },
+            );
+            match settings {
+                Ok(settings) => {
+                    run::init_logging_quiet();
+                    admin_cli::run(settings, command).await
+                }
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

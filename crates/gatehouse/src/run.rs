@@ -12,6 +12,16 @@ use tokio::net::TcpListener;
 
 use crate::config::{Settings, secret_from_env};
 
+/// For one-shot commands: warnings and errors only, unless `GATEHOUSE_LOG` says otherwise.
+pub fn init_logging_quiet() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -25,12 +35,17 @@ pub fn init_logging(format: &str) {
     }
 }
 
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let store = match &settings.database_url {
+/// The configured store: PostgreSQL when a database URL is set, else SQLite in the data directory.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
+    match &settings.database_url {
         Some(url) => SqlStore::connect(url).await,
         None => SqlStore::open_sqlite_dir(&settings.data_dir).await,
     }
-    .context("cannot open the store")?;
+    .context("cannot open the store")
+}
+
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
     let kek = load_kek(&settings)?;
     let store_handle = store.clone();
     let service = AuthService::start(settings.auth.clone(), Arc::new(store), kek)
@@ -80,7 +95,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// `GATEHOUSE_KEK` (or `GATEHOUSE_KEK_FILE`), else a key generated once into the data directory.
-fn load_kek(settings: &Settings) -> anyhow::Result<KeyEncryptionKey> {
+pub fn load_kek(settings: &Settings) -> anyhow::Result<KeyEncryptionKey> {
     if let Some(text) = secret_from_env("GATEHOUSE_KEK")? {
         return KeyEncryptionKey::parse(&text).context("GATEHOUSE_KEK is invalid");
     }

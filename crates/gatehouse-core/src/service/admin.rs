@@ -1066,3 +1066,42 @@ impl AuthService {
         }))
     }
 }
+
+impl AuthService {
+    /// Creates a person's account with the given roles (operators' CLI).
+    pub async fn admin_create_user(
+        &self,
+        actor: &Actor,
+        new: super::NewUser,
+        roles: Vec<String>,
+        ctx: &RequestContext,
+    ) -> Result<AdminUserView, ApiError> {
+        let mut errors = Vec::new();
+        crate::validate::username(&new.username, &mut errors);
+        crate::validate::email(&new.email, &mut errors);
+        crate::validate::password("password", &new.password, &mut errors);
+        self.known_roles(&roles, &mut errors).await?;
+        crate::validate::finish(errors)?;
+        if self.store.user_by_username(&new.username).await?.is_some() {
+            return Err(ApiError::Conflict("that username is taken".into()));
+        }
+        let user = self
+            .new_user(&new.username, &new.email, &new.password, roles)
+            .await?;
+        self.store.insert_user(&user).await?;
+        self.admin_audit(actor, "admin.user.created", &user.id, ctx, &user.username)
+            .await;
+        Ok(AdminUserView::from(&user))
+    }
+
+    /// A user id, given an id or a username.
+    pub async fn resolve_user(&self, id_or_name: &str) -> Result<String, ApiError> {
+        if let Some(user) = self.store.user(id_or_name).await? {
+            return Ok(user.id);
+        }
+        match self.store.user_by_username(id_or_name).await? {
+            Some(user) => Ok(user.id),
+            None => Err(not_found("user")),
+        }
+    }
+}

@@ -74,7 +74,7 @@ impl AuthService {
         Ok(UserView::from(&user))
     }
 
-    async fn new_user(
+    pub(super) async fn new_user(
         &self,
         username: &str,
         email: &str,
