@@ -33,6 +33,14 @@ async fn discovery_documents_list_every_endpoint(backend: Backend) {
         oauth["registration_endpoint"],
         format!("{issuer}/oauth2/register")
     );
+    assert_eq!(
+        oauth["revocation_endpoint"],
+        format!("{issuer}/oauth2/revoke")
+    );
+    assert_eq!(
+        oauth["introspection_endpoint"],
+        format!("{issuer}/oauth2/introspect")
+    );
     let list = |key: &str| -> Vec<String> {
         oauth[key]
             .as_array()
@@ -57,7 +65,13 @@ async fn discovery_documents_list_every_endpoint(backend: Backend) {
         );
     }
     // Every advertised endpoint answers on this server.
-    for key in ["token_endpoint", "jwks_uri", "registration_endpoint"] {
+    for key in [
+        "token_endpoint",
+        "jwks_uri",
+        "registration_endpoint",
+        "revocation_endpoint",
+        "introspection_endpoint",
+    ] {
         let url = oauth[key].as_str().unwrap().replace(issuer, &app.base);
         let status = app.http.get(&url).send().await.unwrap().status();
         assert_ne!(status, 404, "{key}");
