@@ -6,7 +6,6 @@ mod common;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -37,21 +36,6 @@ fn admin(dir: &Path, args: &[&str], stdin: &str) -> (bool, Value, String) {
         json,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-async fn within_a_second<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{what} took over a second"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +75,7 @@ async fn operators_administer_a_running_server_from_the_command_line() {
     let (ok, blocked, _) = admin(dir.path(), &["client", "block", &id], "");
     assert!(ok);
     assert_eq!(blocked["blocked"], true);
-    within_a_second("a CLI block reaching the server", || async {
+    common::within_a_second("a CLI block reaching the server", || async {
         token_status().await == 401
     })
     .await;
@@ -144,20 +128,10 @@ async fn operators_administer_a_running_server_from_the_command_line() {
     let (ok, key, _) = admin(dir.path(), &["keys", "rotate"], "");
     assert!(ok);
     let kid = key["kid"].as_str().unwrap().to_owned();
-    within_a_second("a CLI key rotation reaching the server", || async {
-        let set: Value = http
-            .get(format!("{}/oauth2/jwks", server.base))
-            .send()
+    common::within_a_second("a CLI key rotation reaching the server", || async {
+        common::published_kids(&http, &server.base)
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        set["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|k| k["kid"] == kid.as_str())
+            .contains(&kid)
     })
     .await;
     let (ok, keys, _) = admin(dir.path(), &["keys", "list"], "");

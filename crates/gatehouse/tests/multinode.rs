@@ -4,30 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
-
-const WITHIN: Duration = Duration::from_secs(1);
-
-/// Polls `check` until it holds; fails if that takes longer than `WITHIN`.
-async fn within_a_second<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            started.elapsed() < WITHIN,
-            "{what} took longer than {WITHIN:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_revocations_and_key_rotations_reach_the_other_node_within_a_second() {
@@ -100,7 +77,7 @@ async fn blocks_revocations_and_key_rotations_reach_the_other_node_within_a_seco
         .await
         .unwrap();
     assert_eq!(blocked.status(), 200);
-    within_a_second("a block reaching node B", || async {
+    common::within_a_second("a block reaching node B", || async {
         token_from(b.base.clone()).await.status() == 401
     })
     .await;
@@ -116,20 +93,8 @@ async fn blocks_revocations_and_key_rotations_reach_the_other_node_within_a_seco
         .await
         .unwrap();
     let kid = rotated["kid"].as_str().unwrap().to_owned();
-    within_a_second("a key rotation reaching node B", || async {
-        let set: Value = http
-            .get(format!("{}/oauth2/jwks", b.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        set["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|k| k["kid"] == kid.as_str())
+    common::within_a_second("a key rotation reaching node B", || async {
+        common::published_kids(&http, &b.base).await.contains(&kid)
     })
     .await;
 
@@ -151,7 +116,7 @@ async fn blocks_revocations_and_key_rotations_reach_the_other_node_within_a_seco
         .await
         .unwrap();
     assert_eq!(revoked.status(), 200);
-    within_a_second("a revocation reaching node B", || async {
+    common::within_a_second("a revocation reaching node B", || async {
         me_on_b().await == 401
     })
     .await;

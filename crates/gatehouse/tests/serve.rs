@@ -15,18 +15,6 @@ fn start(data_dir: &Path, env: &[(&str, &str)]) -> Running {
     common::start(&["serve", "--data-dir", dir], env)
 }
 
-async fn jwks_kid(http: &reqwest::Client, base: &str) -> String {
-    let set: Value = http
-        .get(format!("{base}/oauth2/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    set["keys"][0]["kid"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn serve_bootstraps_persists_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -45,7 +33,7 @@ async fn serve_bootstraps_persists_and_stops_cleanly() {
             .status(),
         200
     );
-    let kid = jwks_kid(&http, &first.base).await;
+    let kid = common::published_kids(&http, &first.base).await[0].clone();
     let login: Value = http
         .post(format!("{}/oauth2/token", first.base))
         .form(&[
@@ -98,7 +86,7 @@ async fn serve_bootstraps_persists_and_stops_cleanly() {
 
     // A restart reuses the stored key and does not create the admin twice.
     let second = start(dir.path(), &admin);
-    assert_eq!(jwks_kid(&http, &second.base).await, kid);
+    assert_eq!(common::published_kids(&http, &second.base).await[0], kid);
     let again = http
         .post(format!("{}/oauth2/token", second.base))
         .form(&[

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuthService, revocation_cutoff};
 use crate::{
-    ADMIN_ROLE, ApiError, AuditEvent, AuthMethod, ChangeKind, Client, FieldError, GrantType,
-    RequestContext, ScopeSet, TokenProblem, User, secret,
+    ADMIN_ROLE, ApiError, AuthMethod, ChangeKind, Client, FieldError, GrantType, RequestContext,
+    ScopeSet, TokenProblem, User, secret,
 };
 
 /// Who is acting through the admin API: a person with the `admin` role, or a machine client that
@@ -214,19 +214,8 @@ impl AuthService {
         ctx: &RequestContext,
         detail: &str,
     ) {
-        let event = AuditEvent {
-            id: secret::random_string(16).unwrap_or_default(),
-            at: now_unix(),
-            kind: kind.to_owned(),
-            subject: Some(subject.to_owned()),
-            client_id: None,
-            actor: Some(actor.id.clone()),
-            ip: ctx.ip.clone(),
-            detail: detail.to_owned(),
-        };
-        if let Err(e) = self.store.record_event(&event).await {
-            tracing::error!(error = %e, kind, "could not record an audit event");
-        }
+        self.record_audit(kind, Some(subject), None, Some(&actor.id), ctx, detail)
+            .await;
     }
 
     async fn known_roles(

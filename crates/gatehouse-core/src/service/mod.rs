@@ -228,13 +228,27 @@ impl AuthService {
         ctx: &RequestContext,
         detail: &str,
     ) {
+        self.record_audit(kind, subject, client_id, None, ctx, detail)
+            .await;
+    }
+
+    /// Every audit record goes through here, with the acting administrator when there is one.
+    async fn record_audit(
+        &self,
+        kind: &str,
+        subject: Option<&str>,
+        client_id: Option<&str>,
+        actor: Option<&str>,
+        ctx: &RequestContext,
+        detail: &str,
+    ) {
         let event = AuditEvent {
             id: secret::random_string(16).unwrap_or_default(),
             at: now_unix(),
             kind: kind.to_owned(),
             subject: subject.map(str::to_owned),
             client_id: client_id.map(str::to_owned),
-            actor: None,
+            actor: actor.map(str::to_owned),
             ip: ctx.ip.clone(),
             detail: detail.to_owned(),
         };

@@ -85,3 +85,38 @@ pub async fn fresh_database(server_url: &str, name: &str) -> String {
     let (base, _) = server_url.rsplit_once('/').unwrap();
     format!("{base}/{name}")
 }
+
+/// Polls `check` until it holds; fails if that takes longer than a second (the propagation bound
+/// the issue sets for changes between nodes).
+pub async fn within_a_second<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{what} took longer than a second"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// The key ids a server publishes.
+pub async fn published_kids(http: &reqwest::Client, base: &str) -> Vec<String> {
+    let set: serde_json::Value = http
+        .get(format!("{base}/oauth2/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    set["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
