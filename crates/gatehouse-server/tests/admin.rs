@@ -254,17 +254,9 @@ async fn clients_can_be_created_listed_changed_blocked_and_deleted(backend: Back
         "invalid_client"
     );
     let (checker_id, checker_secret, _) = app.register_client("rates:read").await;
-    let introspection: Value = app
-        .http
-        .post(app.url("/oauth2/introspect"))
-        .basic_auth(&checker_id, Some(&checker_secret))
-        .form(&[("token", access.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let introspection = app
+        .introspect(&checker_id, &checker_secret, access.as_str())
+        .await;
     assert_eq!(introspection["active"], false);
     let events = app.store.recent_events(50).await.unwrap();
     let block_event = events

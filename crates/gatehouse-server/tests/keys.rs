@@ -38,35 +38,6 @@ fn kid_of(token: &str) -> String {
     jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
 }
 
-async fn machine_token(app: &TestApp, id: &str, secret: &str) -> String {
-    let body: Value = app
-        .token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", id),
-            ("client_secret", secret),
-        ])
-        .await
-        .json()
-        .await
-        .unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
-async fn active(app: &TestApp, id: &str, secret: &str, token: &str) -> bool {
-    let body: Value = app
-        .http
-        .post(app.url("/oauth2/introspect"))
-        .basic_auth(id, Some(secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["active"] == true
-}
-
 /// Polls (bounded) until `check` holds; a state change that depends on the clock, not a timing goal.
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
@@ -114,7 +85,7 @@ async fn a_new_key_is_published_before_it_signs_and_old_keys_retire_after_their_
     both.sort();
     assert_eq!(published, both, "published at once");
     assert_eq!(
-        kid_of(&machine_token(&app, &id, &secret).await),
+        kid_of(&app.machine_token(&id, &secret).await),
         old_kid,
         "not signing yet"
     );
@@ -143,7 +114,7 @@ async fn a_new_key_is_published_before_it_signs_and_old_keys_retire_after_their_
     );
 
     eventually("the new key signs", || async {
-        kid_of(&machine_token(&app, &id, &secret).await) == new_kid
+        kid_of(&app.machine_token(&id, &secret).await) == new_kid
     })
     .await;
     eventually("the old key leaves the JWKS", || async {
@@ -170,9 +141,9 @@ async fn rotation_under_steady_traffic_fails_no_verification(backend: Backend) {
             tokio::spawn(async move {
                 let mut kids_seen = std::collections::BTreeSet::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let token = machine_token(&app, &id, &secret).await;
+                    let token = app.machine_token(&id, &secret).await;
                     kids_seen.insert(kid_of(&token));
-                    if !active(&app, &id, &secret, &token).await {
+                    if app.introspect(&id, &secret, &token).await["active"] != true {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
                     checked.fetch_add(1, Ordering::Relaxed);
@@ -187,7 +158,7 @@ async fn rotation_under_steady_traffic_fails_no_verification(backend: Backend) {
         .unwrap()
         .to_owned();
     eventually("the new key signs", || async {
-        kid_of(&machine_token(&app, &id, &secret).await) == new_kid
+        kid_of(&app.machine_token(&id, &secret).await) == new_kid
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -32,31 +32,11 @@ async fn machine(app: &TestApp) -> Machine {
 }
 
 async fn machine_token(app: &TestApp, m: &Machine) -> String {
-    let body: Value = app
-        .token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &m.id),
-            ("client_secret", &m.secret),
-        ])
-        .await
-        .json()
-        .await
-        .unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
+    app.machine_token(&m.id, &m.secret).await
 }
 
 async fn introspect(app: &TestApp, by: &Machine, token: &str) -> Value {
-    let response = app
-        .http
-        .post(app.url("/oauth2/introspect"))
-        .basic_auth(&by.id, Some(&by.secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["cache-control"], "no-store");
-    response.json().await.unwrap()
+    app.introspect(&by.id, &by.secret, token).await
 }
 
 async fn revoke_as_web(app: &TestApp, token: &str) -> reqwest::Response {

@@ -179,6 +179,35 @@ impl TestApp {
         )
     }
 
+    /// A client_credentials token for the client; panics unless the answer is 200.
+    pub async fn machine_token(&self, id: &str, secret: &str) -> String {
+        let response = self
+            .token(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", secret),
+            ])
+            .await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Introspects `token`, authenticating as the given client; returns the RFC 7662 answer.
+    pub async fn introspect(&self, id: &str, secret: &str, token: &str) -> Value {
+        let response = self
+            .http
+            .post(self.url("/oauth2/introspect"))
+            .basic_auth(id, Some(secret))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        response.json().await.unwrap()
+    }
+
     pub async fn sign_up(&self, username: &str, password: &str) -> Value {
         let response = self
             .http
