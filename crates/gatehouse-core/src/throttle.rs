@@ -92,7 +92,8 @@ impl LoginThrottle {
             if entries.len() >= MAX_TRACKED {
                 entries.retain(|_, f| now.duration_since(f.last) < settings.lock_for);
                 if entries.len() >= MAX_TRACKED {
-                    entries.clear();
+                    // Never drop a lock in force to make room.
+                    entries.retain(|_, f| f.locked_until.is_some_and(|until| until > now));
                 }
             }
             let entry = entries.entry(key(username)).or_insert(Failures {
@@ -109,9 +110,11 @@ impl LoginThrottle {
             }
             entry.count = entry.count.saturating_add(1);
             entry.last = now;
+            // Past the threshold with no lock in force (none yet, or the last one ran out) locks
+            // again: failures during or right after a lock do not earn fresh attempts.
             let locked_now = settings.lock_after > 0
-                && entry.count == settings.lock_after
-                && entry.locked_until.is_none();
+                && entry.count >= settings.lock_after
+                && entry.locked_until.is_none_or(|until| until <= now);
             if locked_now {
                 entry.locked_until = Some(now + settings.lock_for);
             }
@@ -185,5 +188,25 @@ mod tests {
             throttle.record_failure("x").locked_now,
             "a new round of failures locks again"
         );
+    }
+
+    #[test]
+    fn failing_through_a_lock_does_not_earn_fresh_attempts() {
+        let throttle = LoginThrottle::new(ThrottleSettings {
+            lock_after: 2,
+            lock_for: Duration::from_millis(30),
+            ..settings()
+        });
+        throttle.record_failure("x");
+        assert!(throttle.record_failure("x").locked_now);
+        // An attacker keeps failing through the lock and past its end, never going quiet long
+        // enough for the failures to be forgotten: the first failure after the lock re-locks.
+        let mut relocked = false;
+        for _ in 0..6 {
+            std::thread::sleep(Duration::from_millis(10));
+            relocked |= throttle.record_failure("x").locked_now;
+        }
+        assert!(relocked, "a failure after the lock ran out must lock again");
+        assert!(throttle.is_locked("x"));
     }
 }

@@ -122,8 +122,24 @@ async fn every_admin_route_refuses_non_admins_before_reading_the_body(backend: B
     }
     assert_eq!(app.snapshot().await, before);
 
-    // A demoted admin loses access at once, even with a token that still names the role.
+    // An admin's token narrowed to other scopes is no admin credential.
     let admin = app.admin_token().await;
+    let narrowed: Value = app
+        .token(&[
+            ("grant_type", "password"),
+            ("client_id", "gatehouse-web"),
+            ("username", "root"),
+            ("password", "root-password-1"),
+            ("scope", "rates:read"),
+        ])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refused = call(&app, narrowed["access_token"].as_str().unwrap(), Method::GET, "/admin/users", None).await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused.headers()["www-authenticate"].to_str().unwrap().contains("insufficient_scope"));
+    // A demoted admin loses access at once, even with a token that still names the role.
     assert_eq!(
         call(&app, &admin, Method::GET, "/admin/users", None)
             .await

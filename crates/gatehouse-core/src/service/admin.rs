@@ -26,6 +26,9 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// The scope a token needs, besides its holder's role, to use the admin API.
+pub const ADMIN_SCOPE: &str = "admin";
+
 pub const PAGE_DEFAULT: u32 = 50;
 pub const PAGE_MAX: u32 = 200;
 
@@ -200,6 +203,13 @@ impl AuthService {
             return Err(ApiError::Forbidden(
                 "the admin API needs the admin role".into(),
             ));
+        }
+        // The role alone is not enough: a token narrowed to other scopes (one handed to a
+        // downstream service, say) must not carry the account's admin powers.
+        if !live.claims.scopes().any(|s| s == ADMIN_SCOPE) {
+            return Err(ApiError::Unauthorized(TokenProblem::InsufficientScope(
+                "the admin API needs a token with the admin scope".into(),
+            )));
         }
         Ok(Actor {
             id: live.user.map_or(live.claims.sub, |u| u.id),
