@@ -45,6 +45,8 @@ pub struct OAuthError {
     pub description: Cow<'static, str>,
     /// Set when a request was too large: the answer is 413 instead of 400.
     pub too_large: bool,
+    /// Set when a rate limit refused the request: 429 with `Retry-After` of this many seconds.
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -53,6 +55,7 @@ impl OAuthError {
             code,
             description: description.into(),
             too_large: false,
+            retry_after: None,
         }
     }
     pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {
@@ -82,6 +85,18 @@ impl OAuthError {
             "the server could not complete the request",
         )
     }
+    /// Over a rate limit. RFC 6749 has no code for it; `temporarily_unavailable` says what a client
+    /// needs to know, and the status and `Retry-After` say when to come back.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs.max(1)),
+            ..Self::new(
+                OAuthErrorCode::TemporarilyUnavailable,
+                "too many requests; retry later",
+            )
+        }
+    }
+
     pub fn too_large(limit: usize) -> Self {
         Self {
             too_large: true,

@@ -46,13 +46,26 @@ pub trait Store: Send + Sync + 'static {
     async fn client(&self, id: &str) -> Result<Option<Client>, StoreError>;
     /// `Conflict` when the id is taken.
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError>;
-    /// Replaces every mutable field; `false` when there is no such client.
+    /// Replaces the client's metadata (name, auth method, grant types, scopes, roles) and nothing
+    /// else, so an update built from a stale read cannot undo a block or a secret rotation.
+    /// `false` when there is no such client.
     async fn update_client(&self, client: &Client) -> Result<bool, StoreError>;
+    /// Sets or clears the block; the not-before time only moves forward.
+    async fn set_client_blocked(
+        &self,
+        id: &str,
+        blocked_at: Option<i64>,
+        not_before: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Stores a rotated secret with the previous one and when it stops working.
+    async fn set_client_secret(&self, client: &Client) -> Result<bool, StoreError>;
     /// Clients with ids after `after` (`""` for the first page), in id order, at most `limit`.
     async fn list_clients(&self, after: &str, limit: u32) -> Result<Vec<Client>, StoreError>;
     /// Users with ids after `after`, in id order, at most `limit`.
     async fn list_users(&self, after: &str, limit: u32) -> Result<Vec<User>, StoreError>;
-    /// Replaces email, roles, blocked and not-before; `false` when there is no such user.
+    /// Replaces email, roles and blocked; the not-before time only moves forward.
+    /// `false` when there is no such user.
     async fn update_user(&self, user: &User) -> Result<bool, StoreError>;
     /// Deletes the user and their refresh families; `false` when there is no such user.
     async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
@@ -130,8 +143,14 @@ pub trait Store: Send + Sync + 'static {
         subject: &str,
         until: Option<i64>,
     ) -> Result<(), StoreError>;
-    /// Changes with a sequence number above `after`, in order, at most `limit`.
-    async fn changes_after(&self, after: i64, limit: u32) -> Result<Vec<Change>, StoreError>;
+    /// Changes with a sequence number above `after`, or logged at or after `since` (Unix
+    /// seconds), in sequence order, at most `limit`.
+    async fn changes_after(
+        &self,
+        after: i64,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<Change>, StoreError>;
     /// The newest sequence number, 0 when the log is empty.
     async fn latest_change(&self) -> Result<i64, StoreError>;
 

@@ -27,6 +27,8 @@ impl IntoResponse for OAuthReply {
         let e = self.0;
         let status = if e.too_large {
             StatusCode::PAYLOAD_TOO_LARGE
+        } else if e.retry_after.is_some() {
+            StatusCode::TOO_MANY_REQUESTS
         } else {
             match e.code {
                 OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidToken => {
@@ -43,7 +45,11 @@ impl IntoResponse for OAuthReply {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = e.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                headers.insert(header::RETRY_AFTER, v);
+            }
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         match e.code {

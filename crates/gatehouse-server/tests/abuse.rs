@@ -127,6 +127,17 @@ async fn the_token_endpoint_is_limited_per_client(backend: Backend) {
     let app = TestApp::spawn_limited(backend, |_| {}, limits).await;
     let (busy, busy_secret, _) = app.register_client("rates:read").await;
     let (calm, calm_secret, _) = app.register_client("rates:read").await;
+    // Requests with a wrong secret are refused as unauthenticated and spend none of its budget.
+    for _ in 0..10 {
+        let forged = app
+            .token(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &busy),
+                ("client_secret", "wrong"),
+            ])
+            .await;
+        assert_eq!(forged.status(), 401);
+    }
     let mut statuses = Vec::new();
     for _ in 0..6 {
         let response = app

@@ -136,9 +136,21 @@ async fn every_admin_route_refuses_non_admins_before_reading_the_body(backend: B
         .json()
         .await
         .unwrap();
-    let refused = call(&app, narrowed["access_token"].as_str().unwrap(), Method::GET, "/admin/users", None).await;
+    let refused = call(
+        &app,
+        narrowed["access_token"].as_str().unwrap(),
+        Method::GET,
+        "/admin/users",
+        None,
+    )
+    .await;
     assert_eq!(refused.status(), 403);
-    assert!(refused.headers()["www-authenticate"].to_str().unwrap().contains("insufficient_scope"));
+    assert!(
+        refused.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
     // A demoted admin loses access at once, even with a token that still names the role.
     assert_eq!(
         call(&app, &admin, Method::GET, "/admin/users", None)

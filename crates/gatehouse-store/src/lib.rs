@@ -261,24 +261,53 @@ impl Store for SqlStore {
     async fn update_client(&self, c: &Client) -> Result<bool, StoreError> {
         let row = ClientRow::from(c);
         let done = sqlx::query(
-            "UPDATE clients SET name = $2, secret_hash = $3, auth_method = $4, grant_types = $5, \
-             scopes = $6, roles = $7, registration_token_hash = $8, updated_at = $9, \
-             blocked_at = $10, not_before = $11, previous_secret_hash = $12, \
-             previous_secret_expires_at = $13 WHERE id = $1",
+            "UPDATE clients SET name = $2, auth_method = $3, grant_types = $4, scopes = $5, \
+             roles = $6, updated_at = $7 WHERE id = $1",
         )
         .bind(row.id)
         .bind(row.name)
-        .bind(row.secret_hash)
         .bind(row.auth_method)
         .bind(row.grant_types)
         .bind(row.scopes)
         .bind(row.roles)
-        .bind(row.registration_token_hash)
         .bind(row.updated_at)
-        .bind(row.blocked_at)
-        .bind(row.not_before)
-        .bind(row.previous_secret_hash)
-        .bind(row.previous_secret_expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_client_blocked(
+        &self,
+        id: &str,
+        blocked_at: Option<i64>,
+        not_before: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE clients SET blocked_at = $2, updated_at = $4, \
+             not_before = CASE WHEN not_before > $3 THEN not_before ELSE $3 END WHERE id = $1",
+        )
+        .bind(id)
+        .bind(blocked_at)
+        .bind(not_before)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_client_secret(&self, c: &Client) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE clients SET secret_hash = $2, previous_secret_hash = $3, \
+             previous_secret_expires_at = $4, updated_at = $5 WHERE id = $1",
+        )
+        .bind(&c.id)
+        .bind(&c.secret_hash)
+        .bind(&c.previous_secret_hash)
+        .bind(c.previous_secret_expires_at)
+        .bind(c.updated_at)
         .execute(&self.pool)
         .await
         .map_err(backend_error)?;
@@ -316,7 +345,7 @@ impl Store for SqlStore {
     async fn update_user(&self, u: &User) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE users SET email = $2, roles = $3, updated_at = $4, blocked_at = $5, \
-             not_before = $6 WHERE id = $1",
+             not_before = CASE WHEN not_before > $6 THEN not_before ELSE $6 END WHERE id = $1",
         )
         .bind(&u.id)
         .bind(&u.email)
@@ -593,6 +622,15 @@ impl Store for SqlStore {
         // (no lock upgrade to deadlock on); on PostgreSQL it row-locks, so concurrent rotations
         // of one token queue here and all but the first see it already rotated.
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        if self.backend == Backend::Postgres {
+            // Row-lock the family first: under READ COMMITTED the EXISTS below would not see a
+            // revocation that commits meanwhile. (SQLite writes one at a time; no lock needed.)
+            sqlx::query("SELECT id FROM refresh_families WHERE id = $1 FOR UPDATE")
+                .bind(&successor.family_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+        }
         // Only while the family lives: a revocation racing this rotation wins.
         let done = sqlx::query(
             "UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1 AND rotated_at IS NULL \
@@ -718,12 +756,18 @@ impl Store for SqlStore {
             .map_err(backend_error)
     }
 
-    async fn changes_after(&self, after: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
+    async fn changes_after(
+        &self,
+        after: i64,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<Change>, StoreError> {
         let rows: Vec<ChangeRow> = sqlx::query_as(
-            "SELECT seq, at, kind, subject, until FROM change_log WHERE seq > $1 \
-             ORDER BY seq LIMIT $2",
+            "SELECT seq, at, kind, subject, until FROM change_log WHERE seq > $1 OR at >= $2 \
+             ORDER BY seq LIMIT $3",
         )
         .bind(after)
+        .bind(since)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await

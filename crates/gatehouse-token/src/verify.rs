@@ -86,7 +86,8 @@ impl Verifier {
         let data = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &validation)
             .map_err(map_error)?;
         let now = crate::now_unix();
-        if data.claims.iat > now + self.config.leeway_secs as i64 {
+        // At least a second: issuers date tokens up to a second ahead after a revocation cut-off.
+        if data.claims.iat > now + (self.config.leeway_secs as i64).max(1) {
             return Err(VerifyError::NotYetValid);
         }
         Ok(data.claims)

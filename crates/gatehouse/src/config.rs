@@ -57,6 +57,8 @@ pub struct Overrides {
     pub issuer: Option<String>,
 }
 
+const MIN_KEY_ACTIVATION_DELAY_SECS: u64 = 90;
+
 pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Settings> {
     let mut figment = Figment::from(Serialized::defaults(Settings::default()));
     if let Some(file) = file {
@@ -99,6 +101,14 @@ fn validate(settings: &Settings) -> anyhow::Result<()> {
     }
     if settings.auth.access_token_ttl_secs == 0 || settings.auth.refresh_token_ttl_secs == 0 {
         anyhow::bail!("token lifetimes must be positive");
+    }
+    // Verifiers cache the JWKS for up to 60 s and nodes reload keys every 30 s: a key must be
+    // published longer than that before it signs.
+    if settings.auth.key_activation_delay_secs < MIN_KEY_ACTIVATION_DELAY_SECS {
+        anyhow::bail!(
+            "key_activation_delay_secs must be at least {MIN_KEY_ACTIVATION_DELAY_SECS} \
+             (JWKS caches and other nodes must have a new key before it signs)"
+        );
     }
     let registration = &settings.auth.registration;
     if registration.mode == RegistrationMode::InitialAccessToken

@@ -387,7 +387,17 @@ impl AuthService {
             _ => {}
         }
         client.updated_at = now;
-        if !self.store.update_client(&client).await? {
+        // Each part of the change is its own narrow write, so nothing read above can overwrite a
+        // concurrent block, rotation or cut-off.
+        if !changes.is_empty() && !self.store.update_client(&client).await? {
+            return Err(not_found("client"));
+        }
+        if block_change.is_some()
+            && !self
+                .store
+                .set_client_blocked(id, client.blocked_at, client.not_before, now)
+                .await?
+        {
             return Err(not_found("client"));
         }
         self.client_changed(id).await;
@@ -429,7 +439,7 @@ impl AuthService {
         client.previous_secret_expires_at = Some(until);
         client.secret_hash = Some(secret::hash_secret(&new_secret));
         client.updated_at = now;
-        if !self.store.update_client(&client).await? {
+        if !self.store.set_client_secret(&client).await? {
             return Err(not_found("client"));
         }
         self.client_changed(id).await;

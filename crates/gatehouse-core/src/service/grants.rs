@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::{AuthService, ClientAuth, revocation_cutoff, user_is_usable};
 use crate::{
-    GrantType, OAuthError, OAuthErrorCode, RefreshFamily, RefreshTokenRecord, RequestContext,
-    RotateOutcome, ScopeSet, secret,
+    Client, GrantType, OAuthError, OAuthErrorCode, RefreshFamily, RefreshTokenRecord,
+    RequestContext, RotateOutcome, ScopeSet, secret,
 };
 
 /// The parameters of a token request, already parsed from the form.
@@ -36,11 +36,15 @@ const BAD_REFRESH: &str = "the refresh token is invalid, expired or revoked";
 
 impl AuthService {
     /// `POST /oauth2/token`.
+    ///
+    /// `admit` is asked once the client is authenticated (so nobody can spend another client's
+    /// rate limit with wrong secrets); it answers how many seconds to wait when over a limit.
     pub async fn token(
         &self,
         request: TokenRequest,
         auth: ClientAuth,
         ctx: &RequestContext,
+        admit: &(dyn Fn(&Client) -> Result<(), u64> + Send + Sync),
     ) -> Result<(GrantType, TokenResponse), OAuthError> {
         let grant = match request.grant_type.as_deref() {
             None | Some("") => {
@@ -60,6 +64,7 @@ impl AuthService {
             }
         };
         let client = self.authenticate_client(&auth).await?;
+        admit(&client.client).map_err(OAuthError::rate_limited)?;
         if !client.client.allows(grant) {
             return Err(OAuthError::unauthorized_client(format!(
                 "this client may not use the {grant} grant"
@@ -201,7 +206,7 @@ impl AuthService {
             &client.client.id,
             &scope,
             Some(user.roles.clone()),
-            user.not_before,
+            user.not_before.max(client.client.not_before),
         )?;
         self.audit(
             "login.success",
@@ -300,7 +305,7 @@ impl AuthService {
             client_id,
             &scope,
             Some(user.roles.clone()),
-            user.not_before,
+            user.not_before.max(client.client.not_before),
         )?;
         Ok(TokenResponse {
             access_token,

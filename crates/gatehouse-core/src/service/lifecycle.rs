@@ -204,8 +204,14 @@ impl AuthService {
             && record.expires_at > now
             && family.revoked_at.is_none()
             && family.expires_at > now;
+        let client_ok = self
+            .cached_client(&family.client_id)
+            .await?
+            .is_some_and(|c| {
+                c.client.blocked_at.is_none() && family.created_at >= c.client.not_before
+            });
         let user = match self.store.user(&family.user_id).await? {
-            Some(u) if live && user_is_usable(&u) => u,
+            Some(u) if live && client_ok && user_is_usable(&u) => u,
             _ => return Ok(Introspection::default()),
         };
         Ok(Introspection {
@@ -224,7 +230,10 @@ impl AuthService {
 
     /// Removes expired deny entries and refresh families.
     pub async fn purge_expired(&self) -> Result<u64, crate::StoreError> {
-        self.store.purge_expired(now_unix()).await
+        // A token is accepted until `exp` plus the leeway: keep its deny entry that long.
+        self.store
+            .purge_expired(now_unix() - self.config.token_leeway_secs as i64)
+            .await
     }
 }
 

@@ -166,26 +166,25 @@ impl AuthService {
     /// Follows the change log so that changes made through other nodes (or the CLI) apply here
     /// within `every`: forgets changed clients, reloads keys. Runs until the process ends.
     pub async fn follow_changes(self: Arc<Self>, every: std::time::Duration) {
-        // Sequence numbers of concurrent transactions can become visible out of order; look back a
-        // little and skip what was applied already.
-        const LOOKBACK: i64 = 64;
+        // PostgreSQL sequence numbers can become visible out of order (a transaction that took a
+        // lower number commits later). Besides everything after the last number seen, re-read the
+        // last few seconds by time, and skip what was applied already.
+        const WINDOW_SECS: i64 = 10;
         let mut last = match self.store.latest_change().await {
             Ok(seq) => seq,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the change log; starting from the beginning");
+                // Applying a change twice is harmless: replay what the log still holds.
+                tracing::warn!(error = %e, "cannot read the change log; replaying it");
                 0
             }
         };
-        let mut applied = std::collections::BTreeSet::new();
+        let mut applied: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            let changes = match self
-                .store
-                .changes_after((last - LOOKBACK).max(0), 1000)
-                .await
-            {
+            let since = now_unix() - WINDOW_SECS;
+            let changes = match self.store.changes_after(last, since, 1000).await {
                 Ok(changes) => changes,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the change log failed");
@@ -193,14 +192,13 @@ impl AuthService {
                 }
             };
             for change in changes {
-                if change.seq <= last - LOOKBACK || !applied.insert(change.seq) {
+                if applied.insert(change.seq, change.at).is_some() {
                     continue;
                 }
                 self.apply_change(&change).await;
                 last = last.max(change.seq);
             }
-            let floor = last - LOOKBACK;
-            applied.retain(|seq| *seq > floor);
+            applied.retain(|_, at| *at >= since - WINDOW_SECS);
         }
     }
 

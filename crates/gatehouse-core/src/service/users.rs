@@ -144,18 +144,23 @@ impl AuthService {
         let mut errors = Vec::new();
         validate::password("new_password", &change.new_password, &mut errors);
         validate::finish(errors)?;
-        if !self
+        // Same throttle as logins: a stolen access token must not allow unlimited guessing.
+        let locked = self.throttle.is_locked(&user.username);
+        let matched = self
             .hasher
             .verify(&change.current_password, Some(&user.password_hash))
-            .await?
-        {
+            .await?;
+        if !matched || locked {
+            let outcome = self.throttle.record_failure(&user.username);
             self.audit("password.change_failed", Some(&user.id), None, ctx, "")
                 .await;
+            tokio::time::sleep(outcome.delay).await;
             return Err(ApiError::field(
                 "current_password",
                 "does not match the current password",
             ));
         }
+        self.throttle.record_success(&user.username);
         let hash = self.hasher.hash(&change.new_password).await?;
         // Sessions first: a refresh racing this change then fails on its revoked family instead of
         // minting an access token dated at the new cutoff.

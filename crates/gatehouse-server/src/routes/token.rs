@@ -26,9 +26,6 @@ pub async fn token(
     mut form: OAuthForm,
 ) -> Result<axum::response::Response, OAuthReply> {
     let auth = client_auth(&headers, &mut form)?;
-    if let Err(limited) = state.limits.check_client(&auth.client_id) {
-        return Ok(crate::limits::too_many_requests(true, limited));
-    }
     let request = TokenRequest {
         grant_type: form.take("grant_type"),
         scope: form.take("scope"),
@@ -36,7 +33,20 @@ pub async fn token(
         password: form.take("password"),
         refresh_token: form.take("refresh_token"),
     };
-    let (grant, response) = state.service.token(request, auth, &ctx).await?;
+    let limits = state.limits.clone();
+    let ip = ctx.ip.clone().unwrap_or_default();
+    let admit = move |client: &gatehouse_core::Client| {
+        // A public client is shared by everyone who logs in through it: limit it per caller.
+        let key = if client.is_public() {
+            format!("{}|{ip}", client.id)
+        } else {
+            client.id.clone()
+        };
+        limits
+            .check_client(&key)
+            .map_err(|crate::limits::Limited(wait)| wait.as_secs().max(1))
+    };
+    let (grant, response) = state.service.token(request, auth, &ctx, &admit).await?;
     crate::metrics::token_issued(grant.as_str());
     Ok((
         [
