@@ -14,6 +14,8 @@ on_both_stores!(
     secret_rotation_keeps_the_old_secret_for_the_overlap,
     users_can_be_listed_changed_blocked_and_deleted,
     bad_admin_input_gets_4xx_and_changes_nothing,
+    a_stale_registration_update_cannot_undo_a_block,
+    revoked_admin_tokens_are_refused,
     roles_carry_scopes_and_cannot_vanish_while_held,
     sessions_can_be_listed_and_revoked_one_or_all,
     audit_log_lists_and_filters_events_with_their_actor,
@@ -638,6 +640,42 @@ async fn bad_admin_input_gets_4xx_and_changes_nothing(backend: Backend) {
             422,
         ),
         (Method::DELETE, "/admin/users/nope".into(), None, 404),
+        (Method::GET, "/admin/users?limit=500".into(), None, 400),
+        (Method::GET, "/admin/sessions?limit=0".into(), None, 400),
+        (Method::GET, "/admin/sessions?limit=201".into(), None, 400),
+        (Method::GET, "/admin/audit?limit=9999".into(), None, 400),
+        (Method::DELETE, "/admin/roles/nope".into(), None, 404),
+        (Method::DELETE, "/admin/sessions/nope".into(), None, 404),
+        (
+            Method::POST,
+            "/admin/roles".into(),
+            Some(json!({"name": "x"})),
+            422,
+        ),
+        (
+            Method::POST,
+            "/admin/roles".into(),
+            Some(json!({"name": "ok", "scope": "a", "extra": 1})),
+            422,
+        ),
+        (
+            Method::PUT,
+            "/admin/roles/user".into(),
+            Some(json!({"scope": 7})),
+            422,
+        ),
+        (
+            Method::POST,
+            "/admin/revoke-all".into(),
+            Some(json!({})),
+            422,
+        ),
+        (
+            Method::POST,
+            "/admin/revoke-all".into(),
+            Some(json!({"subject": "nobody"})),
+            404,
+        ),
     ];
     for (method, path, body, status) in cases {
         let response = call(&app, &admin, method.clone(), &path, body.clone()).await;
@@ -652,16 +690,34 @@ async fn bad_admin_input_gets_4xx_and_changes_nothing(backend: Backend) {
             "{method} {path}"
         );
     }
-    let not_json = app
-        .http
-        .patch(app.url(&format!("/admin/users/{uid}")))
-        .bearer_auth(&admin)
-        .header("content-type", "application/json")
-        .body("{")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(not_json.status(), 400);
+    for (method, path) in [
+        (Method::PATCH, format!("/admin/users/{uid}")),
+        (Method::PATCH, "/admin/clients/gatehouse-web".to_owned()),
+        (Method::POST, "/admin/clients".to_owned()),
+        (Method::POST, "/admin/roles".to_owned()),
+        (Method::PUT, "/admin/roles/user".to_owned()),
+        (Method::POST, "/admin/revoke-all".to_owned()),
+    ] {
+        let not_json = app
+            .http
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body("{")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(not_json.status(), 400, "{method} {path}");
+        let form = app
+            .http
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(&admin)
+            .form(&[("name", "x")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(form.status(), 415, "{method} {path}");
+    }
     assert_eq!(app.snapshot().await, before);
 }
 
@@ -1094,5 +1150,129 @@ async fn audit_log_lists_and_filters_events_with_their_actor(backend: Backend) {
         .await
         .status(),
         400
+    );
+}
+
+async fn a_stale_registration_update_cannot_undo_a_block(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let (id, secret, registration) = app.register_client("rates:read").await;
+
+    // The race itself, made deterministic: a copy read before the block is written after it.
+    let stale = app.store.client(&id).await.unwrap().unwrap();
+    assert!(
+        app.store
+            .set_client_blocked(&id, Some(1), 5, 1)
+            .await
+            .unwrap()
+    );
+    let mut edited = stale.clone();
+    edited.name = "edited from a stale copy".into();
+    assert!(app.store.update_client(&edited).await.unwrap());
+    let stored = app.store.client(&id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.blocked_at,
+        Some(1),
+        "a stale metadata write keeps the block"
+    );
+    assert_eq!(stored.not_before, 5);
+    assert!(app.store.set_client_blocked(&id, None, 0, 2).await.unwrap());
+    assert_eq!(
+        app.store.client(&id).await.unwrap().unwrap().not_before,
+        5,
+        "never moves back"
+    );
+
+    json_of(
+        call(
+            &app,
+            &admin,
+            Method::PATCH,
+            &format!("/admin/clients/{id}"),
+            Some(json!({"blocked": true})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    // The client updates its own metadata after the block (RFC 7592).
+    let updated = app
+        .http
+        .put(
+            registration["registration_client_uri"]
+                .as_str()
+                .unwrap()
+                .replace(&app.config.issuer, &app.base),
+        )
+        .bearer_auth(registration["registration_access_token"].as_str().unwrap())
+        .json(&json!({"client_id": id, "client_name": "renamed by the client"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(updated.status(), 200);
+    let view = json_of(
+        call(
+            &app,
+            &admin,
+            Method::GET,
+            &format!("/admin/clients/{id}"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        view["blocked"], true,
+        "the block survives the client's own update"
+    );
+    assert_eq!(view["name"], "renamed by the client");
+    let token = app
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", &secret),
+        ])
+        .await;
+    assert_eq!(token.status(), 401);
+}
+
+async fn revoked_admin_tokens_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    assert_eq!(
+        call(&app, &admin, Method::GET, "/admin/users", None)
+            .await
+            .status(),
+        200
+    );
+    let revoked = app
+        .http
+        .post(app.url("/oauth2/revoke"))
+        .form(&[("client_id", "gatehouse-web"), ("token", admin.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let refused = call(&app, &admin, Method::GET, "/admin/users", None).await;
+    assert_eq!(refused.status(), 401);
+    assert!(
+        refused.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    let change = app
+        .http
+        .put(app.url("/users/me/password"))
+        .bearer_auth(&admin)
+        .json(&json!({"current_password": "root-password-1", "new_password": "another-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        change.status(),
+        401,
+        "password change refuses a revoked token too"
     );
 }
