@@ -32,6 +32,8 @@ pub struct AuthConfig {
     /// Failures that lock a username for `login_lock_secs` (0: never).
     pub login_lock_after_failures: u32,
     pub login_lock_secs: u64,
+    /// Audit events older than this are deleted (0: kept forever).
+    pub audit_retention_days: u32,
     /// When on, a new password login ends the user's other sessions.
     pub single_session: bool,
     /// After a client secret is rotated, how long the previous one keeps working.
@@ -56,6 +58,7 @@ impl Default for AuthConfig {
                 .unwrap_or(1),
             secret_rotation_overlap_secs: 3600,
             single_session: false,
+            audit_retention_days: 365,
             login_delay_after_failures: 3,
             login_failure_delay_ms: 250,
             login_lock_after_failures: 10,

@@ -133,8 +133,9 @@ pub trait Store: Send + Sync + 'static {
     /// Adds `jti` to the deny list until `expires_at`; a second revocation of it changes nothing.
     async fn revoke_access_token(&self, revoked: &RevokedToken) -> Result<(), StoreError>;
     async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
-    /// Deletes deny entries and refresh families that have expired; returns how many rows went.
-    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError>;
+    /// Deletes deny entries and refresh families that expired before `now`, change-log entries a
+    /// day old, and audit events before `audit_before` when given; returns how many rows went.
+    async fn purge_expired(&self, now: i64, audit_before: Option<i64>) -> Result<u64, StoreError>;
 
     /// Appends to the change log.
     async fn append_change(

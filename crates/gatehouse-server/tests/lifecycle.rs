@@ -331,18 +331,21 @@ async fn expired_revocations_and_sessions_are_purged(backend: Backend) {
         200
     );
     assert_eq!(
-        app.store.purge_expired(now_unix()).await.unwrap(),
+        app.store.purge_expired(now_unix(), None).await.unwrap(),
         0,
         "nothing expired yet"
     );
+    let events_before = app.store.recent_events(1000).await.unwrap().len();
+    assert!(events_before > 0);
     let purged = app
         .store
-        .purge_expired(now_unix() + 365 * 24 * 3600)
+        .purge_expired(now_unix() + 365 * 24 * 3600, Some(now_unix() + 1))
         .await
         .unwrap();
     assert_eq!(
-        purged, 3,
-        "the deny entry, the family and the revocation's change-log entry"
+        purged,
+        3 + events_before as u64,
+        "the deny entry, the family, the revocation's change-log entry and the audit events"
     );
     let counts = app.counts().await;
     assert!(counts.contains(&("refresh_families".to_owned(), 0)));

@@ -719,7 +719,7 @@ impl Store for SqlStore {
         Ok(found.is_some())
     }
 
-    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+    async fn purge_expired(&self, now: i64, audit_before: Option<i64>) -> Result<u64, StoreError> {
         let tokens = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
             .bind(now)
             .execute(&self.pool)
@@ -736,7 +736,16 @@ impl Store for SqlStore {
             .execute(&self.pool)
             .await
             .map_err(backend_error)?;
-        Ok(tokens.rows_affected() + families.rows_affected() + changes.rows_affected())
+        let events = match audit_before {
+            Some(before) => sqlx::query("DELETE FROM audit_events WHERE at < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await
+                .map_err(backend_error)?
+                .rows_affected(),
+            None => 0,
+        };
+        Ok(tokens.rows_affected() + families.rows_affected() + changes.rows_affected() + events)
     }
 
     async fn append_change(

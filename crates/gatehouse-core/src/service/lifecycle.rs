@@ -230,9 +230,12 @@ impl AuthService {
 
     /// Removes expired deny entries and refresh families.
     pub async fn purge_expired(&self) -> Result<u64, crate::StoreError> {
+        let now = now_unix();
+        let audit_before = (self.config.audit_retention_days > 0)
+            .then(|| now - i64::from(self.config.audit_retention_days) * 24 * 3600);
         // A token is accepted until `exp` plus the leeway: keep its deny entry that long.
         self.store
-            .purge_expired(now_unix() - self.config.token_leeway_secs as i64)
+            .purge_expired(now - self.config.token_leeway_secs as i64, audit_before)
             .await
     }
 }
