@@ -34,6 +34,36 @@ pub struct AppState {
     pub service: Arc<AuthService>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub limits: Arc<limits::RateLimits>,
+    /// Turns true when the server begins to shut down; long-lived streams end then, so draining
+    /// does not wait on them forever.
+    stopping: tokio::sync::watch::Receiver<bool>,
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl AppState {
+    pub fn new(
+        service: Arc<AuthService>,
+        metrics: metrics_exporter_prometheus::PrometheusHandle,
+        limits: Arc<limits::RateLimits>,
+    ) -> Self {
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        Self {
+            service,
+            metrics,
+            limits,
+            stopping,
+            stop: Arc::new(stop),
+        }
+    }
+
+    /// Resolves once shutdown has begun.
+    pub(crate) fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let mut stopping = self.stopping.clone();
+        async move {
+            // An error means the sender is gone, which is shutdown too.
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        }
+    }
 }
 
 /// The whole application: routes, docs, and the layers every request passes.
@@ -71,10 +101,14 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let stop = state.stop.clone();
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    })
     .await
 }

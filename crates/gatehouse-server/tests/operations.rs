@@ -159,6 +159,7 @@ async fn openapi_document_is_generated_and_docs_are_served(backend: Backend) {
         "/metrics",
         "/oauth2/revoke",
         "/oauth2/introspect",
+        "/oauth2/revocations",
         "/admin/clients",
         "/admin/clients/{id}",
         "/admin/clients/{id}/rotate-secret",

@@ -70,11 +70,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         &settings.rate_limits,
     ));
     tokio::spawn(forget_idle_limits(limits.clone()));
-    let state = AppState {
-        limits,
-        service,
-        metrics: gatehouse_server::install_metrics(),
-    };
+    let state = AppState::new(service, gatehouse_server::install_metrics(), limits);
     let shutdown = shutdown_signal()?;
     println!("Gatehouse is running");
     println!("  authorization server  http://{address}");

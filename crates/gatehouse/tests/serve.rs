@@ -136,3 +136,65 @@ fn half_an_admin_bootstrap_is_refused() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("GATEHOUSE_ADMIN_PASSWORD"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_revocation_feed_does_not_hold_up_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["admin", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "client",
+            "create",
+            "--name",
+            "gateway",
+            "--scope",
+            "revocations:read",
+        ])
+        .env_remove("GATEHOUSE_KEK")
+        .output()
+        .unwrap();
+    assert!(created.status.success());
+    let client: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let server = start(dir.path(), &[]);
+    let mut feed = reqwest::Client::new()
+        .get(format!("{}/oauth2/revocations", server.base))
+        .basic_auth(
+            client["client_id"].as_str().unwrap(),
+            Some(client["client_secret"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), 200);
+    let first = feed.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("subscribed"));
+
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The stream ends, and the process exits cleanly, without waiting for the reader to leave.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Ok(Some(_)) = feed.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the feed did not end on shutdown");
+    let mut server = server;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}

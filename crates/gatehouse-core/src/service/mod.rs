@@ -1,6 +1,7 @@
 //! The authorization server's behaviour: everything an endpoint does, minus HTTP.
 
 mod admin;
+mod changes;
 mod clients;
 mod grants;
 mod lifecycle;
@@ -16,6 +17,7 @@ pub use admin::{
     KeyInfo, NewClient, Page, PageRequest, RevokeAll, RevokedAll, RoleUpdate, RoleView,
     RotatedSecret, SessionQuery, SessionView, UserPatch,
 };
+pub use changes::{ChangeCursor, FeedEvent};
 pub use clients::{ClientAuth, PresentedAuth};
 pub use grants::{TokenRequest, TokenResponse};
 pub use lifecycle::{Introspection, LiveToken};
@@ -166,39 +168,26 @@ impl AuthService {
     /// Follows the change log so that changes made through other nodes (or the CLI) apply here
     /// within `every`: forgets changed clients, reloads keys. Runs until the process ends.
     pub async fn follow_changes(self: Arc<Self>, every: std::time::Duration) {
-        // PostgreSQL sequence numbers can become visible out of order (a transaction that took a
-        // lower number commits later). Besides everything after the last number seen, re-read the
-        // last few seconds by time, and skip what was applied already.
-        const WINDOW_SECS: i64 = 10;
-        let mut last = match self.store.latest_change().await {
-            Ok(seq) => seq,
+        let mut cursor = match self.store.latest_change().await {
+            Ok(seq) => changes::ChangeCursor::after(seq),
             Err(e) => {
                 // Applying a change twice is harmless: replay what the log still holds.
                 tracing::warn!(error = %e, "cannot read the change log; replaying it");
-                0
+                changes::ChangeCursor::after(0)
             }
         };
-        let mut applied: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            let since = now_unix() - WINDOW_SECS;
-            let changes = match self.store.changes_after(last, since, 1000).await {
-                Ok(changes) => changes,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the change log failed");
-                    continue;
+            match cursor.next(self.store.as_ref()).await {
+                Ok(changes) => {
+                    for change in changes {
+                        self.apply_change(&change).await;
+                    }
                 }
-            };
-            for change in changes {
-                if applied.insert(change.seq, change.at).is_some() {
-                    continue;
-                }
-                self.apply_change(&change).await;
-                last = last.max(change.seq);
+                Err(e) => tracing::warn!(error = %e, "reading the change log failed"),
             }
-            applied.retain(|_, at| *at >= since - WINDOW_SECS);
         }
     }
 

@@ -29,6 +29,7 @@ async fn metadata(state: &AppState) -> Result<Value, ApiReply> {
         "revocation_endpoint_auth_methods_supported":
             AuthMethod::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
         "introspection_endpoint": format!("{base}/oauth2/introspect"),
+        "revocation_feed_endpoint": format!("{base}/oauth2/revocations"),
         "introspection_endpoint_auth_methods_supported":
             [AuthMethod::ClientSecretBasic.as_str(), AuthMethod::ClientSecretPost.as_str()],
         "service_documentation": format!("{base}/docs"),

@@ -1,5 +1,6 @@
 mod admin;
 mod discovery;
+mod feed;
 mod lifecycle;
 mod ops;
 mod registration;
@@ -22,6 +23,7 @@ pub fn api(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(token::token))
         .routes(routes!(lifecycle::revoke))
         .routes(routes!(lifecycle::introspect))
+        .routes(routes!(feed::revocations))
         .routes(routes!(registration::register))
         .routes(routes!(
             registration::read,

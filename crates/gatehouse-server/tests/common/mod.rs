@@ -112,11 +112,11 @@ impl TestApp {
                 .clone()
                 .follow_changes(std::time::Duration::from_millis(100)),
         );
-        let state = AppState {
+        let state = AppState::new(
             service,
-            metrics: gatehouse_server::install_metrics(),
-            limits: Arc::new(RateLimits::new(&limits)),
-        };
+            gatehouse_server::install_metrics(),
+            Arc::new(RateLimits::new(&limits)),
+        );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(gatehouse_server::serve(listener, state, async {
             let _ = rx.await;

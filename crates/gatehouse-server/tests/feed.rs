@@ -1,0 +1,208 @@
+//! The revocation feed over real HTTP: authorized readers get each revocation as a server-sent
+//! event within a second, a fresh reader gets what can still matter, and a reader can resume.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Backend, TestApp};
+use serde_json::{Value, json};
+
+on_both_stores!(
+    revocations_reach_a_reader_within_a_second,
+    a_fresh_reader_gets_recent_revocations_and_a_reader_can_resume,
+    only_authorized_clients_may_read_the_feed,
+);
+
+async fn app_with_reader(backend: Backend) -> (TestApp, String, String) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.registration
+            .allowed_scopes
+            .push("revocations:read".into());
+    })
+    .await;
+    let (id, secret, _) = app.register_client("revocations:read").await;
+    (app, id, secret)
+}
+
+async fn subscribe(app: &TestApp, id: &str, secret: &str, last: Option<&str>) -> reqwest::Response {
+    let mut request = app
+        .http
+        .get(app.url("/oauth2/revocations"))
+        .basic_auth(id, Some(secret));
+    if let Some(last) = last {
+        request = request.header("last-event-id", last);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    response
+}
+
+/// Reads the stream until `needle` appears in it, for at most `within`; returns all read so far.
+async fn read_until(
+    stream: &mut reqwest::Response,
+    seen: &mut String,
+    needle: &str,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    while !seen.contains(needle) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "{needle:?} did not arrive within {within:?}; got:\n{seen}"
+        );
+        match tokio::time::timeout(left, stream.chunk()).await {
+            Ok(Ok(Some(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            Ok(Ok(None)) => panic!("the feed ended; got:\n{seen}"),
+            Ok(Err(e)) => panic!("reading the feed failed: {e}"),
+            Err(_) => {}
+        }
+    }
+}
+
+fn jti_of(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+async fn revoke(app: &TestApp, token: &str) {
+    let response = app
+        .http
+        .post(app.url("/oauth2/revoke"))
+        .form(&[("client_id", "gatehouse-web"), ("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// The `id:` of the event whose data mentions `needle`.
+fn event_id_of(stream_text: &str, needle: &str) -> String {
+    stream_text
+        .split("\n\n")
+        .find(|event| event.contains(needle))
+        .and_then(|event| event.lines().find_map(|l| l.strip_prefix("id:")))
+        .map(|id| id.trim().to_owned())
+        .unwrap()
+}
+
+async fn revocations_reach_a_reader_within_a_second(backend: Backend) {
+    let (app, id, secret) = app_with_reader(backend).await;
+    let user = app.sign_up("alice", "correct-horse").await;
+    let session = app.login("alice", "correct-horse").await;
+    let access = session["access_token"].as_str().unwrap();
+    let mut feed = subscribe(&app, &id, &secret, None).await;
+    let mut seen = String::new();
+    read_until(&mut feed, &mut seen, ": subscribed", Duration::from_secs(2)).await;
+
+    revoke(&app, access).await;
+    let jti = jti_of(access);
+    read_until(&mut feed, &mut seen, &jti, Duration::from_secs(1)).await;
+    assert!(seen.contains("event: token_revoked"));
+
+    // A password change cuts off every earlier token of the user.
+    let fresh = app.login("alice", "correct-horse").await;
+    let changed = app
+        .http
+        .put(app.url("/users/me/password"))
+        .bearer_auth(fresh["access_token"].as_str().unwrap())
+        .json(&json!({"current_password": "correct-horse", "new_password": "battery-staple"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 204);
+    let user_id = user["id"].as_str().unwrap();
+    read_until(&mut feed, &mut seen, user_id, Duration::from_secs(1)).await;
+    assert!(seen.contains("event: subject_cutoff"));
+}
+
+async fn a_fresh_reader_gets_recent_revocations_and_a_reader_can_resume(backend: Backend) {
+    let (app, id, secret) = app_with_reader(backend).await;
+    app.sign_up("alice", "correct-horse").await;
+    let first = app.login("alice", "correct-horse").await;
+    let first_access = first["access_token"].as_str().unwrap();
+    revoke(&app, first_access).await;
+
+    // Connected after the revocation: it is replayed, since the token could still be in use.
+    let mut feed = subscribe(&app, &id, &secret, None).await;
+    let mut seen = String::new();
+    let first_jti = jti_of(first_access);
+    read_until(&mut feed, &mut seen, &first_jti, Duration::from_secs(2)).await;
+    let resume_from = event_id_of(&seen, &first_jti);
+    drop(feed);
+
+    // Revoked while no one listened; a reader resuming from its last event gets it.
+    let second = app.login("alice", "correct-horse").await;
+    let second_access = second["access_token"].as_str().unwrap();
+    revoke(&app, second_access).await;
+    let mut resumed = subscribe(&app, &id, &secret, Some(&resume_from)).await;
+    let mut seen = String::new();
+    let second_jti = jti_of(second_access);
+    read_until(&mut resumed, &mut seen, &second_jti, Duration::from_secs(2)).await;
+    let second_id: i64 = event_id_of(&seen, &second_jti).parse().unwrap();
+    assert!(
+        second_id > resume_from.parse::<i64>().unwrap(),
+        "ids grow with the log"
+    );
+}
+
+async fn only_authorized_clients_may_read_the_feed(backend: Backend) {
+    let (app, _, _) = app_with_reader(backend).await;
+    let (plain, plain_secret, _) = app.register_client("rates:read").await;
+    let anonymous = app
+        .http
+        .get(app.url("/oauth2/revocations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(
+        anonymous.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
+    let wrong = app
+        .http
+        .get(app.url("/oauth2/revocations"))
+        .basic_auth(&plain, Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let unprivileged = app
+        .http
+        .get(app.url("/oauth2/revocations"))
+        .basic_auth(&plain, Some(&plain_secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unprivileged.status(), 403);
+    assert_eq!(
+        unprivileged.json::<Value>().await.unwrap()["error"],
+        "access_denied"
+    );
+    let (reader, reader_secret, _) = app.register_client("revocations:read").await;
+    let bad_resume = app
+        .http
+        .get(app.url("/oauth2/revocations"))
+        .basic_auth(&reader, Some(&reader_secret))
+        .header("last-event-id", "yesterday")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_resume.status(), 400);
+}
