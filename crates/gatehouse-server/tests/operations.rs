@@ -41,6 +41,10 @@ async fn discovery_documents_list_every_endpoint(backend: Backend) {
         oauth["introspection_endpoint"],
         format!("{issuer}/oauth2/introspect")
     );
+    assert_eq!(
+        oauth["revocation_feed_endpoint"],
+        format!("{issuer}/oauth2/revocations")
+    );
     let list = |key: &str| -> Vec<String> {
         oauth[key]
             .as_array()
