@@ -19,7 +19,7 @@ use crate::error::{ApiReply, OAuthReply};
 pub const FORM_LIMIT: usize = 16 * 1024;
 pub const JSON_LIMIT: usize = 64 * 1024;
 
-fn media_type(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
     Some(value.split(';').next()?.trim().to_ascii_lowercase())
 }

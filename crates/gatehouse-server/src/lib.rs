@@ -79,7 +79,7 @@ pub fn router(state: AppState) -> Router {
             Duration::from_secs(30),
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.limits.clone(),
             limits::per_ip,
         ))
         .layer(axum::middleware::from_fn(error::describe_bare_errors))

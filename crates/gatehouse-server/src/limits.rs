@@ -15,8 +15,6 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::AppState;
-
 /// Limits per key; 0 turns a limit off. Bursts of up to twice the rate are allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -73,7 +71,10 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(rate: u32, per: Duration) -> Limiter
 /// Over a limit: wait this long.
 pub struct Limited(pub Duration);
 
-fn check<K: std::hash::Hash + Eq + Clone>(limiter: &Limiter<K>, key: &K) -> Result<(), Limited> {
+fn check<K: std::hash::Hash + Eq + Clone>(
+    limiter: Option<&DefaultKeyedRateLimiter<K>>,
+    key: &K,
+) -> Result<(), Limited> {
     match limiter {
         None => Ok(()),
         Some(l) => l
@@ -94,8 +95,22 @@ impl RateLimits {
         }
     }
 
-    pub fn check_client(&self, client_id: &str) -> Result<(), Limited> {
-        check(&self.token_per_client, &client_id.to_owned())
+    /// The per-client token limit, charged once the client is authenticated. A public client is
+    /// shared by everyone who logs in through it, so it is limited per caller.
+    pub fn check_client(
+        &self,
+        client: &gatehouse_core::Client,
+        caller_ip: &str,
+    ) -> Result<(), Limited> {
+        let Some(limiter) = &self.token_per_client else {
+            return Ok(());
+        };
+        let key = if client.is_public() {
+            format!("{}|{caller_ip}", client.id)
+        } else {
+            client.id.clone()
+        };
+        check(Some(limiter), &key)
     }
 
     /// Forgets keys whose limits are back to full, so the maps do not grow without end.
@@ -159,7 +174,11 @@ fn limit_key(ip: IpAddr) -> IpAddr {
 }
 
 /// The per-IP limits, applied before a request is parsed.
-pub async fn per_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn per_ip(
+    State(limits): State<Arc<RateLimits>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(ip) = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -167,14 +186,13 @@ pub async fn per_ip(State(state): State<AppState>, request: Request, next: Next)
     else {
         return next.run(request).await;
     };
-    let limits: &Arc<RateLimits> = &state.limits;
     let limiter = match (request.method(), request.uri().path()) {
         (&Method::POST, "/oauth2/token") => &limits.token_per_ip,
         (&Method::POST, "/oauth2/register") => &limits.registration_per_ip,
         (&Method::POST, "/users") => &limits.signup_per_ip,
         _ => return next.run(request).await,
     };
-    match check(limiter, &ip) {
+    match check(limiter.as_ref(), &ip) {
         Ok(()) => next.run(request).await,
         Err(limited) => {
             metrics::counter!("gatehouse_rate_limited_total", "route" => request.uri().path().to_owned())

@@ -129,24 +129,12 @@ async fn the_token_endpoint_is_limited_per_client(backend: Backend) {
     let (calm, calm_secret, _) = app.register_client("rates:read").await;
     // Requests with a wrong secret are refused as unauthenticated and spend none of its budget.
     for _ in 0..10 {
-        let forged = app
-            .token(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", &busy),
-                ("client_secret", "wrong"),
-            ])
-            .await;
+        let forged = app.client_credentials(&busy, "wrong").await;
         assert_eq!(forged.status(), 401);
     }
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        let response = app
-            .token(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", &busy),
-                ("client_secret", &busy_secret),
-            ])
-            .await;
+        let response = app.client_credentials(&busy, &busy_secret).await;
         if response.status() == 429 {
             assert!(response.headers().contains_key("retry-after"));
             assert_eq!(
@@ -163,12 +151,6 @@ async fn the_token_endpoint_is_limited_per_client(backend: Backend) {
         statuses.contains(&429),
         "then the client is limited: {statuses:?}"
     );
-    let other = app
-        .token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &calm),
-            ("client_secret", &calm_secret),
-        ])
-        .await;
+    let other = app.client_credentials(&calm, &calm_secret).await;
     assert_eq!(other.status(), 200, "other clients are not affected");
 }

@@ -72,11 +72,7 @@ async fn every_admin_route_refuses_non_admins_before_reading_the_body(backend: B
     let user_token = user["access_token"].as_str().unwrap();
     let (id, secret, _) = app.register_client("rates:read").await;
     let machine: Value = app
-        .token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &id),
-            ("client_secret", &secret),
-        ])
+        .client_credentials(&id, &secret)
         .await
         .json()
         .await
@@ -209,14 +205,7 @@ async fn clients_can_be_created_listed_changed_blocked_and_deleted(backend: Back
     assert_eq!(fetched["roles"], json!(["user"]));
 
     // The token carries the client's scopes plus its roles' scopes, and its roles.
-    let get_token = || async {
-        app.token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &id),
-            ("client_secret", &secret),
-        ])
-        .await
-    };
+    let get_token = || async { app.client_credentials(&id, &secret).await };
     let token: Value = get_token().await.json().await.unwrap();
     assert_eq!(token["scope"], "fx:read orders posts rates:read");
     let access = token["access_token"].as_str().unwrap().to_owned();
@@ -371,15 +360,7 @@ async fn secret_rotation_keeps_the_old_secret_for_the_overlap(backend: Backend) 
         let with = |secret: &str| {
             let (id, secret) = (id.clone(), secret.to_owned());
             let app = &app;
-            async move {
-                app.token(&[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &id),
-                    ("client_secret", &secret),
-                ])
-                .await
-                .status()
-            }
+            async move { app.client_credentials(&id, &secret).await.status() }
         };
         assert_eq!(with(new).await, 200);
         assert_eq!(
@@ -776,11 +757,7 @@ async fn roles_carry_scopes_and_cannot_vanish_while_held(backend: Backend) {
     );
     let scope_now = || async {
         let body: Value = app
-            .token(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", id),
-                ("client_secret", secret),
-            ])
+            .client_credentials(id, secret)
             .await
             .json()
             .await
@@ -962,11 +939,7 @@ async fn sessions_can_be_listed_and_revoked_one_or_all(backend: Backend) {
     // And for a machine client.
     let (cid, csecret, _) = app.register_client("rates:read").await;
     let token: Value = app
-        .token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &cid),
-            ("client_secret", &csecret),
-        ])
+        .client_credentials(&cid, &csecret)
         .await
         .json()
         .await
@@ -1227,13 +1200,7 @@ async fn a_stale_registration_update_cannot_undo_a_block(backend: Backend) {
         "the block survives the client's own update"
     );
     assert_eq!(view["name"], "renamed by the client");
-    let token = app
-        .token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &id),
-            ("client_secret", &secret),
-        ])
-        .await;
+    let token = app.client_credentials(&id, &secret).await;
     assert_eq!(token.status(), 401);
 }
 
@@ -1246,13 +1213,7 @@ async fn revoked_admin_tokens_are_refused(backend: Backend) {
             .status(),
         200
     );
-    let revoked = app
-        .http
-        .post(app.url("/oauth2/revoke"))
-        .form(&[("client_id", "gatehouse-web"), ("token", admin.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let revoked = app.revoke_as_web(&admin).await;
     assert_eq!(revoked.status(), 200);
     let refused = call(&app, &admin, Method::GET, "/admin/users", None).await;
     assert_eq!(refused.status(), 401);

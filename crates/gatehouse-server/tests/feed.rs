@@ -80,17 +80,6 @@ fn jti_of(token: &str) -> String {
     claims["jti"].as_str().unwrap().to_owned()
 }
 
-async fn revoke(app: &TestApp, token: &str) {
-    let response = app
-        .http
-        .post(app.url("/oauth2/revoke"))
-        .form(&[("client_id", "gatehouse-web"), ("token", token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-}
-
 /// The `id:` of the event whose data mentions `needle`.
 fn event_id_of(stream_text: &str, needle: &str) -> String {
     stream_text
@@ -110,7 +99,7 @@ async fn revocations_reach_a_reader_within_a_second(backend: Backend) {
     let mut seen = String::new();
     read_until(&mut feed, &mut seen, ": subscribed", Duration::from_secs(2)).await;
 
-    revoke(&app, access).await;
+    assert_eq!(app.revoke_as_web(access).await.status(), 200);
     let jti = jti_of(access);
     read_until(&mut feed, &mut seen, &jti, Duration::from_secs(1)).await;
     assert!(seen.contains("event: token_revoked"));
@@ -136,7 +125,7 @@ async fn a_fresh_reader_gets_recent_revocations_and_a_reader_can_resume(backend:
     app.sign_up("alice", "correct-horse").await;
     let first = app.login("alice", "correct-horse").await;
     let first_access = first["access_token"].as_str().unwrap();
-    revoke(&app, first_access).await;
+    assert_eq!(app.revoke_as_web(first_access).await.status(), 200);
 
     // Connected after the revocation: it is replayed, since the token could still be in use.
     let mut feed = subscribe(&app, &id, &secret, None).await;
@@ -149,7 +138,7 @@ async fn a_fresh_reader_gets_recent_revocations_and_a_reader_can_resume(backend:
     // Revoked while no one listened; a reader resuming from its last event gets it.
     let second = app.login("alice", "correct-horse").await;
     let second_access = second["access_token"].as_str().unwrap();
-    revoke(&app, second_access).await;
+    assert_eq!(app.revoke_as_web(second_access).await.status(), 200);
     let mut resumed = subscribe(&app, &id, &secret, Some(&resume_from)).await;
     let mut seen = String::new();
     let second_jti = jti_of(second_access);

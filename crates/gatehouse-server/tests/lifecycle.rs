@@ -39,15 +39,6 @@ async fn introspect(app: &TestApp, by: &Machine, token: &str) -> Value {
     app.introspect(&by.id, &by.secret, token).await
 }
 
-async fn revoke_as_web(app: &TestApp, token: &str) -> reqwest::Response {
-    app.http
-        .post(app.url("/oauth2/revoke"))
-        .form(&[("client_id", "gatehouse-web"), ("token", token)])
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn revoked_access_token_is_refused_everywhere(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let resource = machine(&app).await;
@@ -57,12 +48,12 @@ async fn revoked_access_token_is_refused_everywhere(backend: Backend) {
     assert_eq!(app.me(access).await.status(), 200);
     assert_eq!(introspect(&app, &resource, access).await["active"], true);
 
-    let revoked = revoke_as_web(&app, access).await;
+    let revoked = app.revoke_as_web(access).await;
     assert_eq!(revoked.status(), 200);
     assert_eq!(app.me(access).await.status(), 401);
     assert_eq!(introspect(&app, &resource, access).await["active"], false);
     // Revoking twice is fine; the refresh token of the session still works (only that jti died).
-    assert_eq!(revoke_as_web(&app, access).await.status(), 200);
+    assert_eq!(app.revoke_as_web(access).await.status(), 200);
     let refreshed = app
         .refresh(session["refresh_token"].as_str().unwrap())
         .await;
@@ -308,13 +299,7 @@ async fn blocked_or_cut_off_clients_tokens_are_dead(backend: Backend) {
         .execute(app.store.pool())
         .await
         .unwrap();
-    let blocked = app
-        .token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &resource.id),
-            ("client_secret", &resource.secret),
-        ])
-        .await;
+    let blocked = app.client_credentials(&resource.id, &resource.secret).await;
     assert_eq!(blocked.status(), 401, "a blocked client gets no token");
     let checker = machine(&app).await;
     assert_eq!(introspect(&app, &checker, &other).await["active"], false);
@@ -325,7 +310,7 @@ async fn expired_revocations_and_sessions_are_purged(backend: Backend) {
     app.sign_up("alice", "correct-horse").await;
     let session = app.login("alice", "correct-horse").await;
     assert_eq!(
-        revoke_as_web(&app, session["access_token"].as_str().unwrap())
+        app.revoke_as_web(session["access_token"].as_str().unwrap())
             .await
             .status(),
         200

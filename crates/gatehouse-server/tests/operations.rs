@@ -107,13 +107,7 @@ async fn health_readiness_and_metrics(backend: Backend) {
     assert_eq!(get_json(&app, "/healthz").await["status"], "ok");
     assert_eq!(get_json(&app, "/readyz").await["status"], "ready");
     let (id, secret, _) = app.register_client("rates:read").await;
-    let issued = app
-        .token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &id),
-            ("client_secret", &secret),
-        ])
-        .await;
+    let issued = app.client_credentials(&id, &secret).await;
     assert_eq!(issued.status(), 200);
     let text = app
         .http

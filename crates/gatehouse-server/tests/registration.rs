@@ -122,15 +122,11 @@ async fn registration_management_needs_the_registration_token(backend: Backend) 
 
     // Narrow the scope; the next token follows at once (the cached client is forgotten).
     let get_token = || async {
-        app.token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &id),
-            ("client_secret", &secret),
-        ])
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()
+        app.client_credentials(&id, &secret)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()
     };
     assert_eq!(get_token().await["scope"], "fx:read rates:read");
     let updated = app

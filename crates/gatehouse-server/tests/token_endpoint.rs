@@ -79,13 +79,7 @@ async fn client_credentials_with_basic_and_post_issues_verifiable_at_jwt(backend
     assert_eq!(claims.exp - claims.iat, 600);
     assert!(claims.roles.is_none());
 
-    let post = app
-        .token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &id),
-            ("client_secret", &secret),
-        ])
-        .await;
+    let post = app.client_credentials(&id, &secret).await;
     assert_eq!(post.status(), 200);
     let second: Value = post.json().await.unwrap();
     let other = verifier_for(&app)
@@ -592,14 +586,7 @@ async fn expired_and_foreign_refresh_tokens_are_invalid_grant(backend: Backend) 
 async fn deleted_client_can_no_longer_get_tokens(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (id, secret, registration) = app.register_client("rates:read").await;
-    let get = || async {
-        app.token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &id),
-            ("client_secret", &secret),
-        ])
-        .await
-    };
+    let get = || async { app.client_credentials(&id, &secret).await };
     assert_eq!(get().await.status(), 200, "cached now");
     let deleted = app
         .http

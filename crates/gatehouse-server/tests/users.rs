@@ -257,11 +257,7 @@ async fn machine_tokens_are_refused_at_me_with_403(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (id, secret, _) = app.register_client("rates:read").await;
     let token: Value = app
-        .token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &id),
-            ("client_secret", &secret),
-        ])
+        .client_credentials(&id, &secret)
         .await
         .json()
         .await

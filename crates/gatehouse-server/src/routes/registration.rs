@@ -16,11 +16,7 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, OAuthError> {
 /// RFC 7591 wants the error JSON for bad metadata; a JSON body of the wrong shape is
 /// `invalid_client_metadata`, not a generic problem.
 fn parse_metadata(headers: &HeaderMap, body: &[u8]) -> Result<RegistrationRequest, OAuthError> {
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
+    let media = crate::extract::media_type(headers);
     if media.as_deref() != Some("application/json") {
         return Err(OAuthError::invalid_request(
             "the body must be application/json",

@@ -36,14 +36,8 @@ pub async fn token(
     let limits = state.limits.clone();
     let ip = ctx.ip.clone().unwrap_or_default();
     let admit = move |client: &gatehouse_core::Client| {
-        // A public client is shared by everyone who logs in through it: limit it per caller.
-        let key = if client.is_public() {
-            format!("{}|{ip}", client.id)
-        } else {
-            client.id.clone()
-        };
         limits
-            .check_client(&key)
+            .check_client(client, &ip)
             .map_err(|crate::limits::Limited(wait)| wait.as_secs().max(1))
     };
     let (grant, response) = state.service.token(request, auth, &ctx, &admit).await?;

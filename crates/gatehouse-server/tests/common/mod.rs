@@ -179,15 +179,29 @@ impl TestApp {
         )
     }
 
+    /// A client_credentials request with `client_secret_post`.
+    pub async fn client_credentials(&self, id: &str, secret: &str) -> reqwest::Response {
+        self.token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+        ])
+        .await
+    }
+
+    /// Revokes a token through the public web client, which may revoke what it issued.
+    pub async fn revoke_as_web(&self, token: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/oauth2/revoke"))
+            .form(&[("client_id", "gatehouse-web"), ("token", token)])
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A client_credentials token for the client; panics unless the answer is 200.
     pub async fn machine_token(&self, id: &str, secret: &str) -> String {
-        let response = self
-            .token(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", id),
-                ("client_secret", secret),
-            ])
-            .await;
+        let response = self.client_credentials(id, secret).await;
         assert_eq!(response.status(), 200);
         let body: Value = response.json().await.unwrap();
         body["access_token"].as_str().unwrap().to_owned()
