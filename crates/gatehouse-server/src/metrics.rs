@@ -21,7 +21,7 @@ pub fn install_metrics() -> PrometheusHandle {
             let builder = PrometheusBuilder::new();
             let builder = builder
                 .set_buckets_for_metric(
-                    Matcher::Full(HTTP_DURATION.into()),
+                    Matcher::Suffix("_duration_seconds".into()),
                     &[
                         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                         5.0,

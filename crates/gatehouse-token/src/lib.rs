@@ -14,7 +14,7 @@ pub use claims::{AccessClaims, Audience};
 pub use jwk::{Jwk, JwkSet};
 pub use kek::{KekError, KeyEncryptionKey};
 pub use keys::{KeyError, SigningKey};
-pub use verify::{Verifier, VerifierConfig, VerifyError};
+pub use verify::{Verifier, VerifierConfig, VerifyError, key_id};
 
 /// The JOSE `typ` every Gatehouse access token carries (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";

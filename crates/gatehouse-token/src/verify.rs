@@ -94,6 +94,11 @@ impl Verifier {
     }
 }
 
+/// The `kid` a token's header names, if it has a readable header.
+pub fn key_id(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).ok()?.kid
+}
+
 fn verification_key(jwk: &Jwk) -> Option<VerificationKey> {
     match (jwk.kty.as_str(), jwk.crv.as_deref(), jwk.alg.as_str()) {
         ("OKP", Some("Ed25519"), "EdDSA") => Some(VerificationKey {

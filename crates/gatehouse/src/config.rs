@@ -23,6 +23,29 @@ pub struct Settings {
     pub log_format: String,
     pub auth: AuthConfig,
     pub rate_limits: RateLimitConfig,
+    /// The gateway `serve` runs beside the authorization server.
+    pub gateway: ServeGateway,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeGateway {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// A route file of your own instead of the shipped one (reloaded on SIGHUP).
+    pub routes_file: Option<PathBuf>,
+    pub staleness_budget_secs: u64,
+}
+
+impl Default for ServeGateway {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            routes_file: None,
+            staleness_budget_secs: 30,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -38,6 +61,7 @@ impl Default for Settings {
                 ..AuthConfig::default()
             },
             rate_limits: RateLimitConfig::default(),
+            gateway: ServeGateway::default(),
         }
     }
 }
@@ -55,6 +79,10 @@ pub struct Overrides {
     pub log_format: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    #[serde(skip)]
+    pub gateway_listen: Option<SocketAddr>,
+    #[serde(skip)]
+    pub gateway_routes: Option<PathBuf>,
 }
 
 const MIN_KEY_ACTIVATION_DELAY_SECS: u64 = 90;
@@ -76,12 +104,20 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Setting
             .split("__"),
     );
     let issuer = overrides.issuer.clone();
+    let (gateway_listen, gateway_routes) =
+        (overrides.gateway_listen, overrides.gateway_routes.clone());
     figment = figment.merge(Serialized::defaults(Overrides {
         issuer: None,
         ..overrides
     }));
     if let Some(issuer) = issuer {
         figment = figment.merge(Serialized::default("auth.issuer", issuer));
+    }
+    if let Some(listen) = gateway_listen {
+        figment = figment.merge(Serialized::default("gateway.listen", listen));
+    }
+    if let Some(routes) = gateway_routes {
+        figment = figment.merge(Serialized::default("gateway.routes_file", routes));
     }
     let mut settings: Settings = figment.extract().context("invalid configuration")?;
     if settings.auth.issuer.is_empty() {

@@ -3,6 +3,7 @@
 
 mod admin_cli;
 mod config;
+mod gateway_run;
 mod run;
 
 use std::net::SocketAddr;
@@ -27,6 +28,18 @@ enum Command {
     Serve(ServerArgs),
     /// Run the authorization server alone.
     Auth(ServerArgs),
+    /// Run the API gateway alone, from its route file.
+    Gateway {
+        /// The gateway's TOML file: a [gateway] table and [[route]] tables.
+        #[arg(long, env = "GATEHOUSE_GATEWAY_CONFIG")]
+        config: PathBuf,
+        /// Listen address, instead of the file's [gateway] listen.
+        #[arg(long, env = "GATEHOUSE_GATEWAY_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Log format: text or json.
+        #[arg(long, env = "GATEHOUSE_LOG_FORMAT", default_value = "text")]
+        log_format: String,
+    },
     /// Administer users, clients and keys directly on the store.
     Admin {
         #[command(flatten)]
@@ -75,6 +88,12 @@ struct ServerArgs {
     /// Log format: text or json.
     #[arg(long, env = "GATEHOUSE_LOG_FORMAT")]
     log_format: Option<String>,
+    /// Address of the gateway `serve` runs [default: 127.0.0.1:8000].
+    #[arg(long, env = "GATEHOUSE_GATEWAY_LISTEN")]
+    gateway_listen: Option<SocketAddr>,
+    /// Route file for the gateway `serve` runs, instead of the shipped one.
+    #[arg(long, env = "GATEHOUSE_GATEWAY_ROUTES")]
+    gateway_routes: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -87,22 +106,33 @@ impl ServerArgs {
                 database_url: self.database_url,
                 log_format: self.log_format,
                 issuer: self.issuer,
+                gateway_listen: self.gateway_listen,
+                gateway_routes: self.gateway_routes,
             },
         )
     }
+}
+
+async fn serve(args: ServerArgs, with_gateway: bool) -> anyhow::Result<()> {
+    let settings = args.settings()?;
+    run::init_logging(&settings.log_format);
+    run::serve(settings, with_gateway).await
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) | Command::Auth(args) => match args.settings() {
-            Ok(settings) => {
-                run::init_logging(&settings.log_format);
-                run::serve(settings).await
-            }
-            Err(e) => Err(e),
-        },
+        Command::Serve(args) => serve(args, true).await,
+        Command::Auth(args) => serve(args, false).await,
+        Command::Gateway {
+            config,
+            listen,
+            log_format,
+        } => {
+            run::init_logging(&log_format);
+            gateway_run::run_alone(&config, listen).await
+        }
         Command::Admin { store, command } => {
             let settings = config::load(
                 store.config.as_deref(),

@@ -44,7 +44,15 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
     .context("cannot open the store")
 }
 
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+pub async fn serve(mut settings: Settings, with_gateway: bool) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(settings.auth_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.auth_listen))?;
+    let address = listener.local_addr()?;
+    // An issuer derived from a listen address with port 0 names the port actually bound.
+    if settings.auth.issuer == format!("http://{}", settings.auth_listen) {
+        settings.auth.issuer = format!("http://{address}");
+    }
     let store = open_store(&settings).await?;
     let kek = load_kek(&settings)?;
     let store_handle = store.clone();
@@ -53,10 +61,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .context("cannot start the authorization server")?;
     bootstrap_admin(&service).await?;
 
-    let listener = TcpListener::bind(settings.auth_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.auth_listen))?;
-    let address = listener.local_addr()?;
+    let gateway_listener = match with_gateway && settings.gateway.enabled {
+        true => Some(
+            TcpListener::bind(settings.gateway.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", settings.gateway.listen))?,
+        ),
+        false => None,
+    };
     let service = Arc::new(service);
     tokio::spawn(purge_periodically(service.clone()));
     tokio::spawn(reload_keys_periodically(service.clone()));
@@ -70,8 +82,29 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         &settings.rate_limits,
     ));
     tokio::spawn(forget_idle_limits(limits.clone()));
-    let state = AppState::new(service, gatehouse_server::install_metrics(), limits);
+    let state = AppState::new(service.clone(), gatehouse_server::install_metrics(), limits);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let shutdown = shutdown_signal()?;
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let auth_server = tokio::spawn(gatehouse_server::serve(
+        listener,
+        state,
+        stopped(stopping.clone()),
+    ));
+    let gateway_server = match gateway_listener {
+        Some(gateway_listener) => {
+            let gateway = start_gateway(&settings, &service).await?;
+            let gateway_address = gateway_listener.local_addr()?;
+            println!("  gateway               http://{gateway_address}");
+            Some(tokio::spawn(
+                gateway.serve(gateway_listener, stopped(stopping.clone())),
+            ))
+        }
+        None => None,
+    };
     println!("Gatehouse is running");
     println!("  authorization server  http://{address}");
     println!("  issuer                {}", settings.auth.issuer);
@@ -84,10 +117,48 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             None => format!("SQLite in {}", settings.data_dir.display()),
         }
     );
-    gatehouse_server::serve(listener, state, shutdown).await?;
+    auth_server.await??;
+    if let Some(gateway_server) = gateway_server {
+        gateway_server.await??;
+    }
     store_handle.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+/// The gateway beside the authorization server: the shipped routes (or `gateway.routes_file`),
+/// reading the revocation feed with a client of its own.
+async fn start_gateway(
+    settings: &Settings,
+    service: &AuthService,
+) -> anyhow::Result<Arc<gatehouse_gateway::Gateway>> {
+    let file = match &settings.gateway.routes_file {
+        Some(path) => gatehouse_gateway::GatewayFile::read(path)?,
+        None => gatehouse_gateway::GatewayFile::parse(
+            crate::gateway_run::SHIPPED_ROUTES,
+            "the shipped gateway.toml",
+        )?,
+    };
+    let feed = crate::gateway_run::ensure_feed_client(service, &settings.data_dir).await?;
+    let section = gatehouse_gateway::GatewaySection {
+        staleness_budget_secs: settings.gateway.staleness_budget_secs,
+        leeway_secs: settings.auth.token_leeway_secs,
+        ..file.gateway.clone()
+    };
+    let gateway = crate::gateway_run::build(
+        &section,
+        &settings.auth.issuer,
+        file.rules()?,
+        settings.gateway.routes_file.clone(),
+        Some(feed),
+    )
+    .await?;
+    crate::gateway_run::reload_on_hangup(gateway.clone())?;
+    Ok(gateway)
 }
 
 /// `GATEHOUSE_KEK` (or `GATEHOUSE_KEK_FILE`), else a key generated once into the data directory.
@@ -115,7 +186,7 @@ pub fn load_kek(settings: &Settings) -> anyhow::Result<KeyEncryptionKey> {
     Ok(kek)
 }
 
-fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+pub fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
@@ -189,7 +260,7 @@ async fn purge_periodically(service: Arc<AuthService>) {
 
 /// Resolves on Ctrl-C or SIGTERM. The handlers are registered here, before the server says it is
 /// ready, so a signal that arrives right after start still drains instead of killing the process.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

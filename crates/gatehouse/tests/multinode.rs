@@ -20,6 +20,8 @@ async fn blocks_revocations_and_key_rotations_reach_the_other_node_within_a_seco
         // The cache would hide a missed change for this long; far beyond the test.
         ("GATEHOUSE_AUTH__CLIENT_CACHE_TTL_SECS", "3600"),
         ("GATEHOUSE_AUTH__KEY_ACTIVATION_DELAY_SECS", "3600"),
+        // Nodes behind one name share an issuer.
+        ("GATEHOUSE_ISSUER", "https://auth.gatehouse.test"),
     ];
     let a = common::start(&["auth", "--database-url", &url], &env);
     let b = common::start(&["auth", "--database-url", &url], &env);

@@ -17,7 +17,7 @@ pub use admin::{
     KeyInfo, NewClient, Page, PageRequest, RevokeAll, RevokedAll, RoleUpdate, RoleView,
     RotatedSecret, SessionQuery, SessionView, UserPatch,
 };
-pub use changes::{ChangeCursor, FeedEvent};
+pub use changes::{ChangeCursor, FEED_SCOPE, FeedEvent};
 pub use clients::{ClientAuth, PresentedAuth};
 pub use grants::{TokenRequest, TokenResponse};
 pub use lifecycle::{Introspection, LiveToken};

@@ -7,14 +7,18 @@ use std::process::{Child, Command, Stdio};
 pub struct Running {
     pub child: Child,
     pub base: String,
+    /// The gateway `serve` runs beside the authorization server.
+    pub gateway: Option<String>,
 }
 
 /// Starts `gatehouse ARGS` on a free port and waits for the line it prints once it is listening.
 pub fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    command.args(args).args(["--auth-listen", "127.0.0.1:0"]);
+    if args.first() == Some(&"serve") {
+        command.args(["--gateway-listen", "127.0.0.1:0"]);
+    }
     command
-        .args(args)
-        .args(["--auth-listen", "127.0.0.1:0"])
         .env_remove("GATEHOUSE_KEK")
         .env_remove("GATEHOUSE_DATABASE_URL")
         .env("GATEHOUSE_LOG", "warn")
@@ -26,18 +30,26 @@ pub fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut child = command.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
+    let mut gateway = None;
     let base = loop {
         let line = lines
             .next()
             .expect("the server exited before it was listening")
             .unwrap();
+        if let Some(url) = line.trim().strip_prefix("gateway ") {
+            gateway = Some(url.trim().to_owned());
+        }
         if let Some(url) = line.trim().strip_prefix("authorization server") {
             break url.trim().to_owned();
         }
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Running { child, base }
+    Running {
+        child,
+        base,
+        gateway,
+    }
 }
 
 /// SIGTERM, then the exit status.

@@ -1,0 +1,127 @@
+//! Gatehouse's API gateway: matches a request to a route, checks its token locally with the
+//! toolkit's [`gatehouse_sdk::TokenVerifier`] (keys, revocation feed, verdict cache), applies the
+//! route's scopes, roles and rate limit, and streams it to the upstream with the caller's identity.
+//!
+//! It knows the issuer only through HTTP (metadata, JWKS, revocation feed): never the store or the
+//! authorization server's code.
+
+mod config;
+mod forward;
+mod limits;
+mod metrics;
+mod proxy;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::routing::get;
+use gatehouse_sdk::TokenVerifier;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+pub use config::{ConfigError, GatewayFile, GatewaySection, RouteRule, RouteSpec};
+
+use crate::limits::RouteLimits;
+
+/// The routes in force, swapped whole on reload; requests in flight keep the table they started with.
+pub(crate) struct RouteTable {
+    routes: Vec<(Arc<RouteRule>, Option<Arc<RouteLimits>>)>,
+}
+
+impl RouteTable {
+    fn new(rules: Vec<RouteRule>) -> Self {
+        Self {
+            routes: rules
+                .into_iter()
+                .map(|rule| {
+                    let limits = rule
+                        .rate_limit
+                        .as_ref()
+                        .map(|l| Arc::new(RouteLimits::new(l)));
+                    (Arc::new(rule), limits)
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn find(&self, path: &str) -> Option<&(Arc<RouteRule>, Option<Arc<RouteLimits>>)> {
+        self.routes.iter().find(|(rule, _)| rule.matches(path))
+    }
+}
+
+/// A running gateway's shared state.
+pub struct Gateway {
+    routes: ArcSwap<RouteTable>,
+    routes_file: Option<PathBuf>,
+    verifier: Arc<TokenVerifier>,
+    upstream: forward::UpstreamClient,
+    metrics: PrometheusHandle,
+}
+
+impl Gateway {
+    /// A gateway over `rules`; `routes_file` is where [`Gateway::reload`] reads them again.
+    pub fn new(
+        rules: Vec<RouteRule>,
+        routes_file: Option<PathBuf>,
+        verifier: Arc<TokenVerifier>,
+        metrics: PrometheusHandle,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            routes: ArcSwap::from_pointee(RouteTable::new(rules)),
+            routes_file,
+            verifier,
+            upstream: forward::upstream_client(),
+            metrics,
+        })
+    }
+
+    /// Reads the route file again. A file with a mistake is refused whole and the routes in
+    /// force stay; in-flight requests finish on the table they started with.
+    pub fn reload(&self) -> Result<usize, ConfigError> {
+        let Some(path) = &self.routes_file else {
+            return Ok(self.routes.load().routes.len());
+        };
+        let rules = GatewayFile::read(path)?.rules()?;
+        let count = rules.len();
+        self.routes.store(Arc::new(RouteTable::new(rules)));
+        Ok(count)
+    }
+
+    pub fn verifier(&self) -> &Arc<TokenVerifier> {
+        &self.verifier
+    }
+
+    /// The gateway's own endpoints live under `/_gatehouse/`; everything else is proxied.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/_gatehouse/healthz", get(|| async { "ok" }))
+            .route("/_gatehouse/readyz", get(proxy::readyz))
+            .route("/_gatehouse/metrics", get(proxy::render_metrics))
+            .fallback(proxy::proxy)
+            .with_state(self.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then lets requests in flight finish.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tokio::spawn(limits::forget_idle(Arc::downgrade(&self)));
+        tokio::spawn(metrics::report_feed_lag(Arc::downgrade(&self)));
+        axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+
+    pub(crate) fn table(&self) -> arc_swap::Guard<Arc<RouteTable>> {
+        self.routes.load()
+    }
+}

@@ -1,0 +1,30 @@
+//! The toolkit for services behind Gatehouse, and the token checks the gateway itself runs.
+//!
+//! - [`TokenVerifier`]: checks access tokens locally against the issuer's published keys, follows
+//!   the issuer's revocation feed, and caches verdicts. The gateway uses exactly this.
+//! - [`Authenticated`] and [`require`]: an axum extractor and a one-line route guard answering
+//!   the way RFC 6750 says.
+//! - [`TokenClient`]: gets, caches and refreshes tokens for a machine or a person.
+//!
+//! It speaks to the issuer over HTTP only (discovery, JWKS, feed, token endpoint): it must not
+//! know about the store or the authorization server's internals.
+
+mod client;
+mod discovery;
+mod error;
+mod guard;
+mod keys;
+mod policy;
+mod rejection;
+mod revocations;
+mod verifier;
+
+pub use client::{Grant, TokenClient, TokenClientConfig};
+pub use discovery::{IssuerMetadata, discover};
+pub use error::SdkError;
+pub use gatehouse_token::{AccessClaims, Audience};
+pub use guard::{Authenticated, Require, RequireLayer, authorize, bearer_token, require};
+pub use policy::{Policy, ScopeRule};
+pub use rejection::{REALM, Rejection, problem};
+pub use revocations::{FeedCredentials, FeedStatus};
+pub use verifier::{TokenVerifier, Verified, VerifierSettings};

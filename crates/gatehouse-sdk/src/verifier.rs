@@ -1,0 +1,190 @@
+//! Local verification of access tokens: signature and claims against the issuer's keys, then the
+//! revocations learnt from its feed, with verdicts cached by a hash of the token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_token::{AccessClaims, VerifierConfig, VerifyError, key_id, now_unix};
+use quick_cache::sync::Cache;
+
+use crate::discovery::{IssuerMetadata, discover};
+use crate::error::SdkError;
+use crate::keys::RemoteKeys;
+use crate::rejection::Rejection;
+use crate::revocations::{self, FeedCredentials, FeedStatus, Revocations};
+
+pub const CACHE_LOOKUPS: &str = "gatehouse_token_cache_lookups_total";
+
+/// How a [`TokenVerifier`] is set up. Only the issuer URL is required: keys, algorithms and the
+/// feed's address come from the issuer's metadata.
+#[derive(Debug, Clone)]
+pub struct VerifierSettings {
+    pub issuer: String,
+    /// When set, every token's `aud` must contain it.
+    pub audience: Option<String>,
+    /// Clock skew tolerated for `exp` and `iat`.
+    pub leeway_secs: u64,
+    /// A token naming an unknown key fetches the JWKS again at most once per this.
+    pub jwks_cooldown: Duration,
+    /// Verified tokens remembered (by hash) at most.
+    pub cache_capacity: usize,
+    /// Follow the revocation feed with these credentials. Without them, revoked tokens stay
+    /// valid until they expire.
+    pub feed: Option<FeedCredentials>,
+    /// Lost the feed for longer than this: refuse tokens (503) rather than trust a stale view.
+    pub staleness_budget: Duration,
+}
+
+impl VerifierSettings {
+    pub fn new(issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: None,
+            leeway_secs: 30,
+            jwks_cooldown: Duration::from_secs(10),
+            cache_capacity: 100_000,
+            feed: None,
+            staleness_budget: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A token that passed every check.
+#[derive(Debug)]
+pub struct Verified {
+    pub claims: AccessClaims,
+    /// The key that signed it: when the issuer stops publishing that key, the verdict ends.
+    kid: String,
+}
+
+/// Verifies access tokens locally; shared by the gateway and the services' extractor.
+pub struct TokenVerifier {
+    metadata: IssuerMetadata,
+    keys: Arc<RemoteKeys>,
+    revocations: Arc<Revocations>,
+    cache: Cache<[u8; 32], Arc<Verified>>,
+    leeway_secs: i64,
+}
+
+impl TokenVerifier {
+    /// Reads the issuer's metadata and keys, and starts following its revocation feed when
+    /// credentials are given.
+    pub async fn connect(settings: VerifierSettings) -> Result<Arc<Self>, SdkError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| SdkError::unreachable(&settings.issuer, e))?;
+        let metadata = discover(&http, &settings.issuer).await?;
+        let keys = Arc::new(
+            RemoteKeys::fetch(
+                http.clone(),
+                metadata.jwks_uri.clone(),
+                VerifierConfig {
+                    issuer: metadata.issuer.clone(),
+                    audience: settings.audience.clone(),
+                    leeway_secs: settings.leeway_secs,
+                },
+                settings.jwks_cooldown,
+            )
+            .await?,
+        );
+        let revocations = Arc::new(Revocations::new(
+            settings.feed.is_some(),
+            settings.staleness_budget,
+        ));
+        if let Some(credentials) = settings.feed {
+            let url = metadata.revocation_feed_endpoint.clone().ok_or_else(|| {
+                SdkError::invalid(&settings.issuer, "the issuer publishes no revocation feed")
+            })?;
+            tokio::spawn(revocations::follow(
+                http,
+                url,
+                credentials,
+                revocations.clone(),
+                keys.clone(),
+            ));
+        }
+        Ok(Arc::new(Self {
+            metadata,
+            keys,
+            revocations,
+            cache: Cache::new(settings.cache_capacity.max(1)),
+            leeway_secs: settings.leeway_secs as i64,
+        }))
+    }
+
+    pub fn metadata(&self) -> &IssuerMetadata {
+        &self.metadata
+    }
+
+    pub fn feed_status(&self) -> FeedStatus {
+        self.revocations.status()
+    }
+
+    /// How long the revocation feed has been lost; zero while it is connected.
+    pub fn feed_lag(&self) -> Duration {
+        self.revocations.lag()
+    }
+
+    /// Checks a bearer token; see [`TokenVerifier::verify_counted`].
+    pub async fn verify(&self, token: &str) -> Result<Arc<Verified>, Rejection> {
+        self.verify_counted(token).await.0
+    }
+
+    /// Checks a bearer token, and tells whether the verdict came from the cache. A cached
+    /// verdict still ends at the token's expiry, its revocation, or its key's retirement.
+    pub async fn verify_counted(&self, token: &str) -> (Result<Arc<Verified>, Rejection>, bool) {
+        if self.revocations.status() == FeedStatus::Stale {
+            return (Err(Rejection::Unavailable), false);
+        }
+        let hash = token_hash(token);
+        if let Some(verified) = self.cache.get(&hash) {
+            metrics::counter!(CACHE_LOOKUPS, "result" => "hit").increment(1);
+            return (self.still_valid(verified), true);
+        }
+        metrics::counter!(CACHE_LOOKUPS, "result" => "miss").increment(1);
+        let result = self.verify_uncached(token).await;
+        if let Ok(verified) = &result {
+            self.cache.insert(hash, verified.clone());
+        }
+        (result, false)
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<Arc<Verified>, Rejection> {
+        let mut verifier = self.keys.current();
+        let mut outcome = verifier.verify(token);
+        if outcome == Err(VerifyError::UnknownKey)
+            && let Some(kid) = key_id(token)
+        {
+            verifier = self.keys.refresh_for_unknown(&kid).await;
+            outcome = verifier.verify(token);
+        }
+        let claims = outcome.map_err(|e| Rejection::InvalidToken(e.to_string()))?;
+        if self.revocations.is_revoked(&claims) {
+            return Err(Rejection::revoked());
+        }
+        let kid = key_id(token).unwrap_or_default();
+        Ok(Arc::new(Verified { claims, kid }))
+    }
+
+    fn still_valid(&self, verified: Arc<Verified>) -> Result<Arc<Verified>, Rejection> {
+        if verified.claims.exp + self.leeway_secs < now_unix() {
+            return Err(Rejection::InvalidToken(VerifyError::Expired.to_string()));
+        }
+        if !self.keys.current().knows_kid(&verified.kid) {
+            return Err(Rejection::InvalidToken(VerifyError::UnknownKey.to_string()));
+        }
+        if self.revocations.is_revoked(&verified.claims) {
+            return Err(Rejection::revoked());
+        }
+        Ok(verified)
+    }
+}
+
+/// SHA-256 of the token: the cache never holds tokens, and a look-alike cannot collide.
+fn token_hash(token: &str) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}

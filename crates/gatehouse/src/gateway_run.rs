@@ -1,0 +1,187 @@
+//! Starting the gateway: alone from its own file (`gatehouse gateway`), or beside the
+//! authorization server under `gatehouse serve`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use gatehouse_core::service::{Actor, NewClient};
+use gatehouse_core::{AuthService, RequestContext};
+use gatehouse_gateway::{Gateway, GatewayFile, GatewaySection};
+use gatehouse_sdk::{FeedCredentials, TokenVerifier, VerifierSettings};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::config::secret_from_env;
+
+/// The routes `gatehouse serve` uses unless `gateway.routes_file` names others.
+pub const SHIPPED_ROUTES: &str = include_str!("../gateway.toml");
+
+/// `gatehouse gateway --config FILE`.
+pub async fn run_alone(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let file = GatewayFile::read(path)?;
+    let rules = file.rules()?;
+    let section = file.gateway;
+    let issuer = section
+        .issuer
+        .clone()
+        .context("the gateway file needs [gateway] issuer = \"https://…\"")?;
+    let secret = match &section.feed_client_secret_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read feed_client_secret_file {file}"))?
+                .trim()
+                .to_owned(),
+        ),
+        None => secret_from_env("GATEHOUSE_GATEWAY_CLIENT_SECRET")?,
+    };
+    let feed = match (&section.feed_client_id, secret) {
+        (Some(client_id), Some(client_secret)) => Some(FeedCredentials {
+            client_id: client_id.clone(),
+            client_secret,
+        }),
+        (Some(_), None) => anyhow::bail!(
+            "feed_client_id is set but its secret is not: set GATEHOUSE_GATEWAY_CLIENT_SECRET"
+        ),
+        (None, _) => {
+            tracing::warn!(
+                "no feed_client_id: the gateway will not learn of revocations, so a revoked \
+                 token stays valid until it expires"
+            );
+            None
+        }
+    };
+    let listen = listen.unwrap_or(section.listen);
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let shutdown = crate::run::shutdown_signal()?;
+    let gateway = build(&section, &issuer, rules, Some(path.to_owned()), feed).await?;
+    reload_on_hangup(gateway.clone())?;
+    println!("Gatehouse gateway is running");
+    println!("  gateway  http://{}", listener.local_addr()?);
+    println!("  issuer   {issuer}");
+    gateway.serve(listener, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Connects to the issuer (retrying while it starts) and builds the gateway.
+pub async fn build(
+    section: &GatewaySection,
+    issuer: &str,
+    rules: Vec<gatehouse_gateway::RouteRule>,
+    routes_file: Option<PathBuf>,
+    feed: Option<FeedCredentials>,
+) -> anyhow::Result<Arc<Gateway>> {
+    let settings = VerifierSettings {
+        leeway_secs: section.leeway_secs,
+        jwks_cooldown: Duration::from_secs(section.jwks_cooldown_secs),
+        cache_capacity: section.token_cache_capacity,
+        feed,
+        staleness_budget: Duration::from_secs(section.staleness_budget_secs),
+        ..VerifierSettings::new(issuer)
+    };
+    let mut attempt = 0;
+    let verifier = loop {
+        match TokenVerifier::connect(settings.clone()).await {
+            Ok(verifier) => break verifier,
+            Err(e) if attempt < 30 => {
+                attempt += 1;
+                tracing::warn!(error = %e, "waiting for the issuer");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e).context("cannot reach the issuer"),
+        }
+    };
+    Ok(Gateway::new(
+        rules,
+        routes_file,
+        verifier,
+        gatehouse_server::install_metrics(),
+    ))
+}
+
+/// SIGHUP reads the route file again; a broken file is refused and the old routes stay.
+pub fn reload_on_hangup(gateway: Arc<Gateway>) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match gateway.reload() {
+                    Ok(count) => tracing::info!(routes = count, "gateway routes reloaded"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "the route file was refused; the routes in force stay"
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(gateway);
+    Ok(())
+}
+
+/// The built-in gateway's credentials for the revocation feed, kept in the data directory.
+#[derive(Serialize, Deserialize)]
+struct StoredFeedClient {
+    client_id: String,
+    client_secret: String,
+}
+
+const FEED_CLIENT_FILE: &str = "gateway-client.json";
+
+/// Under `serve`, the built-in gateway reads the feed as a client of its own: made on first
+/// start (or when it has been deleted) and kept in `gateway-client.json` (mode 0600).
+pub async fn ensure_feed_client(
+    service: &AuthService,
+    data_dir: &Path,
+) -> anyhow::Result<FeedCredentials> {
+    let path = data_dir.join(FEED_CLIENT_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(stored) = serde_json::from_str::<StoredFeedClient>(&text)
+        && service
+            .store()
+            .client(&stored.client_id)
+            .await
+            .context("cannot read the gateway's client")?
+            .is_some()
+    {
+        return Ok(FeedCredentials {
+            client_id: stored.client_id,
+            client_secret: stored.client_secret,
+        });
+    }
+    let created = service
+        .admin_create_client(
+            &Actor {
+                id: "system:serve".into(),
+            },
+            NewClient {
+                name: "Built-in gateway".into(),
+                grant_types: Some(vec!["client_credentials".into()]),
+                scope: Some(gatehouse_core::service::FEED_SCOPE.into()),
+                roles: Vec::new(),
+                token_endpoint_auth_method: None,
+            },
+            &RequestContext::default(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the gateway's client: {e}"))?;
+    let stored = StoredFeedClient {
+        client_id: created.client.client_id.clone(),
+        client_secret: created
+            .client_secret
+            .context("the gateway's client got no secret")?,
+    };
+    crate::run::write_private_file(&path, &serde_json::to_string(&stored)?)?;
+    Ok(FeedCredentials {
+        client_id: stored.client_id,
+        client_secret: stored.client_secret,
+    })
+}
