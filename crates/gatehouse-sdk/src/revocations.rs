@@ -229,11 +229,16 @@ pub(crate) async fn follow(
             }
             Ok(response) => {
                 state.set_connected(false);
-                tracing::error!(
-                    status = response.status().as_u16(),
-                    "the issuer refused the revocation feed; check the feed client's credentials and its revocations:read scope"
-                );
-                backoff = MAX_BACKOFF;
+                let status = response.status().as_u16();
+                if matches!(status, 401 | 403) {
+                    tracing::error!(
+                        status,
+                        "the issuer refused the revocation feed; check the feed client's credentials and its revocations:read scope"
+                    );
+                    backoff = MAX_BACKOFF;
+                } else {
+                    tracing::warn!(status, "the revocation feed is unavailable");
+                }
             }
             Err(e) => {
                 state.set_connected(false);

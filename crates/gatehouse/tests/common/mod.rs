@@ -1,6 +1,8 @@
 //! Runs the real `gatehouse` binary for tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod fakes;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
@@ -50,6 +52,50 @@ pub fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
         base,
         gateway,
     }
+}
+
+/// Starts `gatehouse gateway --config FILE` on a free port; `base` is the gateway's URL.
+pub fn start_gateway(config: &std::path::Path, env: &[(&str, &str)]) -> Running {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    command
+        .args(["gateway", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .env("GATEHOUSE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("the gateway exited before it was listening")
+            .unwrap();
+        if let Some(url) = line.trim().strip_prefix("gateway ") {
+            break url.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Running {
+        child,
+        base: base.clone(),
+        gateway: Some(base),
+    }
+}
+
+/// Sends `signal` (e.g. "-HUP") to the process.
+pub fn signal(running: &Running, signal: &str) {
+    let pid = running.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
 }
 
 /// SIGTERM, then the exit status.

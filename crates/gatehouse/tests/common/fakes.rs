@@ -1,0 +1,279 @@
+//! Test peers for the gateway: an upstream that records what reaches it, and an issuer whose keys,
+//! tokens and revocation feed the test controls.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures::StreamExt;
+use gatehouse_token::{AccessClaims, Audience, JwkSet, SigningKey, now_unix};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    pub url: String,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the upstream saw nothing")
+    }
+}
+
+/// An upstream on loopback: `/slow…` answers after 2 s, `/ws` echoes WebSocket messages,
+/// everything else records the request and answers 200 with a JSON echo.
+pub async fn upstream() -> Upstream {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new()
+        .route("/ws", get(ws_echo))
+        .fallback(record)
+        .with_state(seen.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Upstream { url, seen }
+}
+
+async fn record(State(seen): State<Arc<Mutex<Vec<Seen>>>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let path_and_query = parts.uri.path_and_query().unwrap().to_string();
+    seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        path_and_query: path_and_query.clone(),
+        headers: parts.headers.clone(),
+        body: body.to_vec(),
+    });
+    if path_and_query.starts_with("/slow") {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    (
+        [
+            ("connection", "keep-alive, x-upstream-private"),
+            ("x-upstream-private", "1"),
+        ],
+        axum::Json(json!({ "path": path_and_query, "bytes": body.len() })),
+    )
+        .into_response()
+}
+
+async fn ws_echo(ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(|mut socket: WebSocket| async move {
+        while let Some(Ok(message)) = socket.recv().await {
+            if let Message::Text(text) = message {
+                let reply = format!("echo: {}", text.as_str());
+                if socket.send(Message::Text(reply.into())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// An issuer the test controls: it publishes `published` keys, signs with `signer`, counts JWKS
+/// fetches, and serves a revocation feed that can be cut.
+#[derive(Clone)]
+pub struct FakeIssuer {
+    pub url: String,
+    pub published: Arc<Mutex<Vec<Arc<SigningKey>>>>,
+    pub signer: Arc<Mutex<Arc<SigningKey>>>,
+    pub jwks_fetches: Arc<AtomicUsize>,
+    pub feed_up: Arc<AtomicBool>,
+    pub feed_events: tokio::sync::broadcast::Sender<(String, Value)>,
+}
+
+pub async fn fake_issuer() -> FakeIssuer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let key = Arc::new(SigningKey::generate().unwrap());
+    let issuer = FakeIssuer {
+        url: url.clone(),
+        published: Arc::new(Mutex::new(vec![key.clone()])),
+        signer: Arc::new(Mutex::new(key)),
+        jwks_fetches: Arc::new(AtomicUsize::new(0)),
+        feed_up: Arc::new(AtomicBool::new(true)),
+        feed_events: tokio::sync::broadcast::channel(64).0,
+    };
+    let app = Router::new()
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/jwks", get(jwks))
+        .route("/feed", get(feed))
+        .with_state(issuer.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    issuer
+}
+
+async fn metadata(State(issuer): State<FakeIssuer>) -> Response {
+    let base = &issuer.url;
+    axum::Json(json!({
+        "issuer": base,
+        "jwks_uri": format!("{base}/jwks"),
+        "token_endpoint": format!("{base}/token"),
+        "revocation_feed_endpoint": format!("{base}/feed"),
+    }))
+    .into_response()
+}
+
+async fn jwks(State(issuer): State<FakeIssuer>) -> Response {
+    issuer.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    let keys = issuer
+        .published
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|key| key.public_jwk())
+        .collect();
+    axum::Json(JwkSet { keys }).into_response()
+}
+
+async fn feed(State(issuer): State<FakeIssuer>) -> Response {
+    if !issuer.feed_up.load(Ordering::SeqCst) {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let events = tokio_stream_of(issuer.feed_events.subscribe());
+    let up = issuer.feed_up.clone();
+    let hello = futures::stream::once(async {
+        Ok::<_, Infallible>(Event::default().comment("subscribed"))
+    });
+    // The stream ends as soon as the feed is cut.
+    let ticks = futures::stream::unfold((), |()| async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Some((None, ()))
+    });
+    let merged = futures::stream::select(events.map(Some), ticks)
+        .take_while(move |_| {
+            let up = up.load(Ordering::SeqCst);
+            async move { up }
+        })
+        .filter_map(|item| async move { item.map(Ok::<_, Infallible>) });
+    Sse::new(hello.chain(merged))
+        .keep_alive(KeepAlive::new().interval(Duration::from_millis(200)))
+        .into_response()
+}
+
+fn tokio_stream_of(
+    receiver: tokio::sync::broadcast::Receiver<(String, Value)>,
+) -> impl futures::Stream<Item = Event> {
+    futures::stream::unfold((receiver, 0u64), |(mut receiver, seq)| async move {
+        loop {
+            match receiver.recv().await {
+                Ok((name, data)) => {
+                    let event = Event::default()
+                        .id((seq + 1).to_string())
+                        .event(name)
+                        .json_data(data)
+                        .unwrap();
+                    return Some((event, (receiver, seq + 1)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    })
+}
+
+impl FakeIssuer {
+    /// Valid claims for a machine token with `scope`.
+    pub fn claims(&self, scope: &str) -> AccessClaims {
+        let now = now_unix();
+        AccessClaims {
+            iss: self.url.clone(),
+            sub: "svc".into(),
+            aud: Audience::One("gatehouse".into()),
+            exp: now + 300,
+            iat: now,
+            jti: format!("j{}", rand_suffix()),
+            client_id: "svc".into(),
+            scope: scope.into(),
+            roles: None,
+        }
+    }
+
+    pub fn sign(&self, claims: &AccessClaims) -> String {
+        self.signer.lock().unwrap().sign(claims).unwrap()
+    }
+
+    pub fn token(&self, scope: &str) -> String {
+        self.sign(&self.claims(scope))
+    }
+
+    pub fn announce(&self, name: &str, data: Value) {
+        let _ = self.feed_events.send((name.to_owned(), data));
+    }
+
+    /// Token forgeries that must all fail, by name.
+    pub fn forgeries(&self) -> Vec<(&'static str, String)> {
+        let key = self.signer.lock().unwrap().clone();
+        let jwk = key.public_jwk();
+        let claims = self.claims("");
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
+        let header = |alg: &str| {
+            URL_SAFE_NO_PAD
+                .encode(json!({"alg": alg, "typ": "at+jwt", "kid": key.kid()}).to_string())
+        };
+        let none = format!("{}.{payload}.", header("none"));
+        let signing_input = format!("{}.{payload}", header("HS256"));
+        let public = URL_SAFE_NO_PAD.decode(jwk.x.as_deref().unwrap()).unwrap();
+        let mac = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &public),
+            signing_input.as_bytes(),
+        );
+        let hs256 = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac.as_ref()));
+        let mut wrong_issuer = self.claims("");
+        wrong_issuer.iss = "https://evil.test".into();
+        let mut expired = self.claims("");
+        expired.exp = now_unix() - 120;
+        expired.iat = now_unix() - 400;
+        let stranger = SigningKey::generate().unwrap();
+        let mut tampered = self.token("");
+        tampered.insert(tampered.len() - 3, 'A');
+        vec![
+            ("alg none", none),
+            ("HS256 keyed with the public key", hs256),
+            ("wrong issuer", key.sign(&wrong_issuer).unwrap()),
+            ("expired beyond the leeway", key.sign(&expired).unwrap()),
+            ("unknown kid", stranger.sign(&self.claims("")).unwrap()),
+            ("garbage", "not.a-jwt".into()),
+            ("tampered signature", tampered),
+        ]
+    }
+}
+
+fn rand_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut bytes).unwrap();
+    URL_SAFE_NO_PAD.encode(bytes)
+}

@@ -1,0 +1,512 @@
+//! The gateway as its own process (`gatehouse gateway`) in front of a recording upstream, against
+//! an issuer whose keys and feed the test controls: forged tokens, JWKS refetch storms, key
+//! rotation under load, a lost feed, reloads.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::fakes::{FakeIssuer, Upstream, fake_issuer, upstream};
+use gatehouse_token::SigningKey;
+use serde_json::json;
+
+fn routes(upstream: &Upstream) -> String {
+    format!(
+        r#"
+[[route]]
+name = "echo"
+prefix = "/echo"
+upstream = "{0}"
+strip_prefix = true
+scopes = {{ GET = ["echo:read"] }}
+
+[[route]]
+name = "open"
+prefix = "/open"
+upstream = "{0}"
+anonymous = true
+"#,
+        upstream.url
+    )
+}
+
+fn write_config(dir: &Path, issuer: &FakeIssuer, routes: &str, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[gateway]\nissuer = \"{}\"\nfeed_client_id = \"gw\"\n{extra}\n{routes}",
+            issuer.url
+        ),
+    )
+    .unwrap();
+    path
+}
+
+const ENV: [(&str, &str); 1] = [("GATEHOUSE_GATEWAY_CLIENT_SECRET", "feed-secret")];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_and_missing_tokens_get_401_and_never_reach_the_upstream() {
+    let issuer = fake_issuer().await;
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &issuer, &routes(&upstream), "");
+    let gateway = common::start_gateway(&config, &ENV);
+    let http = reqwest::Client::new();
+    let url = format!("{}/echo/thing", gateway.base);
+
+    for (name, token) in issuer.forgeries() {
+        let response = http.get(&url).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{name}");
+        let challenge = response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            challenge.starts_with("Bearer realm=\"gatehouse\""),
+            "{name}: {challenge}"
+        );
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{name}: {challenge}"
+        );
+        assert!(
+            challenge.contains("error_description="),
+            "{name}: {challenge}"
+        );
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["status"], 401, "{name}");
+    }
+    // No token: a bare challenge, no error code (RFC 6750 §3.1).
+    let response = http.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"gatehouse\""
+    );
+    // Another scheme is no bearer token either.
+    let response = http
+        .get(&url)
+        .basic_auth("a", Some("b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    // On an anonymous route a token that is present must still be good.
+    let response = http
+        .get(format!("{}/open", gateway.base))
+        .bearer_auth("garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        upstream.count(),
+        0,
+        "a refused request reached the upstream"
+    );
+
+    // The genuine article passes, so the refusals above were about the tokens.
+    let response = http
+        .get(&url)
+        .bearer_auth(issuer.token("echo:read"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(upstream.count(), 1);
+    // A valid token without the scope: 403 naming the scope.
+    let response = http
+        .get(&url)
+        .bearer_auth(issuer.token("other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("scope=\"echo:read\""), "{challenge}");
+    assert_eq!(upstream.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_unknown_kids_costs_at_most_one_jwks_fetch_per_cooldown() {
+    let issuer = fake_issuer().await;
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &issuer,
+        &routes(&upstream),
+        "jwks_cooldown_secs = 3",
+    );
+    let gateway = common::start_gateway(&config, &ENV);
+    let http = reqwest::Client::new();
+    let url = format!("{}/echo/x", gateway.base);
+    // Past the cooldown of the start-up fetch, so the burst may cause one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = issuer.jwks_fetches.load(Ordering::SeqCst);
+
+    let strangers: Vec<Arc<SigningKey>> = (0..8)
+        .map(|_| Arc::new(SigningKey::generate().unwrap()))
+        .collect();
+    let mut burst = Vec::new();
+    for i in 0..200 {
+        let http = http.clone();
+        let url = url.clone();
+        let token = strangers[i % strangers.len()]
+            .sign(&issuer.claims("echo:read"))
+            .unwrap();
+        burst.push(tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for request in burst {
+        assert_eq!(request.await.unwrap(), 401);
+    }
+    let fetched = issuer.jwks_fetches.load(Ordering::SeqCst) - before;
+    assert_eq!(
+        fetched, 1,
+        "200 unknown-kid requests caused {fetched} JWKS fetches"
+    );
+    assert_eq!(upstream.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_rotation_under_load_drops_no_request_and_retired_keys_end_cached_verdicts() {
+    let issuer = fake_issuer().await;
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &issuer, &routes(&upstream), "");
+    let gateway = common::start_gateway(&config, &ENV);
+    let http = reqwest::Client::new();
+    let url = format!("{}/echo/load", gateway.base);
+    let old_token = issuer.token("echo:read");
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(&old_token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (http, url, issuer, running) =
+            (http.clone(), url.clone(), issuer.clone(), running.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, 0);
+            while running.load(Ordering::SeqCst) {
+                let status = http
+                    .get(&url)
+                    .bearer_auth(issuer.token("echo:read"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                if status == 200 { ok += 1 } else { failed += 1 }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Rotation as the issuer does it: publish and announce, then sign with the new key.
+    let new_key = Arc::new(SigningKey::generate().unwrap());
+    issuer.published.lock().unwrap().push(new_key.clone());
+    issuer.announce(
+        "keys_changed",
+        json!({"type": "keys_changed", "kid": new_key.kid()}),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let old_key = std::mem::replace(&mut *issuer.signer.lock().unwrap(), new_key.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Retire the old key.
+    issuer
+        .published
+        .lock()
+        .unwrap()
+        .retain(|k| k.kid() != old_key.kid());
+    issuer.announce(
+        "keys_changed",
+        json!({"type": "keys_changed", "kid": old_key.kid()}),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.store(false, Ordering::SeqCst);
+    let (mut ok, mut failed) = (0, 0);
+    for worker in workers {
+        let (o, f) = worker.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    assert!(ok > 50, "only {ok} requests ran");
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed across the rotation",
+        ok + failed
+    );
+    // The old token's cached verdict ended with its key.
+    common::within_a_second("the retired key's token being refused", || {
+        let (http, url, token) = (http.clone(), url.clone(), old_token.clone());
+        async move {
+            http.get(&url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == 401
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_feed_beyond_the_budget_turns_protected_routes_to_503_until_it_returns() {
+    let issuer = fake_issuer().await;
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &issuer,
+        &routes(&upstream),
+        "staleness_budget_secs = 1",
+    );
+    let gateway = common::start_gateway(&config, &ENV);
+    let http = reqwest::Client::new();
+    let token = issuer.token("echo:read");
+    let url = format!("{}/echo/x", gateway.base);
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // A revocation through the feed applies at once.
+    let revoked = issuer.claims("echo:read");
+    let revoked_token = issuer.sign(&revoked);
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(&revoked_token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    issuer.announce(
+        "token_revoked",
+        json!({"type": "token_revoked", "jti": revoked.jti, "until": revoked.exp}),
+    );
+    common::within_a_second("a revocation from the feed", || {
+        let (http, url, token) = (http.clone(), url.clone(), revoked_token.clone());
+        async move {
+            http.get(&url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == 401
+        }
+    })
+    .await;
+
+    issuer.feed_up.store(false, Ordering::SeqCst);
+    let mut unavailable = None;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let response = http.get(&url).bearer_auth(&token).send().await.unwrap();
+        if response.status() == 503 {
+            unavailable = Some(response);
+            break;
+        }
+    }
+    let response = unavailable.expect("a lost feed never made the gateway refuse");
+    let before = upstream.count();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert!(response.headers().contains_key("retry-after"));
+    let ready = http
+        .get(format!("{}/_gatehouse/readyz", gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    // Anonymous routes need no revocation list.
+    assert_eq!(
+        http.get(format!("{}/open", gateway.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = http
+        .get(format!("{}/_gatehouse/metrics", gateway.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("reason=\"revocations_stale\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gatehouse_gateway_feed_lag_seconds"),
+        "{metrics}"
+    );
+    assert_eq!(
+        upstream.count(),
+        before + 1,
+        "only the anonymous request went through"
+    );
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+
+    issuer.feed_up.store(true, Ordering::SeqCst);
+    let mut recovered = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if http
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(
+        recovered,
+        "the gateway did not recover when the feed came back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_routes_and_a_broken_file_keeps_the_old_ones() {
+    let issuer = fake_issuer().await;
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &issuer, &routes(&upstream), "");
+    let gateway = common::start_gateway(&config, &ENV);
+    let http = reqwest::Client::new();
+    let token = issuer.token("echo:read");
+    let new_url = format!("{}/added/x", gateway.base);
+    assert_eq!(
+        http.get(&new_url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let added = format!(
+        "{}\n[[route]]\nprefix = \"/added\"\nupstream = \"{}\"\n",
+        routes(&upstream),
+        upstream.url
+    );
+    write_config(dir.path(), &issuer, &added, "");
+    common::signal(&gateway, "-HUP");
+    let mut reloaded = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if http
+            .get(&new_url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
+            reloaded = true;
+            break;
+        }
+    }
+    assert!(reloaded, "SIGHUP did not load the new route");
+
+    std::fs::write(&config, "[[route]]\nprefix = \"no-slash\"\n").unwrap();
+    common::signal(&gateway, "-HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        http.get(&new_url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{}/echo/y", gateway.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn a_broken_route_file_stops_the_gateway_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        "[gateway]\nissuer = \"http://127.0.0.1:1\"\n[[route]]\nprefix = \"/a\"\nupstream = \"ftp://x\"\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["gateway", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("route /a") && stderr.contains("http://"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,473 @@
+//! The gateway that `gatehouse serve` runs, in front of a recording upstream, with real tokens
+//! from the real authorization server: forwarding, identity headers, revocation within a second,
+//! policies, upstream failures, limits and WebSockets.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::fakes::{Upstream, upstream};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+
+struct Setup {
+    server: common::Running,
+    gateway: String,
+    upstream: Upstream,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(
+        &routes,
+        format!(
+            r#"
+[[route]]
+name = "rates"
+prefix = "/rates"
+upstream = "{u}/base"
+strip_prefix = true
+methods = ["GET", "POST"]
+scopes = {{ GET = ["rates:read"], "*" = {{ any_of = ["fx:write", "admin"] }} }}
+
+[[route]]
+name = "admin-only"
+prefix = "/admin-only"
+upstream = "{u}"
+roles = ["admin"]
+
+[[route]]
+name = "billing"
+prefix = "/billing"
+upstream = "{u}"
+audience = "billing"
+
+[[route]]
+name = "limited"
+prefix = "/limited"
+upstream = "{u}"
+rate_limit = {{ per_second = 1, burst = 2, key = "client" }}
+
+[[route]]
+name = "slow"
+prefix = "/slow"
+upstream = "{u}"
+timeout_ms = 300
+
+[[route]]
+name = "down"
+prefix = "/down"
+upstream = "http://127.0.0.1:1"
+
+[[route]]
+name = "small"
+prefix = "/small"
+upstream = "{u}"
+max_body_bytes = 16
+
+[[route]]
+name = "ws"
+prefix = "/ws"
+upstream = "{u}"
+"#,
+            u = upstream.url
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = common::start(
+        &[
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--gateway-routes",
+            routes.to_str().unwrap(),
+        ],
+        &[
+            ("GATEHOUSE_ADMIN_USERNAME", "root"),
+            ("GATEHOUSE_ADMIN_PASSWORD", "root-password-1"),
+        ],
+    );
+    let gateway = server
+        .gateway
+        .clone()
+        .expect("serve printed no gateway address");
+    Setup {
+        server,
+        gateway,
+        upstream,
+        http: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    /// A registered machine client's (id, secret).
+    async fn machine(&self, scope: &str) -> (String, String) {
+        let registered: Value = self
+            .http
+            .post(format!("{}/oauth2/register", self.server.base))
+            .json(&json!({"client_name": "svc", "scope": scope}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            registered["client_id"].as_str().unwrap().to_owned(),
+            registered["client_secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> String {
+        let response = self
+            .http
+            .post(format!("{}/oauth2/token", self.server.base))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn machine_token(&self, id: &str, secret: &str) -> String {
+        self.token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+        ])
+        .await
+    }
+
+    async fn admin_token(&self) -> String {
+        self.token(&[
+            ("grant_type", "password"),
+            ("client_id", "gatehouse-web"),
+            ("username", "root"),
+            ("password", "root-password-1"),
+        ])
+        .await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.gateway))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwards_the_verified_identity_and_never_a_spoofed_one() {
+    let s = setup().await;
+    let (id, secret) = s.machine("rates:read").await;
+    let token = s.machine_token(&id, &secret).await;
+    let response = s
+        .http
+        .get(format!("{}/rates/btc?window=24h", s.gateway))
+        .bearer_auth(&token)
+        .header("x-gatehouse-subject", "someone-else")
+        .header("x-gatehouse-roles", "admin")
+        .header("X-Gatehouse-Scopes", "everything")
+        .header("x-gatehouse-anything", "1")
+        .header("connection", "x-hop")
+        .header("x-hop", "1")
+        .header("x-request-id", "req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "req-42");
+    // Hop-by-hop headers of the upstream's answer stay on its side.
+    assert!(!response.headers().contains_key("x-upstream-private"));
+    let seen = s.upstream.last();
+    assert_eq!(seen.path_and_query, "/base/btc?window=24h");
+    assert_eq!(seen.headers["x-gatehouse-subject"], id.as_str());
+    assert_eq!(seen.headers["x-gatehouse-client-id"], id.as_str());
+    assert_eq!(seen.headers["x-gatehouse-scopes"], "rates:read");
+    assert_eq!(seen.headers["x-gatehouse-roles"], "");
+    assert!(!seen.headers.contains_key("x-gatehouse-anything"));
+    assert_eq!(
+        seen.headers["authorization"],
+        format!("Bearer {token}").as_str()
+    );
+    assert!(
+        !seen.headers.contains_key("x-hop"),
+        "a header named by Connection was forwarded"
+    );
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(
+        seen.headers["x-forwarded-host"],
+        s.gateway.trim_start_matches("http://")
+    );
+    assert_eq!(seen.headers["x-request-id"], "req-42");
+
+    // Without a request id the gateway makes one and both sides see it.
+    let response = s.get("/rates/eth", &token).await;
+    let made = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(made.len() >= 16);
+    assert_eq!(s.upstream.last().headers["x-request-id"], made.as_str());
+
+    // A person's roles are forwarded too.
+    let admin = s.admin_token().await;
+    assert_eq!(s.get("/admin-only/x", &admin).await.status(), 200);
+    let seen = s.upstream.last();
+    assert!(
+        seen.headers["x-gatehouse-roles"]
+            .to_str()
+            .unwrap()
+            .split(' ')
+            .any(|r| r == "admin"),
+        "{:?}",
+        seen.headers
+    );
+
+    // A body is relayed as sent.
+    let body = "x".repeat(300_000);
+    let response = s
+        .http
+        .post(format!("{}/rates/upload", s.gateway))
+        .bearer_auth(&admin)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = s.upstream.last();
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.body.len(), body.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revocations_reach_the_gateway_within_a_second() {
+    let s = setup().await;
+    let (id, secret) = s.machine("rates:read").await;
+    let token = s.machine_token(&id, &secret).await;
+    // Verified once, so the verdict is cached: the revocation must still end it.
+    assert_eq!(s.get("/rates/a", &token).await.status(), 200);
+    assert_eq!(s.get("/rates/a", &token).await.status(), 200);
+    let revoked = s
+        .http
+        .post(format!("{}/oauth2/revoke", s.server.base))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    common::within_a_second("a revoked token being refused at the gateway", || async {
+        s.get("/rates/a", &token).await.status() == 401
+    })
+    .await;
+    let response = s.get("/rates/a", &token).await;
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("revoked"), "{challenge}");
+
+    // Blocking a client ends every token it holds.
+    let other = s.machine_token(&id, &secret).await;
+    assert_eq!(s.get("/rates/b", &other).await.status(), 200);
+    let admin = s.admin_token().await;
+    let blocked = s
+        .http
+        .patch(format!("{}/admin/clients/{id}", s.server.base))
+        .bearer_auth(&admin)
+        .json(&json!({"blocked": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blocked.status(), 200);
+    common::within_a_second(
+        "a blocked client's token being refused at the gateway",
+        || async { s.get("/rates/b", &other).await.status() == 401 },
+    )
+    .await;
+
+    let metrics = s
+        .http
+        .get(format!("{}/_gatehouse/metrics", s.gateway))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"gatehouse_gateway_token_cache_total{route="rates",result="hit"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"gatehouse_gateway_requests_total{route="rates",status="401"}"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scopes_roles_and_audience_are_enforced_before_the_upstream() {
+    let s = setup().await;
+    let (id, secret) = s.machine("rates:read fx:read").await;
+    let token = s.machine_token(&id, &secret).await;
+    let before = s.upstream.count();
+
+    let response = s
+        .http
+        .post(format!("{}/rates/x", s.gateway))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains(r#"scope="fx:write admin""#),
+        "{challenge}"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], 403);
+
+    let response = s.get("/admin-only/x", &token).await;
+    assert_eq!(response.status(), 403);
+    assert!(
+        response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+
+    let response = s.get("/billing/x", &token).await;
+    assert_eq!(response.status(), 401);
+    assert!(
+        response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("audience")
+    );
+
+    let response = s
+        .http
+        .delete(format!("{}/rates/x", s.gateway))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET, POST");
+    assert_eq!(
+        s.upstream.count(),
+        before,
+        "a refused request reached the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_failures_limits_and_bodies_get_problem_answers() {
+    let s = setup().await;
+    let (id, secret) = s.machine("rates:read").await;
+    let token = s.machine_token(&id, &secret).await;
+
+    let response = s.get("/down/x", &token).await;
+    assert_eq!(response.status(), 502);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    let response = s.get("/slow/x", &token).await;
+    assert_eq!(response.status(), 504);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    let response = s.get("/nowhere", &token).await;
+    assert_eq!(response.status(), 404);
+
+    let before = s.upstream.count();
+    let response = s
+        .http
+        .post(format!("{}/small/x", s.gateway))
+        .bearer_auth(&token)
+        .body("x".repeat(17))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(s.upstream.count(), before);
+
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = s.get("/limited/x", &token).await;
+        if response.status() == 429 {
+            let wait: u64 = response.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=2).contains(&wait), "Retry-After {wait}");
+        }
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(&statuses[..2], &[200, 200]);
+    assert!(statuses[2..].contains(&429), "{statuses:?}");
+    // Keyed by client: another client has its own budget.
+    let (other_id, other_secret) = s.machine("rates:read").await;
+    let other = s.machine_token(&other_id, &other_secret).await;
+    assert_eq!(s.get("/limited/x", &other).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_upgrades_pass_through() {
+    let s = setup().await;
+    let (id, secret) = s.machine("rates:read").await;
+    let token = s.machine_token(&id, &secret).await;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}/ws", s.gateway.replace("http://", "ws://"));
+    let mut request = url.clone().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.status(), 101);
+    for i in 0..3 {
+        socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                format!("hello {i}").into(),
+            ))
+            .await
+            .unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            reply.into_text().unwrap().as_str(),
+            format!("echo: hello {i}")
+        );
+    }
+    // Without a token the upgrade is refused before the upstream.
+    let refused = tokio_tungstenite::connect_async(url).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401)
+        }
+        other => panic!("expected a 401, got {other:?}"),
+    }
+}
