@@ -26,7 +26,7 @@ pub struct VerifierSettings {
     pub leeway_secs: u64,
     /// A token naming an unknown key fetches the JWKS again at most once per this.
     pub jwks_cooldown: Duration,
-    /// Verified tokens remembered (by hash) at most.
+    /// Verified tokens remembered (by hash) at most; 0 turns the cache off.
     pub cache_capacity: usize,
     /// Follow the revocation feed with these credentials. Without them, revoked tokens stay
     /// valid until they expire.
@@ -62,7 +62,7 @@ pub struct TokenVerifier {
     metadata: IssuerMetadata,
     keys: Arc<RemoteKeys>,
     revocations: Arc<Revocations>,
-    cache: Cache<[u8; 32], Arc<Verified>>,
+    cache: Option<Cache<[u8; 32], Arc<Verified>>>,
     leeway_secs: i64,
 }
 
@@ -108,7 +108,7 @@ impl TokenVerifier {
             metadata,
             keys,
             revocations,
-            cache: Cache::new(settings.cache_capacity.max(1)),
+            cache: (settings.cache_capacity > 0).then(|| Cache::new(settings.cache_capacity)),
             leeway_secs: settings.leeway_secs as i64,
         }))
     }
@@ -137,15 +137,18 @@ impl TokenVerifier {
         if self.revocations.status() == FeedStatus::Stale {
             return (Err(Rejection::Unavailable), false);
         }
+        let Some(cache) = &self.cache else {
+            return (self.verify_uncached(token).await, false);
+        };
         let hash = token_hash(token);
-        if let Some(verified) = self.cache.get(&hash) {
+        if let Some(verified) = cache.get(&hash) {
             metrics::counter!(CACHE_LOOKUPS, "result" => "hit").increment(1);
             return (self.still_valid(verified), true);
         }
         metrics::counter!(CACHE_LOOKUPS, "result" => "miss").increment(1);
         let result = self.verify_uncached(token).await;
         if let Ok(verified) = &result {
-            self.cache.insert(hash, verified.clone());
+            cache.insert(hash, verified.clone());
         }
         (result, false)
     }

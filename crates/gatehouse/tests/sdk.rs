@@ -1,0 +1,340 @@
+//! The service toolkit against a real `gatehouse serve`: the extractor and route guard in a
+//! service of the test's own, and the token client's caching, single flight, refresh and retry.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use gatehouse_sdk::{
+    Authenticated, FeedCredentials, Grant, Policy, TokenClient, TokenClientConfig, TokenVerifier,
+    VerifierSettings, require,
+};
+use serde_json::{Value, json};
+
+fn start_server(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> common::Running {
+    let data = dir.join("data");
+    let mut env = vec![
+        ("GATEHOUSE_ADMIN_USERNAME", "root"),
+        ("GATEHOUSE_ADMIN_PASSWORD", "root-password-1"),
+    ];
+    env.extend_from_slice(extra_env);
+    common::start(&["auth", "--data-dir", data.to_str().unwrap()], &env)
+}
+
+async fn password_token(http: &reqwest::Client, base: &str) -> String {
+    let body: Value = http
+        .post(format!("{base}/oauth2/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "gatehouse-web"),
+            ("username", "root"),
+            ("password", "root-password-1"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A client made through the admin API: (id, secret).
+async fn admin_client(http: &reqwest::Client, base: &str, scope: &str) -> (String, String) {
+    let admin = password_token(http, base).await;
+    let created: Value = http
+        .post(format!("{base}/admin/clients"))
+        .bearer_auth(admin)
+        .json(&json!({"name": "svc", "scope": scope}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        created["client_id"].as_str().unwrap().to_owned(),
+        created["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn tokens_issued(http: &reqwest::Client, base: &str, grant: &str) -> u64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("gatehouse_tokens_issued_total{{grant=\"{grant}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+async fn serve_app(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_extractor_and_route_guards_protect_a_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let (feed_id, feed_secret) = admin_client(&http, &server.base, "revocations:read").await;
+    let verifier = TokenVerifier::connect(VerifierSettings {
+        feed: Some(FeedCredentials {
+            client_id: feed_id,
+            client_secret: feed_secret,
+        }),
+        ..VerifierSettings::new(&server.base)
+    })
+    .await
+    .unwrap();
+    let app = Router::new()
+        .route(
+            "/me",
+            get(|caller: Authenticated| async move { caller.sub.clone() }),
+        )
+        .route(
+            "/rates",
+            get(|caller: Authenticated| async move { caller.client_id.clone() })
+                .route_layer(require(verifier.clone(), Policy::scopes(["rates:read"]))),
+        )
+        .route(
+            "/admin",
+            get(|| async { "welcome" })
+                .route_layer(require(verifier.clone(), Policy::roles(["admin"]))),
+        )
+        .with_state(verifier);
+    let service = serve_app(app).await;
+
+    let missing = http.get(format!("{service}/me")).send().await.unwrap();
+    assert_eq!(missing.status(), 401);
+    assert_eq!(
+        missing.headers()["www-authenticate"],
+        "Bearer realm=\"gatehouse\""
+    );
+    let garbage = http
+        .get(format!("{service}/me"))
+        .bearer_auth("x.y.z")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 401);
+    assert!(
+        garbage.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    assert_eq!(
+        garbage.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    let (id, secret) = admin_client(&http, &server.base, "fx:read").await;
+    let client = TokenClient::new(TokenClientConfig::new(
+        format!("{}/oauth2/token", server.base),
+        Grant::ClientCredentials {
+            client_id: id.clone(),
+            client_secret: secret,
+            scope: None,
+        },
+    ));
+    let token = client.access_token().await.unwrap();
+    let me = http
+        .get(format!("{service}/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.text().await.unwrap(), id);
+    let rates = http
+        .get(format!("{service}/rates"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rates.status(), 403);
+    let challenge = rates.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#)
+            && challenge.contains(r#"scope="rates:read""#),
+        "{challenge}"
+    );
+    assert_eq!(
+        http.get(format!("{service}/admin"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+
+    let admin = password_token(&http, &server.base).await;
+    let welcome = http
+        .get(format!("{service}/admin"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(welcome.status(), 200);
+
+    // The service follows the feed too: a revocation ends the token within a second.
+    let revoked = http
+        .post(format!("{}/oauth2/revoke", server.base))
+        .form(&[("client_id", "gatehouse-web"), ("token", admin.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    common::within_a_second("the service refusing a revoked token", || {
+        let (http, url, admin) = (http.clone(), format!("{service}/admin"), admin.clone());
+        async move {
+            http.get(url)
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == 401
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_client_caches_lets_one_request_run_and_refreshes_ahead_of_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(
+        dir.path(),
+        &[("GATEHOUSE_AUTH__ACCESS_TOKEN_TTL_SECS", "4")],
+    );
+    let http = reqwest::Client::new();
+    let (id, secret) = admin_client(&http, &server.base, "fx:read").await;
+    let mut config = TokenClientConfig::new(
+        format!("{}/oauth2/token", server.base),
+        Grant::ClientCredentials {
+            client_id: id,
+            client_secret: secret,
+            scope: Some("fx:read".into()),
+        },
+    );
+    config.refresh_ahead = 0.5;
+    let client = Arc::new(TokenClient::new(config));
+
+    let before = tokens_issued(&http, &server.base, "client_credentials").await;
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.access_token().await.unwrap() })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for task in tasks {
+        tokens.push(task.await.unwrap());
+    }
+    assert!(
+        tokens.iter().all(|t| t == &tokens[0]),
+        "tasks got different tokens"
+    );
+    assert_eq!(
+        tokens_issued(&http, &server.base, "client_credentials").await,
+        before + 1
+    );
+    // Cached while fresh.
+    assert_eq!(client.access_token().await.unwrap(), tokens[0]);
+    assert_eq!(
+        tokens_issued(&http, &server.base, "client_credentials").await,
+        before + 1
+    );
+    let left = client.expires_in().await.unwrap();
+    assert!(
+        left <= Duration::from_secs(4) && left > Duration::from_secs(2),
+        "{left:?}"
+    );
+
+    // Past half its 4 s life, the next call gets a new one before the old expires.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let renewed = client.access_token().await.unwrap();
+    assert_ne!(renewed, tokens[0]);
+    assert_eq!(
+        tokens_issued(&http, &server.base, "client_credentials").await,
+        before + 2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_client_refreshes_a_person_and_retries_once_on_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(
+        dir.path(),
+        &[("GATEHOUSE_AUTH__ACCESS_TOKEN_TTL_SECS", "4")],
+    );
+    let http = reqwest::Client::new();
+    let mut config = TokenClientConfig::new(
+        format!("{}/oauth2/token", server.base),
+        Grant::Password {
+            client_id: "gatehouse-web".into(),
+            client_secret: None,
+            username: "root".into(),
+            password: "root-password-1".into(),
+            scope: None,
+        },
+    );
+    config.refresh_ahead = 0.5;
+    let client = TokenClient::new(config);
+    let me = format!("{}/users/me", server.base);
+    let response = client.send(|http| http.get(&me)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let first = client.access_token().await.unwrap();
+
+    // Ahead of expiry it uses the refresh token, not the password.
+    let refreshes = tokens_issued(&http, &server.base, "refresh_token").await;
+    let logins = tokens_issued(&http, &server.base, "password").await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let second = client.access_token().await.unwrap();
+    assert_ne!(second, first);
+    assert_eq!(
+        tokens_issued(&http, &server.base, "refresh_token").await,
+        refreshes + 1
+    );
+    assert_eq!(tokens_issued(&http, &server.base, "password").await, logins);
+
+    // The server stops accepting the cached token: one 401, a fresh token, one retry.
+    let revoked = http
+        .post(format!("{}/oauth2/revoke", server.base))
+        .form(&[("client_id", "gatehouse-web"), ("token", second.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let response = client.send(|http| http.get(&me)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_ne!(client.access_token().await.unwrap(), second);
+
+    // Wrong credentials are an error, not a retry loop.
+    let wrong = TokenClient::new(TokenClientConfig::new(
+        format!("{}/oauth2/token", server.base),
+        Grant::Password {
+            client_id: "gatehouse-web".into(),
+            client_secret: None,
+            username: "root".into(),
+            password: "wrong-password-1".into(),
+            scope: None,
+        },
+    ));
+    let error = wrong.access_token().await.unwrap_err().to_string();
+    assert!(error.contains("invalid_grant"), "{error}");
+}
