@@ -98,7 +98,7 @@ pub(crate) fn set_identity(headers: &mut HeaderMap, claims: Option<&AccessClaims
     }
 }
 
-/// `X-Forwarded-For` (appended to), `-Proto` and `-Host` (kept when a proxy in front set them).
+/// `X-Forwarded-For` (appended to), `-Proto` and `-Host` (set from this connection).
 pub(crate) fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr) {
     let peer_ip = peer.ip().to_string();
     let chain = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
@@ -108,14 +108,12 @@ pub(crate) fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr) {
     if let Ok(value) = HeaderValue::from_str(&chain) {
         headers.insert("x-forwarded-for", value);
     }
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    }
-    if !headers.contains_key("x-forwarded-host")
-        && let Some(host) = headers.get(header::HOST).cloned()
-    {
-        headers.insert("x-forwarded-host", host);
-    }
+    // The gateway is the edge: what a caller claims about the scheme or host is not passed on.
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    match headers.get(header::HOST).cloned() {
+        Some(host) => headers.insert("x-forwarded-host", host),
+        None => headers.remove("x-forwarded-host"),
+    };
     // The upstream is addressed by its own authority.
     headers.remove(header::HOST);
 }
@@ -146,4 +144,42 @@ pub(crate) fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade
         let mut upstream = TokioIo::new(upstream);
         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
     });
+}
+
+/// Whether a path could mean something else to the upstream than to the route table: dot
+/// segments (`/a/../b`), encoded ones (`%2e%2e`), encoded slashes or backslashes. Such a path
+/// could slip from a lenient route into a strict one on the same upstream, so it is refused.
+pub(crate) fn ambiguous_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    lower.contains("%2f")
+        || lower.contains("%5c")
+        || lower.contains('\\')
+        || lower.split('/').any(|segment| {
+            let decoded = segment.replace("%2e", ".");
+            decoded == "." || decoded == ".."
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ambiguous_path;
+
+    #[test]
+    fn dot_segments_and_encoded_separators_are_ambiguous() {
+        for path in [
+            "/a/../b",
+            "/a/./b",
+            "/a/..",
+            "/a/%2e%2e/b",
+            "/a/%2E./b",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a\\b",
+        ] {
+            assert!(ambiguous_path(path), "{path}");
+        }
+        for path in ["/", "/a/b", "/a/..b", "/a/b.c", "/a/.well-known", "/a%20b"] {
+            assert!(!ambiguous_path(path), "{path}");
+        }
+    }
 }

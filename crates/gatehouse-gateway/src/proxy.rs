@@ -51,14 +51,25 @@ pub(crate) async fn proxy(
     let request_id = forward::request_id(request.headers());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let route = gateway.table().find(&path).cloned();
+    let route = match forward::ambiguous_path(&path) {
+        true => Err(()),
+        false => Ok(gateway.table().find(&path).cloned()),
+    };
     let (route_name, mut response, caller) = match route {
-        None => (
+        Err(()) => (
+            "unmatched".to_owned(),
+            problem(
+                StatusCode::BAD_REQUEST,
+                "the path has dot segments or encoded separators",
+            ),
+            None,
+        ),
+        Ok(None) => (
             "unmatched".to_owned(),
             problem(StatusCode::NOT_FOUND, "no route serves this path"),
             None,
         ),
-        Some((rule, limits)) => {
+        Ok(Some((rule, limits))) => {
             let (response, caller) = match admit_and_forward(
                 &gateway,
                 &rule,

@@ -183,6 +183,8 @@ async fn forwards_the_verified_identity_and_never_a_spoofed_one() {
         .header("connection", "x-hop")
         .header("x-hop", "1")
         .header("x-request-id", "req-42")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "bank.example")
         .send()
         .await
         .unwrap();
@@ -470,4 +472,41 @@ async fn websocket_upgrades_pass_through() {
         }
         other => panic!("expected a 401, got {other:?}"),
     }
+}
+
+/// Sends `request` as raw bytes (clients would normalise the path) and returns the status code.
+async fn raw_status(gateway: &str, request: String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(gateway.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paths_that_could_slip_into_another_route_are_refused() {
+    let s = setup().await;
+    let (id, secret) = s.machine("rates:read").await;
+    let token = s.machine_token(&id, &secret).await;
+    let before = s.upstream.count();
+    for path in [
+        "/rates/../admin-only/x",
+        "/rates/%2e%2e/admin-only/x",
+        "/rates/.%2E/admin-only",
+        "/rates%2f..%2fadmin-only",
+    ] {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(raw_status(&s.gateway, request).await, 400, "{path}");
+    }
+    assert_eq!(s.upstream.count(), before);
+    let fine = format!(
+        "GET /rates/a..b HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(raw_status(&s.gateway, fine).await, 200);
 }
