@@ -359,6 +359,27 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_is_a_valid_file() {
+        let readme = include_str!("../../../README.md");
+        let section = readme.split("## The gateway").nth(1).unwrap();
+        let example = section
+            .split("```toml")
+            .nth(1)
+            .unwrap()
+            .split("```")
+            .next()
+            .unwrap();
+        let file = GatewayFile::parse(example, "README.md").unwrap();
+        assert_eq!(
+            file.gateway.issuer.as_deref(),
+            Some("https://auth.example.com")
+        );
+        let rules = file.rules().unwrap();
+        assert_eq!(rules.len(), 2);
+        assert!(rules.iter().any(|r| r.anonymous));
+    }
+
+    #[test]
     fn longest_prefix_comes_first() {
         let rules = parse(
             r#"
