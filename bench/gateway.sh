@@ -1,0 +1,584 @@
+#!/usr/bin/env bash
+# Load benchmark of Gatehouse's API gateway against nginx.
+#
+# One tiny upstream (an nginx server block answering `200 ok`) is called four
+# ways: directly, through nginx as a plain reverse proxy (no auth), through
+# the gateway of `gatehouse serve` with a valid token (verdict cache on), and
+# through a standalone `gatehouse gateway` with the verdict cache off
+# (token_cache_capacity = 0, so every request verifies the token's signature).
+# Each target is driven with `oha` at several concurrency levels and a
+# Markdown report (machine + results table + gateway overhead) is printed.
+#
+# All traffic goes to 127.0.0.1 only; every step is bounded in time.
+# See bench/README.md for the environment knobs.
+set -euo pipefail
+
+# ---------------------------------------------------------------- settings --
+BENCH_SECONDS="${BENCH_SECONDS:-10}"                   # per target and level
+BENCH_WARMUP_SECONDS="${BENCH_WARMUP_SECONDS:-2}"      # per target, before measuring
+BENCH_CONCURRENCY="${BENCH_CONCURRENCY:-16 64}"
+BENCH_TARGETS="${BENCH_TARGETS:-direct nginx cached uncached}"
+BENCH_NGINX_WORKERS="${BENCH_NGINX_WORKERS:-auto}"     # nginx worker_processes
+BENCH_OUT="${BENCH_OUT:-}"
+BENCH_RAW_DIR="${BENCH_RAW_DIR:-}"
+BENCH_OHA_THREADS="${BENCH_OHA_THREADS:-}"
+BENCH_REQUEST_TIMEOUT="${BENCH_REQUEST_TIMEOUT:-30}"   # seconds, per request
+BENCH_READY_TIMEOUT="${BENCH_READY_TIMEOUT:-30}"       # seconds, each server's start
+BENCH_INSTALL_TIMEOUT="${BENCH_INSTALL_TIMEOUT:-600}"  # seconds, apt-get for nginx
+OHA_VERSION="${OHA_VERSION:-1.16.0}"                   # installed if oha is missing
+GATEHOUSE_BIN="${GATEHOUSE_BIN:-}"                     # set => skip the cargo build
+# No access log line per request (the gateway logs each request at info, target
+# gatehouse::access): the benchmark measures the proxy, not the terminal.
+export GATEHOUSE_LOG="${GATEHOUSE_LOG:-warn}"
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
+for v in BENCH_SECONDS BENCH_WARMUP_SECONDS BENCH_REQUEST_TIMEOUT \
+         BENCH_READY_TIMEOUT BENCH_INSTALL_TIMEOUT; do
+    is_uint "${!v}" || die "$v must be a non-negative integer (got '${!v}')"
+done
+[[ "$BENCH_SECONDS" -gt 0 ]] || die "BENCH_SECONDS must be > 0"
+read -r -a CONCURRENCY_LEVELS <<<"$BENCH_CONCURRENCY"
+[[ ${#CONCURRENCY_LEVELS[@]} -gt 0 ]] || die "BENCH_CONCURRENCY is empty"
+MAX_CONCURRENCY=0
+for c in "${CONCURRENCY_LEVELS[@]}"; do
+    if ! is_uint "$c" || [[ "$c" -eq 0 ]]; then die "bad concurrency level '$c'"; fi
+    [[ "$c" -le "$MAX_CONCURRENCY" ]] || MAX_CONCURRENCY="$c"
+done
+read -r -a TARGETS <<<"$BENCH_TARGETS"
+[[ ${#TARGETS[@]} -gt 0 ]] || die "BENCH_TARGETS is empty"
+for t in "${TARGETS[@]}"; do
+    case "$t" in direct|nginx|cached|uncached) ;; *) die "unknown target '$t' in BENCH_TARGETS" ;; esac
+done
+[[ "$BENCH_NGINX_WORKERS" == auto ]] || { is_uint "$BENCH_NGINX_WORKERS" && [[ "$BENCH_NGINX_WORKERS" -gt 0 ]]; } \
+    || die "BENCH_NGINX_WORKERS must be 'auto' or a positive number"
+[[ -z "$BENCH_OHA_THREADS" ]] || is_uint "$BENCH_OHA_THREADS" || die "BENCH_OHA_THREADS must be a number"
+
+command -v python3 >/dev/null || die "python3 is required"
+command -v curl >/dev/null || die "curl is required"
+command -v timeout >/dev/null || die "timeout (coreutils) is required"
+
+# ------------------------------------------------------------ cleanup trap --
+WORK_DIR=""
+NGINX_PID=""
+SERVER_PID=""
+NOCACHE_PID=""
+OHA_PID=""
+POLICY_RC_D=""   # set while a temporary /usr/sbin/policy-rc.d of ours exists
+
+# stop_process PID NAME: SIGTERM, up to 5 s for a graceful stop, then SIGKILL.
+stop_process() {
+    local pid="$1" name="$2"
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$name did not stop on SIGTERM; sending SIGKILL"
+        # nginx's workers would outlive a killed master: kill its children first.
+        pkill -KILL -P "$pid" 2>/dev/null || true
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n "$POLICY_RC_D" ]]; then
+        rm -f "$POLICY_RC_D" || true
+    fi
+    if [[ -n "$OHA_PID" ]] && kill -0 "$OHA_PID" 2>/dev/null; then
+        kill -TERM "$OHA_PID" 2>/dev/null || true   # timeout passes it on to oha
+        wait "$OHA_PID" 2>/dev/null || true
+    fi
+    stop_process "$NOCACHE_PID" "the uncached gateway"
+    stop_process "$SERVER_PID" "the server"
+    stop_process "$NGINX_PID" "nginx"
+    if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
+        local f
+        for f in server.log gateway-nocache.log nginx/error.log; do
+            if [[ $rc -ne 0 && -s "$WORK_DIR/$f" ]]; then
+                log "last lines of $f:"
+                tail -n 30 "$WORK_DIR/$f" >&2 || true
+            fi
+            if [[ -n "$BENCH_RAW_DIR" && -f "$WORK_DIR/$f" ]]; then
+                cp "$WORK_DIR/$f" "$BENCH_RAW_DIR/$(basename "$f")" 2>/dev/null || true
+            fi
+        done
+        rm -rf "$WORK_DIR"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench-gw.XXXXXX")"
+if [[ -n "$BENCH_RAW_DIR" ]]; then
+    mkdir -p "$BENCH_RAW_DIR"
+    BENCH_RAW_DIR="$(cd "$BENCH_RAW_DIR" && pwd)"
+fi
+
+# ------------------------------------------------------------------- nginx --
+export PATH="$PATH:/usr/sbin:/sbin"
+if ! command -v nginx >/dev/null; then
+    log "nginx not found: installing it with apt-get"
+    [[ "$(id -u)" -eq 0 ]] || die "nginx is missing and installing it needs root (apt-get install nginx)"
+    command -v apt-get >/dev/null || die "nginx is missing and apt-get is not available"
+    # Keep the package's post-install from starting a system nginx on port 80: when no
+    # policy-rc.d exists, put one that forbids service starts in place for the install.
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        POLICY_RC_D=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\n# temporary, from gatehouse bench/gateway.sh\nexit 101\n' >"$POLICY_RC_D"
+        chmod 0755 "$POLICY_RC_D"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    timeout "$BENCH_INSTALL_TIMEOUT" apt-get update -qq >&2 || die "apt-get update failed"
+    timeout "$BENCH_INSTALL_TIMEOUT" apt-get install -y -qq --no-install-recommends nginx >/dev/null \
+        || die "apt-get install nginx failed"
+    if [[ -n "$POLICY_RC_D" ]]; then
+        rm -f "$POLICY_RC_D"
+        POLICY_RC_D=""
+    fi
+    command -v nginx >/dev/null || die "nginx still not on PATH after install"
+fi
+NGINX_VER="$(nginx -v 2>&1 | sed -n 's/^nginx version: //p' | head -n1)"
+[[ -n "$NGINX_VER" ]] || die "'nginx -v' failed"
+log "using $NGINX_VER"
+
+# --------------------------------------------------------------------- oha --
+export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
+if ! command -v oha >/dev/null; then
+    log "oha not found; installing oha $OHA_VERSION with cargo (takes a few minutes)"
+    (cd "${TMPDIR:-/tmp}" && cargo install oha --locked --version "$OHA_VERSION") >&2 \
+        || die "cargo install oha failed"
+    command -v oha >/dev/null || die "oha still not on PATH after install"
+fi
+OHA_HELP="$(oha --help 2>&1)" || die "'oha --help' failed"
+OHA_VER="$(oha --version 2>/dev/null | head -n1)"
+has_flag() { grep -Eq -- "(^|[ ,])$1([ ,=<]|$)" <<<"$OHA_HELP"; }
+for f in -z -c -t -H --no-tui; do
+    has_flag "$f" || die "installed $OHA_VER lacks flag $f; reinstall: cargo install oha --locked --force --version $OHA_VERSION"
+done
+if has_flag --output-format; then
+    OHA_JSON=(--output-format json)
+elif has_flag --json; then
+    OHA_JSON=(--json)
+else
+    die "installed $OHA_VER has neither --output-format nor --json"
+fi
+# Wait for in-flight requests at the deadline instead of aborting them (see tokens.sh).
+OHA_EXTRA=()
+if has_flag --wait-ongoing-requests-after-deadline; then
+    OHA_EXTRA+=(--wait-ongoing-requests-after-deadline)
+fi
+if [[ -n "$BENCH_OHA_THREADS" ]]; then
+    has_flag --worker-threads || die "installed $OHA_VER has no --worker-threads"
+    OHA_EXTRA+=(--worker-threads "$BENCH_OHA_THREADS")
+fi
+log "using $OHA_VER"
+
+# ------------------------------------------------------------------- build --
+if [[ -z "$GATEHOUSE_BIN" ]]; then
+    log "cargo build --release -p gatehouse"
+    (cd "$REPO_ROOT" && cargo build --release -p gatehouse) >&2 || die "cargo build failed"
+    target_dir="${CARGO_TARGET_DIR:-target}"
+    [[ "$target_dir" = /* ]] || target_dir="$REPO_ROOT/$target_dir"
+    GATEHOUSE_BIN="$target_dir/release/gatehouse"
+fi
+[[ -x "$GATEHOUSE_BIN" ]] || die "server binary not found or not executable: $GATEHOUSE_BIN"
+
+# ------------------------------------------------------------------- ports --
+# Five distinct free loopback ports, bound together so that none repeats.
+UPSTREAM_PORT="" NGINX_PORT="" AUTH_PORT="" GATEWAY_PORT="" NOCACHE_PORT=""
+read -r UPSTREAM_PORT NGINX_PORT AUTH_PORT GATEWAY_PORT NOCACHE_PORT < <(python3 -c 'import socket
+socks = []
+for _ in range(5):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()') || true
+[[ -n "${NOCACHE_PORT:-}" ]] || die "could not pick free ports"
+AUTH="http://127.0.0.1:$AUTH_PORT"
+BENCH_PATH="/bench/x"
+declare -A URL=(
+    [direct]="http://127.0.0.1:$UPSTREAM_PORT$BENCH_PATH"
+    [nginx]="http://127.0.0.1:$NGINX_PORT$BENCH_PATH"
+    [cached]="http://127.0.0.1:$GATEWAY_PORT$BENCH_PATH"
+    [uncached]="http://127.0.0.1:$NOCACHE_PORT$BENCH_PATH"
+)
+declare -A LABEL=(
+    [direct]="direct (upstream)"
+    [nginx]="nginx proxy"
+    [cached]="gateway, cached"
+    [uncached]="gateway, uncached"
+)
+
+# wait_for_200 NAME URL PID: polls URL until it answers 200, at most BENCH_READY_TIMEOUT s.
+wait_for_200() {
+    local name="$1" url="$2" pid="$3" code
+    local deadline=$((SECONDS + BENCH_READY_TIMEOUT + 1))
+    for ((i = 0; i < BENCH_READY_TIMEOUT * 5 && SECONDS < deadline; i++)); do
+        kill -0 "$pid" 2>/dev/null || die "$name exited during startup"
+        code="$(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)"
+        [[ "$code" != 200 ]] || return 0
+        sleep 0.2
+    done
+    die "$name not ready (GET $url != 200) within ${BENCH_READY_TIMEOUT}s"
+}
+
+# ------------------------------------------------------------ start nginx --
+# One nginx instance, prefix and every path inside WORK_DIR: a static upstream
+# and, in front of it, a plain reverse proxy with keep-alive to the upstream.
+NGX="$WORK_DIR/nginx"
+mkdir -p "$NGX/tmp"
+cat >"$NGX/nginx.conf" <<EOF
+worker_processes $BENCH_NGINX_WORKERS;
+worker_rlimit_nofile 16384;
+pid $NGX/nginx.pid;
+error_log $NGX/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $NGX/tmp/body;
+    proxy_temp_path $NGX/tmp/proxy;
+    fastcgi_temp_path $NGX/tmp/fastcgi;
+    uwsgi_temp_path $NGX/tmp/uwsgi;
+    scgi_temp_path $NGX/tmp/scgi;
+    # No reconnects forced by nginx during a run (the default closes a
+    # keep-alive connection after 1000 requests).
+    keepalive_requests 100000000;
+    keepalive_timeout 75s;
+
+    upstream bench_upstream {
+        server 127.0.0.1:$UPSTREAM_PORT;
+        keepalive 64;
+        keepalive_requests 100000000;
+    }
+
+    # The upstream: any path, 200 "ok\n".
+    server {
+        listen 127.0.0.1:$UPSTREAM_PORT;
+        location / {
+            default_type text/plain;
+            return 200 "ok\n";
+        }
+    }
+
+    # nginx as a plain reverse proxy: no auth.
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+NGINX_CMD=(nginx -p "$NGX/" -c "$NGX/nginx.conf" -e "$NGX/error.log")
+timeout 30 "${NGINX_CMD[@]}" -t -q >&2 || die "nginx rejected its configuration ($NGX/nginx.conf)"
+log "starting nginx: upstream on 127.0.0.1:$UPSTREAM_PORT, proxy on 127.0.0.1:$NGINX_PORT"
+"${NGINX_CMD[@]}" -g 'daemon off;' </dev/null >>"$NGX/error.log" 2>&1 &
+NGINX_PID=$!
+wait_for_200 "nginx (upstream)" "${URL[direct]}" "$NGINX_PID"
+wait_for_200 "nginx (proxy)" "${URL[nginx]}" "$NGINX_PID"
+NGINX_WORKERS="$(pgrep -c -P "$NGINX_PID" 2>/dev/null || echo '?')"
+log "nginx ready (pid $NGINX_PID, $NGINX_WORKERS workers)"
+
+# ------------------------------------------------------ start gatehouse --
+UPSTREAM="http://127.0.0.1:$UPSTREAM_PORT"
+ROUTE="[[route]]
+name = \"bench\"
+prefix = \"/bench\"
+upstream = \"$UPSTREAM\"
+scopes = { GET = [\"rates:read\"] }"
+printf '%s\n' "$ROUTE" >"$WORK_DIR/routes.toml"
+printf '[gateway]\nissuer = "%s"\ntoken_cache_capacity = 0\n\n%s\n' "$AUTH" "$ROUTE" \
+    >"$WORK_DIR/gateway-nocache.toml"
+
+DATA_DIR="$WORK_DIR/data"
+mkdir -p "$DATA_DIR"
+log "starting $GATEHOUSE_BIN serve: auth $AUTH, gateway 127.0.0.1:$GATEWAY_PORT (data dir $DATA_DIR)"
+"$GATEHOUSE_BIN" serve --data-dir "$DATA_DIR" \
+    --auth-listen "127.0.0.1:$AUTH_PORT" --issuer "$AUTH" \
+    --gateway-listen "127.0.0.1:$GATEWAY_PORT" --gateway-routes "$WORK_DIR/routes.toml" \
+    </dev/null >"$WORK_DIR/server.log" 2>&1 &
+SERVER_PID=$!
+wait_for_200 "the server" "$AUTH/readyz" "$SERVER_PID"
+wait_for_200 "the server's gateway" "http://127.0.0.1:$GATEWAY_PORT/_gatehouse/healthz" "$SERVER_PID"
+log "server ready (pid $SERVER_PID)"
+
+if [[ " ${TARGETS[*]} " == *" uncached "* ]]; then
+    # Standalone, without a feed client: it warns that it does not follow revocations, which
+    # does not matter here. Its verdict cache is off, so every request checks the signature.
+    log "starting $GATEHOUSE_BIN gateway (verdict cache off) on 127.0.0.1:$NOCACHE_PORT"
+    "$GATEHOUSE_BIN" gateway --config "$WORK_DIR/gateway-nocache.toml" \
+        --listen "127.0.0.1:$NOCACHE_PORT" \
+        </dev/null >"$WORK_DIR/gateway-nocache.log" 2>&1 &
+    NOCACHE_PID=$!
+    wait_for_200 "the uncached gateway" "http://127.0.0.1:$NOCACHE_PORT/_gatehouse/healthz" "$NOCACHE_PID"
+    log "uncached gateway ready (pid $NOCACHE_PID)"
+fi
+
+# ------------------------------------------------------------------ token --
+# http METHOD URL OUTFILE [curl args...] -> prints the HTTP status code
+http() {
+    local method="$1" url="$2" out="$3"
+    shift 3
+    curl --noproxy '*' -sS --max-time 30 -X "$method" -o "$out" -w '%{http_code}' "$@" "$url"
+}
+
+# json_field FILE KEY -> prints the value of a top-level string or integer key
+json_field() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+with open(sys.argv[1]) as f:
+    v = json.load(f).get(sys.argv[2])
+if isinstance(v, bool) or not isinstance(v, (str, int)) or v == "":
+    sys.exit(1)
+print(v)
+PY
+}
+
+code="$(http POST "$AUTH/oauth2/register" "$WORK_DIR/client.json" \
+    -H 'Content-Type: application/json' \
+    --data '{"client_name":"bench","grant_types":["client_credentials"],"scope":"rates:read"}')"
+[[ "$code" == 201 ]] || die "POST /oauth2/register returned $code: $(head -c 500 "$WORK_DIR/client.json")"
+CLIENT_ID="$(json_field "$WORK_DIR/client.json" client_id)" || die "no client_id in registration response"
+CLIENT_SECRET="$(json_field "$WORK_DIR/client.json" client_secret)" || die "no client_secret in registration response"
+log "registered client $CLIENT_ID"
+
+TOKEN=""
+TOKEN_EXPIRES_AT=0
+# ensure_token SECONDS: a token that stays valid for at least that long.
+ensure_token() {
+    local need="$1" code ttl
+    [[ -z "$TOKEN" || $((SECONDS + need)) -ge $TOKEN_EXPIRES_AT ]] || return 0
+    code="$(http POST "$AUTH/oauth2/token" "$WORK_DIR/token.json" \
+        -u "$CLIENT_ID:$CLIENT_SECRET" \
+        -H 'Content-Type: application/x-www-form-urlencoded' \
+        --data 'grant_type=client_credentials&scope=rates%3Aread')"
+    [[ "$code" == 200 ]] || die "client_credentials grant returned $code: $(head -c 500 "$WORK_DIR/token.json")"
+    TOKEN="$(json_field "$WORK_DIR/token.json" access_token)" || die "no access_token in the token response"
+    ttl="$(json_field "$WORK_DIR/token.json" expires_in)" || die "no expires_in in the token response"
+    TOKEN_EXPIRES_AT=$((SECONDS + ttl))
+    [[ $need -lt $ttl ]] || die "a run needs ${need}s but tokens live ${ttl}s: shorten BENCH_SECONDS"
+}
+# Longest single oha run, with its hard bound.
+RUN_BOUND=$((BENCH_SECONDS > BENCH_WARMUP_SECONDS ? BENCH_SECONDS : BENCH_WARMUP_SECONDS))
+RUN_BOUND=$((RUN_BOUND + BENCH_REQUEST_TIMEOUT + 30))
+ensure_token "$RUN_BOUND"
+log "got an access token (expires in $((TOKEN_EXPIRES_AT - SECONDS))s)"
+
+# ------------------------------------------------------------------ checks --
+# Every target answers 200 to the benchmark's request; the gateways refuse it without a token
+# and with a token whose signature was altered.
+sig="${TOKEN##*.}"
+[[ "${sig:10:1}" == A ]] && flip=B || flip=A
+FORGED="${TOKEN%.*}.${sig:0:10}$flip${sig:11}"
+for t in "${TARGETS[@]}"; do
+    code="$(http GET "${URL[$t]}" "$WORK_DIR/check.txt" -H "Authorization: Bearer $TOKEN")"
+    [[ "$code" == 200 ]] || die "${LABEL[$t]}: GET ${URL[$t]} returned $code: $(head -c 500 "$WORK_DIR/check.txt")"
+    if [[ "$t" == cached || "$t" == uncached ]]; then
+        code="$(http GET "${URL[$t]}" "$WORK_DIR/check.txt")"
+        [[ "$code" == 401 ]] || die "${LABEL[$t]}: GET without a token returned $code, not 401"
+        code="$(http GET "${URL[$t]}" "$WORK_DIR/check.txt" -H "Authorization: Bearer $FORGED")"
+        [[ "$code" == 401 ]] || die "${LABEL[$t]}: GET with a forged token returned $code, not 401"
+    fi
+    log "${LABEL[$t]} answers 200 on ${URL[$t]}"
+done
+
+# --------------------------------------------------------------------- run --
+all_alive() {
+    kill -0 "$NGINX_PID" 2>/dev/null || die "nginx exited $1"
+    kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited $1"
+    [[ -z "$NOCACHE_PID" ]] || kill -0 "$NOCACHE_PID" 2>/dev/null || die "the uncached gateway exited $1"
+}
+
+# run_oha OUTFILE SECONDS CONCURRENCY URL
+# oha runs in the background and the shell `wait`s for it, so that Ctrl-C or
+# SIGTERM reaches the traps at once (cleanup then stops oha and the servers).
+# Every target gets the same request, Authorization header included.
+run_oha() {
+    local out="$1" secs="$2" conc="$3" url="$4" rc=0
+    ensure_token "$((secs + BENCH_REQUEST_TIMEOUT + 30))"
+    # Hard bound on top of -z: duration + per-request timeout + slack.
+    timeout --kill-after=5 "$((secs + BENCH_REQUEST_TIMEOUT + 30))" \
+        oha --no-tui "${OHA_JSON[@]}" "${OHA_EXTRA[@]}" \
+            -z "${secs}s" -c "$conc" -t "${BENCH_REQUEST_TIMEOUT}s" \
+            -H "Authorization: Bearer $TOKEN" \
+            "$url" >"$out" 2>"$out.err" </dev/null &
+    OHA_PID=$!
+    wait "$OHA_PID" || rc=$?
+    OHA_PID=""
+    if [[ $rc -ne 0 ]]; then
+        cat "$out.err" >&2
+        die "oha exited with status $rc (see above)"
+    fi
+}
+
+# Targets one after the other (the others idle), each level after a warm-up at
+# the highest level, which also fills the keep-alive pools to the upstream.
+RESULTS="$WORK_DIR/results.tsv"
+: >"$RESULTS"
+for t in "${TARGETS[@]}"; do
+    if [[ "$BENCH_WARMUP_SECONDS" -gt 0 ]]; then
+        log "${LABEL[$t]}: warm-up ${BENCH_WARMUP_SECONDS}s at c=$MAX_CONCURRENCY"
+        run_oha "$WORK_DIR/warmup.json" "$BENCH_WARMUP_SECONDS" "$MAX_CONCURRENCY" "${URL[$t]}"
+        all_alive "during the ${LABEL[$t]} warm-up"
+    fi
+    for c in "${CONCURRENCY_LEVELS[@]}"; do
+        log "${LABEL[$t]}: ${BENCH_SECONDS}s at c=$c"
+        out="$WORK_DIR/oha-$t-c$c.json"
+        run_oha "$out" "$BENCH_SECONDS" "$c" "${URL[$t]}"
+        all_alive "during the ${LABEL[$t]} run at c=$c"
+        [[ -z "$BENCH_RAW_DIR" ]] || cp "$out" "$BENCH_RAW_DIR/"
+        printf '%s\t%s\t%s\t%s\n' "$t" "${LABEL[$t]}" "$c" "$out" >>"$RESULTS"
+    done
+done
+
+rss_of() { awk '/^VmHWM:/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status" 2>/dev/null || true; }
+SERVER_RSS="$(rss_of "$SERVER_PID")"
+NOCACHE_RSS=""
+[[ -z "$NOCACHE_PID" ]] || NOCACHE_RSS="$(rss_of "$NOCACHE_PID")"
+
+# ------------------------------------------------------------------ report --
+cpu_model="$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)"
+mem_total="$(awk '/^MemTotal:/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo 2>/dev/null || true)"
+git_rev="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git -C "$REPO_ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
+    git_rev="$git_rev (dirty)"
+fi
+
+REPORT="$WORK_DIR/report.md"
+BAD_FILE="$WORK_DIR/non200.count"
+{
+    echo "## Gateway benchmark"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "- commit: $git_rev"
+    echo "- machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, ${mem_total:-unknown} RAM"
+    echo "- kernel: $(uname -srm)"
+    echo "- load generator: $OHA_VER on the same machine: oha, nginx and Gatehouse all share the $(nproc) CPUs"
+    echo "- upstream: $NGINX_VER, a server block answering \`200 ok\` to \`GET $BENCH_PATH\`"
+    echo "- nginx proxy: the same nginx instance (worker_processes $BENCH_NGINX_WORKERS = $NGINX_WORKERS workers, as many as Gatehouse's runtime has threads when \`auto\`), no auth, HTTP/1.1 keep-alive to the upstream (\`keepalive 64\`), access log off"
+    echo "- gateway, cached: \`gatehouse serve\`'s gateway, verdict cache on (default), revocation feed followed; peak RSS ${SERVER_RSS:-n/a} (whole server)"
+    if [[ -n "$NOCACHE_PID" ]]; then
+        echo "- gateway, uncached: standalone \`gatehouse gateway\` with \`token_cache_capacity = 0\` (every request verifies the token's signature); no feed client, so it does not follow revocations (irrelevant here); peak RSS ${NOCACHE_RSS:-n/a}"
+    fi
+    echo "- every request carries the same \`Authorization: Bearer\` token (ignored by nginx); log filter GATEHOUSE_LOG=$GATEHOUSE_LOG"
+    echo "- durations: ${BENCH_SECONDS}s per target and level, after a ${BENCH_WARMUP_SECONDS}s warm-up per target at c=$MAX_CONCURRENCY; targets run one at a time, the others idle"
+    echo
+    python3 - "$RESULTS" "$BAD_FILE" <<'PY'
+import json, sys
+
+DEADLINE = "aborted due to deadline"
+
+def ms(v):
+    return "n/a" if v is None else f"{v * 1000:.3f}"
+
+with open(sys.argv[1]) as f:
+    rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+
+res = {}
+total_bad = 0
+for key, label, conc, path in rows:
+    with open(path) as f:
+        d = json.load(f)
+    status = {str(k): int(v) for k, v in (d.get("statusCodeDistribution") or {}).items()}
+    errors = {k: int(v) for k, v in (d.get("errorDistribution") or {}).items() if k != DEADLINE}
+    ok = status.get("200", 0)
+    attempts = sum(status.values()) + sum(errors.values())
+    bad = attempts - ok
+    total_bad += bad
+    total_s = float(d["summary"]["total"])
+    pct = d.get("latencyPercentiles") or {}
+    detail = ""
+    if bad:
+        parts = [f"{k}: {v}" for k, v in sorted(status.items()) if k != "200"]
+        parts += [f"{k}: {v}" for k, v in sorted(errors.items())]
+        detail = " [" + "; ".join(parts) + "]"
+    res[(key, int(conc))] = dict(
+        label=label, attempts=attempts, bad=bad, detail=detail,
+        rps=ok / total_s if total_s > 0 else 0.0,
+        p50=pct.get("p50"), p99=pct.get("p99"),
+    )
+
+levels = sorted({c for _, c in res})
+order = ["direct", "nginx", "cached", "uncached"]
+
+print("| target | concurrency | requests | requests/s (200) | p50 ms | p99 ms | non-200 |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for c in levels:
+    for key in order:
+        r = res.get((key, c))
+        if r:
+            print(f"| {r['label']} | {c} | {r['attempts']} | {r['rps']:.0f} | {ms(r['p50'])} | "
+                  f"{ms(r['p99'])} | {r['bad']}{r['detail']} |")
+print()
+print("requests/s counts 200 responses only; p50/p99 are over all responses; "
+      "non-200 counts other statuses and transport errors (must be 0).")
+
+def added(key, c):
+    r, d = res.get((key, c)), res.get(("direct", c))
+    if not r or not d or r["p50"] is None or d["p50"] is None:
+        return None
+    return (r["p50"] - d["p50"]) * 1000
+
+def share(key, c):
+    r, n = res.get((key, c)), res.get(("nginx", c))
+    if not r or not n or n["rps"] <= 0:
+        return None
+    return 100.0 * r["rps"] / n["rps"]
+
+cols = [k for k in ("nginx", "cached", "uncached") if any((k, c) in res for c in levels)]
+if "direct" in {k for k, _ in res} and cols:
+    print()
+    print("Overhead over the direct call (aim for the gateway: p50 + < 0.3 ms, "
+          "and at least nginx's requests/s):")
+    print()
+    head = ["concurrency"]
+    head += [f"{res[(k, levels[0])]['label'] if (k, levels[0]) in res else k}: p50 added ms" for k in cols]
+    share_cols = [k for k in cols if k != "nginx" and any(("nginx", c) in res for c in levels)]
+    head += [f"{res[(k, levels[0])]['label'] if (k, levels[0]) in res else k}: req/s % of nginx" for k in share_cols]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---:|" * len(head))
+    for c in levels:
+        cells = [str(c)]
+        for k in cols:
+            a = added(k, c)
+            mark = ""
+            if a is not None and k != "nginx":
+                mark = " ✓" if a < 0.3 else " ✗"
+            cells.append("n/a" if a is None else f"{a:+.3f}{mark}")
+        for k in share_cols:
+            s = share(k, c)
+            mark = "" if s is None else (" ✓" if s >= 100.0 else " ✗")
+            cells.append("n/a" if s is None else f"{s:.0f}%{mark}")
+        print("| " + " | ".join(cells) + " |")
+
+with open(sys.argv[2], "w") as f:
+    f.write(str(total_bad))
+PY
+} >"$REPORT"
+
+cat "$REPORT"
+if [[ -n "$BENCH_OUT" ]]; then
+    cp "$REPORT" "$BENCH_OUT"
+    log "report written to $BENCH_OUT"
+fi
+bad="$(cat "$BAD_FILE" 2>/dev/null || echo 0)"
+if [[ "$bad" != 0 ]]; then
+    log "warning: $bad requests did not return 200; the numbers above are not clean"
+fi
