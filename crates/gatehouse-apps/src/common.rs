@@ -1,0 +1,166 @@
+//! What the five services share: the database handle, errors as problem bodies, request parsing,
+//! identities and ids.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use gatehouse_sdk::{Authenticated, problem};
+use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
+use sqlx::AnyPool;
+
+/// The services' handle on the store they share with the authorization server. Each service
+/// keeps to its own tables (named after it) and its own migration history.
+#[derive(Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+}
+
+impl Db {
+    pub fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+
+    /// Applies a service's migrations, tracked in a table of its own so the histories of the
+    /// services and the authorization server never mix.
+    pub(crate) async fn migrate(
+        &self,
+        service: &'static str,
+        mut migrator: sqlx::migrate::Migrator,
+    ) -> Result<(), AppError> {
+        migrator.dangerous_set_table_name(format!("_gatehouse_{service}_migrations"));
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| AppError::Unavailable(format!("{service} migrations failed: {e}")))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Unavailable(format!("the store failed: {error}"))
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable(detail) => {
+                // The details stay in the log; callers learn only that it failed.
+                tracing::error!(error = %detail, "a service request failed");
+                return problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the service cannot reach its store; try again shortly",
+                );
+            }
+        };
+        problem(status, &self.to_string())
+    }
+}
+
+/// A JSON body whose every fault is a 400 problem rather than axum's plain-text answer.
+pub struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(AppError::BadRequest(match rejection {
+                JsonRejection::MissingJsonContentType(_) => {
+                    "the body must be JSON (Content-Type: application/json)".into()
+                }
+                other => other.body_text(),
+            })),
+        }
+    }
+}
+
+/// The person behind a token; machine tokens (which carry no roles) are refused.
+pub fn person(caller: &Authenticated) -> Result<&str, AppError> {
+    match caller.roles {
+        Some(_) => Ok(&caller.sub),
+        None => Err(AppError::Forbidden(
+            "this needs a person's token (a user's login), not a client's".into(),
+        )),
+    }
+}
+
+/// A new random id with a readable prefix.
+pub fn new_id(prefix: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let tail: String = (0..16)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{prefix}_{tail}")
+}
+
+pub fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Unix seconds as RFC 3339.
+pub fn rfc3339(at: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// A decimal stored as text; a malformed value in the store is a store fault.
+pub fn stored_decimal(text: &str) -> Result<Decimal, AppError> {
+    text.parse()
+        .map_err(|_| AppError::Unavailable(format!("a stored amount is not a number: {text:?}")))
+}
+
+/// A positive amount from a caller: a JSON string ("12.50") or number, or a query parameter.
+pub fn positive_decimal(field: &str, value: &serde_json::Value) -> Result<Decimal, AppError> {
+    let text = match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return Err(AppError::BadRequest(format!("{field} must be a number"))),
+    };
+    parse_positive(field, &text)
+}
+
+pub fn parse_positive(field: &str, text: &str) -> Result<Decimal, AppError> {
+    let value = text
+        .trim()
+        .parse::<Decimal>()
+        .or_else(|_| Decimal::from_scientific(text.trim()))
+        .map_err(|_| AppError::BadRequest(format!("{field} must be a number, got {text:?}")))?;
+    if value <= Decimal::ZERO {
+        return Err(AppError::BadRequest(format!("{field} must be positive")));
+    }
+    Ok(value.normalize())
+}
