@@ -123,6 +123,9 @@ pub struct RouteSpec {
     /// Let requests without a token through (a token that is present must still be valid).
     #[serde(default)]
     pub anonymous: bool,
+    /// Pass WebSocket upgrades through (no other protocol is ever upgraded to).
+    #[serde(default)]
+    pub websocket: bool,
     /// The token's `aud` must contain this.
     pub audience: Option<String>,
     /// Time allowed for the upstream's response headers.
@@ -154,6 +157,7 @@ pub struct RouteRule {
     /// What a token must carry for every other method.
     pub policy: Policy,
     pub anonymous: bool,
+    pub websocket: bool,
     pub timeout: Duration,
     pub max_body_bytes: u64,
     pub rate_limit: Option<RateLimitSpec>,
@@ -227,7 +231,7 @@ impl RouteSpec {
             Method::from_bytes(m.to_ascii_uppercase().as_bytes())
                 .map_err(|_| fail(format!("{m:?} is not an HTTP method")))
         };
-        let methods = match &self.methods {
+        let methods: Option<HashSet<Method>> = match &self.methods {
             None => None,
             Some(list) if list.is_empty() => return Err(fail("methods is empty".into())),
             Some(list) => Some(
@@ -250,6 +254,28 @@ impl RouteSpec {
                 scopes_default = Some(rule);
             } else {
                 scopes_by_method.insert(parse_method(method)?, rule);
+            }
+        }
+        // Scopes for some methods only: every allowed method must be covered, or a method
+        // nobody thought of (DELETE, say) would need no scope at all.
+        if !scopes_by_method.is_empty() && scopes_default.is_none() {
+            let covered = |m: &Method| {
+                scopes_by_method.contains_key(m)
+                    || (*m == Method::HEAD && scopes_by_method.contains_key(&Method::GET))
+            };
+            match &methods {
+                Some(allowed) if allowed.iter().all(covered) => {}
+                Some(_) => {
+                    return Err(fail(
+                        "some allowed methods have no scopes: list them in scopes, or add \"*\""
+                            .into(),
+                    ));
+                }
+                None => {
+                    return Err(fail(
+                        "scopes are given for some methods only: set methods, or add \"*\"".into(),
+                    ));
+                }
             }
         }
         if self.anonymous && (!self.scopes.is_empty() || !self.roles.is_empty()) {
@@ -284,6 +310,7 @@ impl RouteSpec {
                 .collect(),
             policy: policy_with(scopes_default),
             anonymous: self.anonymous,
+            websocket: self.websocket,
             timeout: Duration::from_millis(self.timeout_ms),
             max_body_bytes: self.max_body_bytes,
             rate_limit: self.rate_limit.clone(),
@@ -301,8 +328,14 @@ impl RouteRule {
                 .is_some_and(|rest| rest.starts_with('/'))
     }
 
-    /// What a token must carry for a request with `method`.
+    /// What a token must carry for a request with `method`. HEAD is a GET without the body,
+    /// so it needs what GET needs.
     pub fn policy_for(&self, method: &Method) -> &Policy {
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
         self.policy_by_method.get(method).unwrap_or(&self.policy)
     }
 }
@@ -325,7 +358,7 @@ mod tests {
             prefix = "/api/fx/"
             upstream = "http://127.0.0.1:9000/base"
             strip_prefix = true
-            methods = ["get", "POST"]
+            methods = ["get", "POST", "HEAD"]
             roles = ["admin"]
             audience = "fx"
             timeout_ms = 500
@@ -425,6 +458,14 @@ mod tests {
             (
                 "prefix = \"/a\"\nupstream = \"http://a\"\nbogus = 1",
                 "bogus",
+            ),
+            (
+                "prefix = \"/a\"\nupstream = \"http://a\"\nscopes = { GET = [\"r\"] }",
+                "some methods only",
+            ),
+            (
+                "prefix = \"/a\"\nupstream = \"http://a\"\nmethods = [\"GET\", \"POST\"]\nscopes = { GET = [\"r\"] }",
+                "have no scopes",
             ),
         ] {
             let error = parse(&format!("[[route]]\n{body}"))

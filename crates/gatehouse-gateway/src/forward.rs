@@ -1,5 +1,5 @@
-//! Shaping requests for the upstream and responses for the caller: hop-by-hop headers, identity
-//! headers, forwarding headers, and the upgraded connections of WebSockets.
+//! Shaping requests for the upstream and responses for the caller: the path, hop-by-hop
+//! headers, identity headers, forwarding headers, and the upgraded connections of WebSockets.
 
 use std::net::SocketAddr;
 
@@ -29,10 +29,12 @@ pub(crate) fn upstream_client() -> UpstreamClient {
         .build(connector)
 }
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and
+/// `HTTP2-Settings`, which only means something with an h2c upgrade.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("http2-settings"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
@@ -41,20 +43,22 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-/// The protocol a request asks to switch to (`Connection: upgrade` plus `Upgrade`).
-pub(crate) fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+/// The WebSocket upgrade a request or response asks for (`Connection: upgrade` and
+/// `Upgrade: websocket`). No other protocol is passed through: after a switch the gateway only
+/// copies bytes, so an upgrade to, say, h2c would carry requests that no route ever checked.
+pub(crate) fn websocket_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    asks.then(|| headers.get(header::UPGRADE).cloned())
-        .flatten()
+    let protocol = headers.get(header::UPGRADE)?;
+    (asks && protocol.as_bytes().eq_ignore_ascii_case(b"websocket")).then(|| protocol.clone())
 }
 
-/// Removes hop-by-hop headers, and any header the `Connection` header names. An upgrade being
-/// passed through keeps its `Connection: upgrade` and `Upgrade`.
+/// Removes hop-by-hop headers, and any header the `Connection` header names. A WebSocket
+/// upgrade being passed through keeps its `Connection: upgrade` and `Upgrade`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -72,8 +76,12 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderVa
     }
 }
 
-/// Replaces whatever identity headers came from outside with the verified ones.
-pub(crate) fn set_identity(headers: &mut HeaderMap, claims: Option<&AccessClaims>) {
+/// Replaces whatever identity headers came from outside with the verified ones. `Err` when a
+/// value cannot be a header: the request must not go on without its identity.
+pub(crate) fn set_identity(
+    headers: &mut HeaderMap,
+    claims: Option<&AccessClaims>,
+) -> Result<(), ()> {
     let outside: Vec<HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().starts_with("x-gatehouse-"))
@@ -83,7 +91,7 @@ pub(crate) fn set_identity(headers: &mut HeaderMap, claims: Option<&AccessClaims
         headers.remove(name);
     }
     let Some(claims) = claims else {
-        return;
+        return Ok(());
     };
     let roles = claims.roles.as_deref().unwrap_or_default().join(" ");
     for (name, value) in [
@@ -92,23 +100,20 @@ pub(crate) fn set_identity(headers: &mut HeaderMap, claims: Option<&AccessClaims
         (SCOPES, claims.scope.as_str()),
         (ROLES, roles.as_str()),
     ] {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
+        let value = HeaderValue::from_str(value).map_err(|_| ())?;
+        headers.insert(HeaderName::from_static(name), value);
     }
+    Ok(())
 }
 
-/// `X-Forwarded-For` (appended to), `-Proto` and `-Host` (set from this connection).
+/// `X-Forwarded-For`, `-Proto` and `-Host`, from this connection. The gateway is the edge, so
+/// what a caller claims about addresses (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`) is dropped.
 pub(crate) fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr) {
-    let peer_ip = peer.ip().to_string();
-    let chain = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {peer_ip}"),
-        _ => peer_ip,
-    };
-    if let Ok(value) = HeaderValue::from_str(&chain) {
+    headers.remove(header::FORWARDED);
+    headers.remove("x-real-ip");
+    if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {
         headers.insert("x-forwarded-for", value);
     }
-    // The gateway is the edge: what a caller claims about the scheme or host is not passed on.
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     match headers.get(header::HOST).cloned() {
         Some(host) => headers.insert("x-forwarded-host", host),
@@ -118,19 +123,26 @@ pub(crate) fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr) {
     headers.remove(header::HOST);
 }
 
-/// The caller's `X-Request-Id` when it is reasonable, else a new one.
+/// The caller's `X-Request-Id` when it is reasonable, else a new one: a per-process random
+/// prefix and a counter, unique without a system call per request.
 pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
-    headers
-        .get(REQUEST_ID)
-        .filter(|v| {
-            let bytes = v.as_bytes();
-            !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic)
-        })
-        .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().simple().to_string())
-                .unwrap_or(HeaderValue::from_static("-"))
-        })
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    if let Some(given) = headers.get(REQUEST_ID).filter(|v| {
+        let bytes = v.as_bytes();
+        !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic)
+    }) {
+        return given.clone();
+    }
+    let prefix = PREFIX.get_or_init(|| {
+        let mut id = uuid::Uuid::new_v4().simple().to_string();
+        id.truncate(16);
+        id
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::from_str(&format!("{prefix}{n:016x}")).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// Joins the two ends of an upgraded connection (a WebSocket) until either closes.
@@ -146,27 +158,86 @@ pub(crate) fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade
     });
 }
 
-/// Whether a path could mean something else to the upstream than to the route table: dot
-/// segments (`/a/../b`), encoded ones (`%2e%2e`), encoded slashes or backslashes. Such a path
-/// could slip from a lenient route into a strict one on the same upstream, so it is refused.
-pub(crate) fn ambiguous_path(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    lower.contains("%2f")
-        || lower.contains("%5c")
-        || lower.contains('\\')
-        || lower.split('/').any(|segment| {
-            let decoded = segment.replace("%2e", ".");
-            decoded == "." || decoded == ".."
-        })
+/// The path as the route table and the upstream will both see it, or `None` when it could mean
+/// different things to them. Percent-encoded unreserved characters are decoded (`%61` → `a`),
+/// other escapes are upper-cased, and repeated slashes collapse. Dot segments (plain or encoded),
+/// encoded slashes or backslashes, backslashes and `;` are refused: each has been used to slip
+/// from a lenient route into a strict one on the same upstream.
+pub(crate) fn normalize_path(raw: &str) -> Option<String> {
+    let rest = raw.strip_prefix('/')?;
+    if raw.contains(['\\', ';']) {
+        return None;
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.len() - 1;
+    let mut out = String::with_capacity(raw.len());
+    for (i, segment) in segments.iter().enumerate() {
+        if segment.is_empty() && i != last {
+            continue;
+        }
+        let decoded = decode_unreserved(segment)?;
+        if decoded == "." || decoded == ".." {
+            return None;
+        }
+        out.push('/');
+        out.push_str(&decoded);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Some(out)
+}
+
+fn decode_unreserved(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = String::with_capacity(segment.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            // The request line is ASCII; anything else was refused by the HTTP parser.
+            out.push(char::from(bytes[i]));
+            i += 1;
+            continue;
+        }
+        let hex = segment.get(i + 1..i + 3)?;
+        let byte = u8::from_str_radix(hex, 16).ok()?;
+        match byte {
+            b'/' | b'\\' => return None,
+            b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
+                out.push(char::from(b))
+            }
+            _ => {
+                out.push('%');
+                out.push_str(&hex.to_ascii_uppercase());
+            }
+        }
+        i += 3;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::ambiguous_path;
+    use super::normalize_path;
 
     #[test]
-    fn dot_segments_and_encoded_separators_are_ambiguous() {
-        for path in [
+    fn paths_are_normalised_or_refused() {
+        for (raw, normal) in [
+            ("/", "/"),
+            ("/a/b", "/a/b"),
+            ("/a//b", "/a/b"),
+            ("//a", "/a"),
+            ("/a/", "/a/"),
+            ("/api/%61dmin", "/api/admin"),
+            ("/a%7eb", "/a~b"),
+            ("/a%20b", "/a%20b"),
+            ("/a%c3%a9", "/a%C3%A9"),
+            ("/a/..b", "/a/..b"),
+            ("/a/.well-known", "/a/.well-known"),
+        ] {
+            assert_eq!(normalize_path(raw).as_deref(), Some(normal), "{raw}");
+        }
+        for raw in [
             "/a/../b",
             "/a/./b",
             "/a/..",
@@ -175,11 +246,13 @@ mod tests {
             "/a%2fb",
             "/a%5Cb",
             "/a\\b",
+            "/pub/..;/admin",
+            "/a;b",
+            "/a%zz",
+            "/a%2",
+            "a/b",
         ] {
-            assert!(ambiguous_path(path), "{path}");
-        }
-        for path in ["/", "/a/b", "/a/..b", "/a/b.c", "/a/.well-known", "/a%20b"] {
-            assert!(!ambiguous_path(path), "{path}");
+            assert_eq!(normalize_path(raw), None, "{raw}");
         }
     }
 }

@@ -25,10 +25,18 @@ use tokio::net::TcpListener;
 pub use config::{ConfigError, GatewayFile, GatewaySection, RouteRule, RouteSpec};
 
 use crate::limits::RouteLimits;
+use crate::metrics::RouteMetrics;
+
+/// One route as served: its rule, its rate limiter and its metric handles.
+pub(crate) struct Route {
+    pub(crate) rule: RouteRule,
+    pub(crate) limits: Option<RouteLimits>,
+    pub(crate) metrics: RouteMetrics,
+}
 
 /// The routes in force, swapped whole on reload; requests in flight keep the table they started with.
 pub(crate) struct RouteTable {
-    routes: Vec<(Arc<RouteRule>, Option<Arc<RouteLimits>>)>,
+    routes: Vec<Arc<Route>>,
 }
 
 impl RouteTable {
@@ -37,18 +45,18 @@ impl RouteTable {
             routes: rules
                 .into_iter()
                 .map(|rule| {
-                    let limits = rule
-                        .rate_limit
-                        .as_ref()
-                        .map(|l| Arc::new(RouteLimits::new(l)));
-                    (Arc::new(rule), limits)
+                    Arc::new(Route {
+                        limits: rule.rate_limit.as_ref().map(RouteLimits::new),
+                        metrics: RouteMetrics::new(&rule.name),
+                        rule,
+                    })
                 })
                 .collect(),
         }
     }
 
-    pub(crate) fn find(&self, path: &str) -> Option<&(Arc<RouteRule>, Option<Arc<RouteLimits>>)> {
-        self.routes.iter().find(|(rule, _)| rule.matches(path))
+    pub(crate) fn find(&self, path: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|route| route.rule.matches(path))
     }
 }
 
@@ -59,6 +67,8 @@ pub struct Gateway {
     verifier: Arc<TokenVerifier>,
     upstream: forward::UpstreamClient,
     metrics: PrometheusHandle,
+    /// For requests that match no route.
+    unmatched: RouteMetrics,
 }
 
 impl Gateway {
@@ -75,6 +85,7 @@ impl Gateway {
             verifier,
             upstream: forward::upstream_client(),
             metrics,
+            unmatched: RouteMetrics::new("unmatched"),
         })
     }
 
@@ -111,7 +122,7 @@ impl Gateway {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tokio::spawn(limits::forget_idle(Arc::downgrade(&self)));
-        tokio::spawn(metrics::report_feed_lag(Arc::downgrade(&self)));
+        tokio::spawn(metrics::report_feed_silence(Arc::downgrade(&self)));
         axum::serve(
             listener,
             self.router()

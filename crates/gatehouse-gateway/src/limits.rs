@@ -24,7 +24,6 @@ impl RouteLimits {
 
     /// `Err(wait)` when `key` is over its limit.
     pub(crate) fn check(&self, key: &str) -> Result<(), Duration> {
-        // Look up by reference first: allocating a key per request is only for new callers.
         self.limiter
             .check_key(&key.to_owned())
             .map_err(|not_until| {
@@ -48,8 +47,8 @@ pub(crate) async fn forget_idle(gateway: Weak<Gateway>) {
         let Some(gateway) = gateway.upgrade() else {
             return;
         };
-        for (_, limits) in &gateway.table().routes {
-            if let Some(limits) = limits {
+        for route in &gateway.table().routes {
+            if let Some(limits) = &route.limits {
                 limits.forget_idle();
             }
         }

@@ -1,4 +1,4 @@
-//! The request path: route, method, token, policy, rate limit, then the upstream.
+//! The request path: path, route, method, token, policy, rate limit, then the upstream.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,9 +13,8 @@ use http::{StatusCode, Uri, Version};
 use http_body_util::Limited;
 
 use crate::config::{LimitKey, RouteRule};
-use crate::forward;
 use crate::limits::RouteLimits;
-use crate::{Gateway, metrics};
+use crate::{Gateway, Route, forward};
 
 /// Why a request ended without an upstream answer, and what the caller gets.
 struct Refusal {
@@ -42,6 +41,8 @@ impl From<Rejection> for Refusal {
     }
 }
 
+type Caller = Option<Arc<Verified>>;
+
 pub(crate) async fn proxy(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -50,43 +51,44 @@ pub(crate) async fn proxy(
     let started = Instant::now();
     let request_id = forward::request_id(request.headers());
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let route = match forward::ambiguous_path(&path) {
-        true => Err(()),
-        false => Ok(gateway.table().find(&path).cloned()),
-    };
-    let (route_name, mut response, caller) = match route {
-        Err(()) => (
-            "unmatched".to_owned(),
-            problem(
-                StatusCode::BAD_REQUEST,
-                "the path has dot segments or encoded separators",
+    let raw_path = request.uri().path().to_owned();
+    let (route, outcome) = match forward::normalize_path(&raw_path) {
+        None => (
+            None,
+            Err((
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "ambiguous_path",
+                    "the path has dot segments, encoded separators, backslashes or semicolons",
+                ),
+                None,
+            )),
+        ),
+        Some(path) => match gateway.table().find(&path).cloned() {
+            None => (
+                None,
+                Err((
+                    Refusal::new(
+                        StatusCode::NOT_FOUND,
+                        "no_route",
+                        "no route serves this path",
+                    ),
+                    None,
+                )),
             ),
-            None,
-        ),
-        Ok(None) => (
-            "unmatched".to_owned(),
-            problem(StatusCode::NOT_FOUND, "no route serves this path"),
-            None,
-        ),
-        Ok(Some((rule, limits))) => {
-            let (response, caller) = match admit_and_forward(
-                &gateway,
-                &rule,
-                limits.as_deref(),
-                peer,
-                request,
-                &request_id,
-            )
-            .await
-            {
-                Ok(done) => done,
-                Err((refusal, caller)) => {
-                    metrics::rejection(&rule.name, refusal.reason);
-                    (*refusal.response, caller)
-                }
-            };
-            (rule.name.clone(), response, caller)
+            Some(route) => {
+                let outcome =
+                    admit_and_forward(&gateway, &route, peer, request, &path, &request_id).await;
+                (Some(route), outcome)
+            }
+        },
+    };
+    let metrics = route.as_ref().map_or(&gateway.unmatched, |r| &r.metrics);
+    let (mut response, caller) = match outcome {
+        Ok(done) => done,
+        Err((refusal, caller)) => {
+            metrics.rejection(refusal.reason);
+            (*refusal.response, caller)
         }
     };
     response
@@ -94,14 +96,14 @@ pub(crate) async fn proxy(
         .insert(forward::REQUEST_ID, request_id.clone());
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    metrics::request(&route_name, status, elapsed);
+    metrics.request(status, elapsed);
     tracing::info!(
         target: "gatehouse::access",
         request_id = request_id.to_str().unwrap_or("-"),
         peer = %peer.ip(),
         method = %method,
-        path = %path,
-        route = %route_name,
+        path = %raw_path,
+        route = route.as_ref().map_or("unmatched", |r| r.rule.name.as_str()),
         status,
         duration_us = elapsed.as_micros() as u64,
         client_id = caller.as_ref().map(|c| c.claims.client_id.as_str()),
@@ -110,16 +112,15 @@ pub(crate) async fn proxy(
     response
 }
 
-type Caller = Option<Arc<Verified>>;
-
 async fn admit_and_forward(
     gateway: &Gateway,
-    rule: &RouteRule,
-    limits: Option<&RouteLimits>,
+    route: &Route,
     peer: SocketAddr,
     request: Request,
+    path: &str,
     request_id: &HeaderValue,
 ) -> Result<(Response, Caller), (Refusal, Caller)> {
+    let rule = &route.rule;
     if let Some(methods) = &rule.methods
         && !methods.contains(request.method())
     {
@@ -135,7 +136,15 @@ async fn admit_and_forward(
         }
         return Err((refusal, None));
     }
-    let caller = authenticate(gateway, rule, request.headers())
+    // Limits by IP come first, so a flood of bad tokens is throttled before any signature check.
+    let by_ip = rule
+        .rate_limit
+        .as_ref()
+        .is_some_and(|l| l.key == LimitKey::Ip);
+    if by_ip && let Some(limits) = &route.limits {
+        limited(limits, &format!("ip:{}", peer.ip())).map_err(|r| (r, None))?;
+    }
+    let caller = authenticate(gateway, route, request.headers())
         .await
         .map_err(|r| (r, None))?;
     if let Some(verified) = &caller {
@@ -143,21 +152,9 @@ async fn admit_and_forward(
             .check(&verified.claims)
             .map_err(|r| (r.into(), caller.clone()))?;
     }
-    if let Some(limits) = limits {
-        let key = limit_key(rule, caller.as_deref(), peer);
-        if let Err(wait) = limits.check(&key) {
-            let mut refusal = Refusal::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests on this route; slow down",
-            );
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            refusal
-                .response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-            return Err((refusal, caller));
-        }
+    if !by_ip && let Some(limits) = &route.limits {
+        limited(limits, &limit_key(rule, caller.as_deref(), peer))
+            .map_err(|r| (r, caller.clone()))?;
     }
     let too_large = request
         .headers()
@@ -166,30 +163,32 @@ async fn admit_and_forward(
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|length| length > rule.max_body_bytes);
     if too_large {
-        return Err((
-            Refusal::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                &format!("the body may be at most {} bytes", rule.max_body_bytes),
-            ),
-            caller,
-        ));
+        return Err((body_too_large(rule), caller));
     }
-    let response = forward(gateway, rule, peer, request, request_id, caller.as_deref())
-        .await
-        .map_err(|r| (r, caller.clone()))?;
-    Ok((response, caller))
+    match forward(
+        gateway,
+        rule,
+        peer,
+        request,
+        path,
+        request_id,
+        caller.as_deref(),
+    )
+    .await
+    {
+        Ok(response) => Ok((response, caller)),
+        Err(refusal) => Err((refusal, caller)),
+    }
 }
 
 /// The verified caller, `None` for an anonymous request on a route that allows it.
 async fn authenticate(
     gateway: &Gateway,
-    rule: &RouteRule,
+    route: &Route,
     headers: &http::HeaderMap,
 ) -> Result<Caller, Refusal> {
-    let token = bearer_token(headers)?;
-    let Some(token) = token else {
-        if rule.anonymous {
+    let Some(token) = bearer_token(headers)? else {
+        if route.rule.anonymous {
             return Ok(None);
         }
         if gateway.verifier.feed_status() == FeedStatus::Stale {
@@ -198,8 +197,26 @@ async fn authenticate(
         return Err(Rejection::MissingToken.into());
     };
     let (verdict, from_cache) = gateway.verifier.verify_counted(token).await;
-    metrics::cache(&rule.name, from_cache);
+    route.metrics.cache(from_cache);
     Ok(Some(verdict?))
+}
+
+/// 429 with `Retry-After` when `key` is over the route's limit.
+fn limited(limits: &RouteLimits, key: &str) -> Result<(), Refusal> {
+    let Err(wait) = limits.check(key) else {
+        return Ok(());
+    };
+    let mut refusal = Refusal::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many requests on this route; slow down",
+    );
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    refusal
+        .response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    Err(refusal)
 }
 
 fn limit_key(rule: &RouteRule, caller: Option<&Verified>, peer: SocketAddr) -> String {
@@ -211,28 +228,50 @@ fn limit_key(rule: &RouteRule, caller: Option<&Verified>, peer: SocketAddr) -> S
     }
 }
 
+fn body_too_large(rule: &RouteRule) -> Refusal {
+    Refusal::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        &format!("the body may be at most {} bytes", rule.max_body_bytes),
+    )
+}
+
+fn upstream_failed(detail: &str) -> Refusal {
+    Refusal::new(StatusCode::BAD_GATEWAY, "upstream_error", detail)
+}
+
 async fn forward(
     gateway: &Gateway,
     rule: &RouteRule,
     peer: SocketAddr,
     mut request: Request,
+    path: &str,
     request_id: &HeaderValue,
     caller: Option<&Verified>,
 ) -> Result<Response, Refusal> {
-    let upgrade = forward::upgrade_of(request.headers());
+    let upgrade = match rule.websocket {
+        true => forward::websocket_upgrade(request.headers()),
+        false => None,
+    };
     let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
-    let uri = upstream_uri(rule, request.uri())?;
+    let uri = upstream_uri(rule, path, request.uri().query())?;
     let (mut parts, body) = request.into_parts();
     parts.uri = uri;
     parts.version = Version::HTTP_11;
-    forward::strip_hop_by_hop(&mut parts.headers, upgrade.clone());
-    forward::set_identity(&mut parts.headers, caller.map(|c| &c.claims));
+    forward::strip_hop_by_hop(&mut parts.headers, upgrade);
+    forward::set_identity(&mut parts.headers, caller.map(|c| &c.claims)).map_err(|()| {
+        Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "identity_unforwardable",
+            "the caller's identity cannot be put in a header",
+        )
+    })?;
     forward::set_forwarded(&mut parts.headers, peer);
     parts
         .headers
         .insert(forward::REQUEST_ID, request_id.clone());
-    let body = Body::new(Limited::new(body, rule.max_body_bytes as usize));
-    let upstream_request = http::Request::from_parts(parts, body);
+    let limit = usize::try_from(rule.max_body_bytes).unwrap_or(usize::MAX);
+    let upstream_request = http::Request::from_parts(parts, Body::new(Limited::new(body, limit)));
 
     let mut response = match tokio::time::timeout(
         rule.timeout,
@@ -247,38 +286,49 @@ async fn forward(
                 "the upstream did not answer in time",
             ));
         }
+        Ok(Err(error)) if caused_by_body_limit(&error) => return Err(body_too_large(rule)),
         Ok(Err(error)) => {
             tracing::warn!(route = %rule.name, error = %error, "upstream request failed");
-            let detail = if error.is_connect() {
+            return Err(upstream_failed(if error.is_connect() {
                 "the upstream refused the connection"
             } else {
                 "the upstream failed to answer"
-            };
-            return Err(Refusal::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                detail,
-            ));
+            }));
         }
         Ok(Ok(response)) => response,
     };
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_side) = client_side {
-            let upstream_side = hyper::upgrade::on(&mut response);
-            forward::splice(client_side, upstream_side);
-        }
-        let kept = forward::upgrade_of(response.headers());
-        forward::strip_hop_by_hop(response.headers_mut(), kept);
+        let agreed = forward::websocket_upgrade(response.headers());
+        let (Some(client_side), Some(_)) = (client_side, &agreed) else {
+            return Err(upstream_failed(
+                "the upstream switched protocols without a WebSocket upgrade being asked for",
+            ));
+        };
+        let upstream_side = hyper::upgrade::on(&mut response);
+        forward::splice(client_side, upstream_side);
+        forward::strip_hop_by_hop(response.headers_mut(), agreed);
     } else {
         forward::strip_hop_by_hop(response.headers_mut(), None);
     }
     Ok(response.map(Body::new))
 }
 
-/// The upstream's address for this request: its base path, then the request path (without the
-/// route's prefix when `strip_prefix`), then the query.
-fn upstream_uri(rule: &RouteRule, original: &Uri) -> Result<Uri, Refusal> {
-    let path = original.path();
+/// Whether the upstream request failed because the body passed the route's limit (a body
+/// without a length, cut off while streaming).
+fn caused_by_body_limit(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The upstream's address for this request: its base path, then the normalised request path
+/// (without the route's prefix when `strip_prefix`), then the query.
+fn upstream_uri(rule: &RouteRule, path: &str, query: Option<&str>) -> Result<Uri, Refusal> {
     let rest = if rule.strip_prefix && rule.prefix != "/" {
         path.get(rule.prefix.len()..).unwrap_or_default()
     } else {
@@ -291,7 +341,7 @@ fn upstream_uri(rule: &RouteRule, original: &Uri) -> Result<Uri, Refusal> {
         target.push('/');
     }
     target.push_str(rest);
-    if let Some(query) = original.query() {
+    if let Some(query) = query {
         target.push('?');
         target.push_str(query);
     }
@@ -310,7 +360,7 @@ pub(crate) async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
     match gateway.verifier.feed_status() {
         FeedStatus::Stale => problem(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the revocation feed has been lost for longer than the staleness budget",
+            "the revocation feed has been silent for longer than the staleness budget",
         ),
         _ => "ready".into_response(),
     }

@@ -113,7 +113,12 @@ pub struct TokenClient {
 
 impl TokenClient {
     pub fn new(config: TokenClientConfig) -> Self {
-        Self::with_http(reqwest::Client::new(), config)
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .build()
+            .unwrap_or_default();
+        Self::with_http(http, config)
     }
 
     pub fn with_http(http: reqwest::Client, config: TokenClientConfig) -> Self {
@@ -124,7 +129,9 @@ impl TokenClient {
         }
     }
 
-    /// A valid access token: the cached one, or a fresh one when it is near its end.
+    /// A valid access token: the cached one, or a fresh one when it is near its end. If renewing
+    /// fails while the held token is still good, the held token is used and renewal is tried
+    /// again on the next call.
     pub async fn access_token(&self) -> Result<String, SdkError> {
         let mut held = self.held.lock().await;
         let now = Instant::now();
@@ -134,18 +141,32 @@ impl TokenClient {
             return Ok(current.access_token.clone());
         }
         let refresh_token = held.as_ref().and_then(|h| h.refresh_token.clone());
-        let fresh = match refresh_token {
-            Some(refresh_token) => match self.refresh(&refresh_token).await {
-                Ok(fresh) => fresh,
+        let renewed = match &refresh_token {
+            Some(refresh_token) => match self.refresh(refresh_token).await {
                 // A refresh token can be revoked or expire: start over with the grant.
-                Err(SdkError::Refused { .. }) => self.request_grant().await?,
-                Err(e) => return Err(e),
+                Err(SdkError::Refused { .. }) => self.request_grant().await,
+                other => other,
             },
-            None => self.request_grant().await?,
+            None => self.request_grant().await,
         };
-        let token = fresh.access_token.clone();
-        *held = Some(fresh);
-        Ok(token)
+        match renewed {
+            Ok(mut fresh) => {
+                // RFC 6749 §6: without a new refresh token, the old one stays good.
+                if fresh.refresh_token.is_none() {
+                    fresh.refresh_token = refresh_token;
+                }
+                let token = fresh.access_token.clone();
+                *held = Some(fresh);
+                Ok(token)
+            }
+            Err(e) => match held.as_ref() {
+                Some(current) if !current.access_token.is_empty() && now < current.expires_at => {
+                    tracing::warn!(error = %e, "renewing the token failed; using the current one");
+                    Ok(current.access_token.clone())
+                }
+                _ => Err(e),
+            },
+        }
     }
 
     /// When the cached token expires, if one is held.
@@ -265,7 +286,8 @@ impl TokenClient {
             .json()
             .await
             .map_err(|e| SdkError::invalid(url, e))?;
-        let lifetime = Duration::from_secs(body.expires_in);
+        // A year at most, so a silly expires_in cannot overflow the clock.
+        let lifetime = Duration::from_secs(body.expires_in.min(365 * 86_400));
         let ahead = lifetime.mul_f64(self.config.refresh_ahead.clamp(0.0, 0.9));
         Ok(Held {
             access_token: body.access_token,

@@ -41,6 +41,7 @@ pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
 ) -> Result<T, SdkError> {
     let response = http
         .get(url)
+        .timeout(std::time::Duration::from_secs(5))
         .send()
         .await
         .map_err(|e| SdkError::unreachable(url, e))?;

@@ -79,3 +79,17 @@ async fn fetch_set(http: &reqwest::Client, jwks_uri: &str) -> Result<JwkSet, Sdk
     metrics::counter!(JWKS_FETCHES).increment(1);
     get_json(http, jwks_uri).await
 }
+
+/// Fetches the keys now and then even without news, so a key retired while the feed was away
+/// stops verifying within this period.
+pub(crate) async fn refresh_periodically(keys: std::sync::Weak<RemoteKeys>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(keys) = keys.upgrade() else {
+            return;
+        };
+        keys.refresh().await;
+    }
+}

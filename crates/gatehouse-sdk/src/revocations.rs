@@ -1,7 +1,8 @@
 //! What the issuer has revoked, learnt by following its revocation feed (server-sent events).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use eventsource_stream::Eventsource;
@@ -43,9 +44,17 @@ pub enum FeedStatus {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum FeedEvent {
-    TokenRevoked { jti: String, until: i64 },
-    SubjectCutoff { subject: String, not_before: i64 },
+    TokenRevoked {
+        jti: String,
+        until: i64,
+    },
+    SubjectCutoff {
+        subject: String,
+        not_before: i64,
+    },
     KeysChanged {},
+    /// The backlog has been sent: from here on the view is current.
+    CaughtUp {},
 }
 
 #[derive(Default)]
@@ -59,20 +68,22 @@ struct Denied {
 /// The revocations known to this process. Reads are a hash lookup or two under a read lock.
 pub(crate) struct Revocations {
     denied: RwLock<Denied>,
-    /// `None` while connected; else since when the feed has been lost.
-    lost_since: Mutex<Option<Instant>>,
+    /// When the feed last proved current: a byte after its `caught_up` event. Starts at creation,
+    /// so the budget covers start-up.
+    last_heard: Mutex<Instant>,
     budget: Duration,
+    /// Revoked tokens are remembered this long past their expiry, as verifiers accept them that long.
+    leeway_secs: i64,
     followed: bool,
 }
 
 impl Revocations {
-    pub(crate) fn new(followed: bool, budget: Duration) -> Self {
+    pub(crate) fn new(followed: bool, budget: Duration, leeway_secs: i64) -> Self {
         Self {
             denied: RwLock::default(),
-            // Until the first connection the view is as good as "lost just now": the budget
-            // covers the start-up.
-            lost_since: Mutex::new(Some(Instant::now())),
+            last_heard: Mutex::new(Instant::now()),
             budget,
+            leeway_secs,
             followed,
         }
     }
@@ -98,28 +109,26 @@ impl Revocations {
         if !self.followed {
             return FeedStatus::NotFollowed;
         }
-        match *self.lost_since.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(since) if since.elapsed() > self.budget => FeedStatus::Stale,
-            _ => FeedStatus::Current,
+        match self.silence() > self.budget {
+            true => FeedStatus::Stale,
+            false => FeedStatus::Current,
         }
     }
 
-    /// How long the feed has been lost (zero while connected or when not followed).
-    pub(crate) fn lag(&self) -> Duration {
-        match *self.lost_since.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(since) if self.followed => since.elapsed(),
-            _ => Duration::ZERO,
+    /// How long since the feed last proved current (zero when no feed is followed).
+    pub(crate) fn silence(&self) -> Duration {
+        match self.followed {
+            true => self
+                .last_heard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed(),
+            false => Duration::ZERO,
         }
     }
 
-    fn set_connected(&self, connected: bool) {
-        let mut lost = self.lost_since.lock().unwrap_or_else(|p| p.into_inner());
-        match (connected, lost.is_some()) {
-            (true, _) => *lost = None,
-            (false, false) => *lost = Some(Instant::now()),
-            (false, true) => {}
-        }
-        metrics::gauge!(FEED_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+    fn heard(&self) {
+        *self.last_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 
     fn apply(&self, event: &FeedEvent) {
@@ -137,43 +146,46 @@ impl Revocations {
                 let entry = denied.cutoffs.entry(subject.clone()).or_default();
                 *entry = (*entry).max(*not_before);
             }
-            FeedEvent::KeysChanged {} => {}
+            FeedEvent::KeysChanged {} | FeedEvent::CaughtUp {} => {}
         }
     }
 
-    /// Forgets revocations of tokens that have expired anyway. A cut-off is kept for as long as
-    /// a token issued before it could live.
+    /// Forgets revocations of tokens that are past their expiry and the leeway. A cut-off is
+    /// kept for as long as a token issued before it could live.
     fn purge(&self, max_token_lifetime: i64) {
         let now = now_unix();
         if let Ok(mut denied) = self.denied.write() {
-            denied.jtis.retain(|_, until| *until >= now);
+            let leeway = self.leeway_secs;
+            denied.jtis.retain(|_, until| *until + leeway >= now);
             denied
                 .cutoffs
-                .retain(|_, nbf| *nbf + max_token_lifetime >= now);
+                .retain(|_, nbf| *nbf + max_token_lifetime + leeway >= now);
         }
     }
 }
 
 /// Gaps between reconnection attempts grow to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// The issuer sends a keep-alive comment every 15 s; silence for longer means a dead connection.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(40);
-/// Cut-offs are kept this long (a day covers any sane access-token lifetime plus leeway).
+/// The issuer sends a keep-alive every 5 s; a connection silent for longer than this is dead.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Cut-offs are kept this long (a day covers any sane access-token lifetime).
 const CUTOFF_MEMORY_SECS: i64 = 86_400;
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Follows the feed for as long as the process runs: reconnects with backoff, resumes with
 /// `Last-Event-ID`, applies each event as it arrives, and asks for fresh keys when told to.
+/// Every byte after the `caught_up` event (keep-alives included) proves the view current.
 pub(crate) async fn follow(
     http: reqwest::Client,
     url: String,
     credentials: FeedCredentials,
-    state: Arc<Revocations>,
-    keys: Arc<RemoteKeys>,
+    state: Weak<Revocations>,
+    keys: Weak<RemoteKeys>,
 ) {
     let mut last_event_id: Option<String> = None;
     let mut backoff = Duration::from_millis(100);
     let mut last_purge = Instant::now();
+    let refreshing_keys = Arc::new(KeyRefreshes::default());
     loop {
         let mut request = http
             .get(&url)
@@ -182,11 +194,28 @@ pub(crate) async fn follow(
         if let Some(id) = &last_event_id {
             request = request.header("last-event-id", id);
         }
-        match request.send().await {
+        let outcome = request.send().await;
+        // The verifier was dropped: stop following.
+        let (Some(revocations), Some(_)) = (state.upgrade(), keys.upgrade()) else {
+            return;
+        };
+        match outcome {
             Ok(response) if response.status().is_success() => {
-                state.set_connected(true);
+                metrics::gauge!(FEED_CONNECTED).set(1.0);
                 backoff = Duration::from_millis(100);
-                let mut events = response.bytes_stream().eventsource();
+                let caught_up = Arc::new(AtomicBool::new(false));
+                let proof = (caught_up.clone(), Arc::downgrade(&revocations));
+                // Keep-alives are comments the event parser drops, so liveness is read off the
+                // raw bytes.
+                let bytes = response.bytes_stream().inspect(move |_| {
+                    if proof.0.load(Ordering::Relaxed)
+                        && let Some(revocations) = proof.1.upgrade()
+                    {
+                        revocations.heard();
+                    }
+                });
+                let mut events = bytes.eventsource();
+                drop(revocations);
                 loop {
                     let next = match tokio::time::timeout(IDLE_TIMEOUT, events.next()).await {
                         Ok(Some(Ok(event))) => event,
@@ -200,35 +229,35 @@ pub(crate) async fn follow(
                             break;
                         }
                     };
-                    if next.data.is_empty() {
-                        continue;
-                    }
+                    let Some(revocations) = state.upgrade() else {
+                        return;
+                    };
                     match serde_json::from_str::<FeedEvent>(&next.data) {
-                        Ok(event) => {
-                            state.apply(&event);
-                            metrics::counter!(FEED_EVENTS, "type" => next.event.clone())
-                                .increment(1);
-                            if let FeedEvent::KeysChanged {} = event {
-                                let keys = keys.clone();
-                                tokio::spawn(async move { keys.refresh().await });
-                            }
+                        Ok(FeedEvent::CaughtUp {}) => {
+                            caught_up.store(true, Ordering::Relaxed);
+                            revocations.heard();
                         }
+                        Ok(FeedEvent::KeysChanged {}) => {
+                            refresh_keys_once(&keys, &refreshing_keys);
+                        }
+                        Ok(event) => revocations.apply(&event),
                         Err(e) => {
                             tracing::warn!(error = %e, event = %next.event, "unreadable feed event")
                         }
                     }
+                    metrics::counter!(FEED_EVENTS, "type" => next.event.clone()).increment(1);
                     if !next.id.is_empty() {
                         last_event_id = Some(next.id);
                     }
                     if last_purge.elapsed() > PURGE_EVERY {
-                        state.purge(CUTOFF_MEMORY_SECS);
+                        revocations.purge(CUTOFF_MEMORY_SECS);
                         last_purge = Instant::now();
                     }
                 }
-                state.set_connected(false);
+                metrics::gauge!(FEED_CONNECTED).set(0.0);
             }
             Ok(response) => {
-                state.set_connected(false);
+                metrics::gauge!(FEED_CONNECTED).set(0.0);
                 let status = response.status().as_u16();
                 if matches!(status, 401 | 403) {
                     tracing::error!(
@@ -241,11 +270,45 @@ pub(crate) async fn follow(
                 }
             }
             Err(e) => {
-                state.set_connected(false);
+                metrics::gauge!(FEED_CONNECTED).set(0.0);
                 tracing::warn!(error = %e, "cannot reach the revocation feed");
             }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// Key refreshes asked for by the feed: one runs at a time, and requests that arrive while it
+/// runs are served by one more fetch after it. A replayed backlog full of `keys_changed` costs
+/// at most two fetches, and no announcement is ever missed.
+#[derive(Default)]
+struct KeyRefreshes {
+    running: AtomicBool,
+    pending: AtomicBool,
+}
+
+fn refresh_keys_once(keys: &Weak<RemoteKeys>, refreshes: &Arc<KeyRefreshes>) {
+    let Some(keys) = keys.upgrade() else {
+        return;
+    };
+    refreshes.pending.store(true, Ordering::Release);
+    if refreshes.running.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let refreshes = refreshes.clone();
+    tokio::spawn(async move {
+        loop {
+            while refreshes.pending.swap(false, Ordering::AcqRel) {
+                keys.refresh().await;
+            }
+            refreshes.running.store(false, Ordering::Release);
+            // A request that came in between the last check and now: take it on again.
+            if !refreshes.pending.load(Ordering::Acquire)
+                || refreshes.running.swap(true, Ordering::AcqRel)
+            {
+                return;
+            }
+        }
+    });
 }

@@ -72,6 +72,7 @@ impl TokenVerifier {
     pub async fn connect(settings: VerifierSettings) -> Result<Arc<Self>, SdkError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| SdkError::unreachable(&settings.issuer, e))?;
         let metadata = discover(&http, &settings.issuer).await?;
@@ -91,6 +92,7 @@ impl TokenVerifier {
         let revocations = Arc::new(Revocations::new(
             settings.feed.is_some(),
             settings.staleness_budget,
+            settings.leeway_secs as i64,
         ));
         if let Some(credentials) = settings.feed {
             let url = metadata.revocation_feed_endpoint.clone().ok_or_else(|| {
@@ -100,10 +102,14 @@ impl TokenVerifier {
                 http,
                 url,
                 credentials,
-                revocations.clone(),
-                keys.clone(),
+                Arc::downgrade(&revocations),
+                Arc::downgrade(&keys),
             ));
         }
+        tokio::spawn(crate::keys::refresh_periodically(
+            Arc::downgrade(&keys),
+            Duration::from_secs(300),
+        ));
         Ok(Arc::new(Self {
             metadata,
             keys,
@@ -121,9 +127,9 @@ impl TokenVerifier {
         self.revocations.status()
     }
 
-    /// How long the revocation feed has been lost; zero while it is connected.
-    pub fn feed_lag(&self) -> Duration {
-        self.revocations.lag()
+    /// How long since the revocation feed last proved current (zero when none is followed).
+    pub fn feed_silence(&self) -> Duration {
+        self.revocations.silence()
     }
 
     /// Checks a bearer token; see [`TokenVerifier::verify_counted`].

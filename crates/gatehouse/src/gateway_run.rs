@@ -179,6 +179,11 @@ pub async fn ensure_feed_client(
             .client_secret
             .context("the gateway's client got no secret")?,
     };
+    // Replaces a file whose client is gone or which could not be read.
+    if path.exists() {
+        std::fs::remove_file(&path)
+            .with_context(|| format!("cannot replace {}", path.display()))?;
+    }
     crate::run::write_private_file(&path, &serde_json::to_string(&stored)?)?;
     Ok(FeedCredentials {
         client_id: stored.client_id,

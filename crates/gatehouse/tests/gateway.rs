@@ -22,6 +22,7 @@ name = "echo"
 prefix = "/echo"
 upstream = "{0}"
 strip_prefix = true
+methods = ["GET"]
 scopes = {{ GET = ["echo:read"] }}
 
 [[route]]
@@ -380,7 +381,7 @@ async fn a_lost_feed_beyond_the_budget_turns_protected_routes_to_503_until_it_re
         "{metrics}"
     );
     assert!(
-        metrics.contains("gatehouse_gateway_feed_lag_seconds"),
+        metrics.contains("gatehouse_gateway_feed_silence_seconds"),
         "{metrics}"
     );
     assert_eq!(
@@ -398,6 +399,23 @@ async fn a_lost_feed_beyond_the_budget_turns_protected_routes_to_503_until_it_re
         503
     );
 
+    // Connected again but not yet caught up: still refused.
+    issuer.catch_up.store(false, Ordering::SeqCst);
+    issuer.feed_up.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503,
+        "a reconnected feed was trusted before it caught up"
+    );
+    issuer.feed_up.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    issuer.catch_up.store(true, Ordering::SeqCst);
     issuer.feed_up.store(true, Ordering::SeqCst);
     let mut recovered = false;
     for _ in 0..100 {

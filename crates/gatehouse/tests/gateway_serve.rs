@@ -74,6 +74,7 @@ max_body_bytes = 16
 name = "ws"
 prefix = "/ws"
 upstream = "{u}"
+websocket = true
 "#,
             u = upstream.url
         ),
@@ -185,6 +186,9 @@ async fn forwards_the_verified_identity_and_never_a_spoofed_one() {
         .header("x-request-id", "req-42")
         .header("x-forwarded-proto", "https")
         .header("x-forwarded-host", "bank.example")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("forwarded", "for=6.6.6.6")
+        .header("x-real-ip", "6.6.6.6")
         .send()
         .await
         .unwrap();
@@ -208,6 +212,8 @@ async fn forwards_the_verified_identity_and_never_a_spoofed_one() {
         "a header named by Connection was forwarded"
     );
     assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert!(!seen.headers.contains_key("forwarded"));
+    assert!(!seen.headers.contains_key("x-real-ip"));
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
     assert_eq!(
         seen.headers["x-forwarded-host"],
@@ -498,6 +504,8 @@ async fn paths_that_could_slip_into_another_route_are_refused() {
         "/rates/%2e%2e/admin-only/x",
         "/rates/.%2E/admin-only",
         "/rates%2f..%2fadmin-only",
+        "/rates/..;/admin-only",
+        "/rates\\..\\admin-only",
     ] {
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
@@ -509,4 +517,43 @@ async fn paths_that_could_slip_into_another_route_are_refused() {
         "GET /rates/a..b HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     );
     assert_eq!(raw_status(&s.gateway, fine).await, 200);
+    // Paths are matched and forwarded the way the upstream will read them.
+    let doubled = format!(
+        "GET //admin-only/x HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(
+        raw_status(&s.gateway, doubled).await,
+        403,
+        "//admin-only must be /admin-only"
+    );
+    let encoded = format!(
+        "GET /r%61tes//a%7eb HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(raw_status(&s.gateway, encoded).await, 200);
+    assert_eq!(s.upstream.last().path_and_query, "/base/a~b");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_websocket_upgrades_pass_and_only_where_allowed() {
+    let s = setup().await;
+    let (id, secret) = s.machine("rates:read").await;
+    let token = s.machine_token(&id, &secret).await;
+    let response = s
+        .http
+        .get(format!("{}/rates/x", s.gateway))
+        .bearer_auth(&token)
+        .header("connection", "Upgrade, HTTP2-Settings")
+        .header("upgrade", "h2c")
+        .header("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = s.upstream.last();
+    for name in ["upgrade", "http2-settings", "connection"] {
+        assert!(
+            !seen.headers.contains_key(name),
+            "{name} reached the upstream"
+        );
+    }
 }

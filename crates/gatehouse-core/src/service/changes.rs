@@ -14,6 +14,9 @@ use crate::{Change, ChangeKind, OAuthError, OAuthErrorCode, Store, StoreError};
 /// number commits later), so every read also looks back this far in time.
 const WINDOW_SECS: i64 = 10;
 
+/// The most changes one read returns; a shorter read means the reader has caught up.
+pub const CHANGE_PAGE: usize = 1000;
+
 /// A position in the change log that yields each change once, in sequence order per read.
 #[derive(Debug)]
 pub struct ChangeCursor {
@@ -24,6 +27,8 @@ pub struct ChangeCursor {
     start_at: i64,
     /// Sequence numbers already returned, with when they were logged, for the look-back window.
     seen: HashMap<i64, i64>,
+    /// Whether the last read returned less than a full page: nothing older is waiting.
+    caught_up: bool,
 }
 
 impl ChangeCursor {
@@ -33,6 +38,7 @@ impl ChangeCursor {
             last: Some(seq),
             start_at: 0,
             seen: HashMap::new(),
+            caught_up: false,
         }
     }
 
@@ -42,7 +48,13 @@ impl ChangeCursor {
             last: None,
             start_at: at,
             seen: HashMap::new(),
+            caught_up: false,
         }
+    }
+
+    /// Whether the last read found less than a full page, so the reader has seen everything.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up
     }
 
     /// The highest sequence number returned so far.
@@ -58,7 +70,11 @@ impl ChangeCursor {
             None => (i64::MAX, self.start_at),
         };
         let mut fresh = Vec::new();
-        for change in store.changes_after(after, since, 1000).await? {
+        let read = store
+            .changes_after(after, since, CHANGE_PAGE as u32)
+            .await?;
+        self.caught_up = read.len() < CHANGE_PAGE;
+        for change in read {
             if self.seen.insert(change.seq, change.at).is_none() {
                 self.last = Some(self.last.map_or(change.seq, |l| l.max(change.seq)));
                 fresh.push(change);

@@ -15,16 +15,19 @@ use crate::extract::basic_credentials;
 /// How often a feed looks for new changes; with the gateway's own handling this keeps a
 /// revocation's way to every gateway well under a second.
 const POLL: Duration = Duration::from_millis(200);
+/// Readers treat a feed silent for longer than their staleness budget (default 30 s) as lost.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// The revocation feed for gateways: server-sent events, each with the change log's sequence
 /// number as its `id`, resumable with `Last-Event-ID`. Without one, it starts with every change
-/// that can still matter (those of the last access-token lifetime). Needs a confidential client
+/// that can still matter (those of the last access-token lifetime); a `caught_up` event follows
+/// the backlog. A comment every 5 s keeps the connection visibly alive. Needs a confidential client
 /// with the `revocations:read` scope, authenticated with HTTP Basic.
 #[utoipa::path(get, path = "/oauth2/revocations", tag = "oauth2",
     params(("Last-Event-ID" = Option<i64>, Header, description = "resume after this event")),
     responses(
         (status = 200, content_type = "text/event-stream",
-         description = "events token_revoked {jti, until}, subject_cutoff {subject, not_before}, keys_changed {kid}"),
+         description = "events token_revoked {jti, until}, subject_cutoff {subject, not_before}, keys_changed {kid}, caught_up"),
         (status = 401, description = "Client authentication failed"),
         (status = 403, description = "The client may not read the feed"),
     ),
@@ -57,8 +60,8 @@ pub async fn revocations(
     let service = state.service.clone();
     let stopped = state.stopped();
     let updates = stream::unfold(
-        (service, cursor, true),
-        |(service, mut cursor, first)| async move {
+        (service, cursor, true, false),
+        |(service, mut cursor, first, announced)| async move {
             if !first {
                 tokio::time::sleep(POLL).await;
             }
@@ -83,7 +86,18 @@ pub async fn revocations(
                     Vec::new()
                 }
             };
-            Some((stream::iter(events), (service, cursor, false)))
+            // Once the backlog is out, say so: readers trust their view only from then on.
+            let mut events = events;
+            let announce = !announced && cursor.caught_up();
+            if announce {
+                events.push(Ok(Event::default()
+                    .event("caught_up")
+                    .data(r#"{"type":"caught_up"}"#)));
+            }
+            Some((
+                stream::iter(events),
+                (service, cursor, false, announced || announce),
+            ))
         },
     )
     .flatten();
@@ -91,5 +105,5 @@ pub async fn revocations(
     let hello = stream::once(async { Ok(Event::default().comment("subscribed")) });
     // Ends when the server shuts down: readers reconnect (to another node) with Last-Event-ID.
     let events = hello.chain(updates).take_until(stopped);
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }

@@ -112,6 +112,8 @@ pub struct FakeIssuer {
     pub signer: Arc<Mutex<Arc<SigningKey>>>,
     pub jwks_fetches: Arc<AtomicUsize>,
     pub feed_up: Arc<AtomicBool>,
+    /// Whether a new feed connection is told it has caught up.
+    pub catch_up: Arc<AtomicBool>,
     pub feed_events: tokio::sync::broadcast::Sender<(String, Value)>,
 }
 
@@ -125,6 +127,7 @@ pub async fn fake_issuer() -> FakeIssuer {
         signer: Arc::new(Mutex::new(key)),
         jwks_fetches: Arc::new(AtomicUsize::new(0)),
         feed_up: Arc::new(AtomicBool::new(true)),
+        catch_up: Arc::new(AtomicBool::new(true)),
         feed_events: tokio::sync::broadcast::channel(64).0,
     };
     let app = Router::new()
@@ -165,9 +168,13 @@ async fn feed(State(issuer): State<FakeIssuer>) -> Response {
     }
     let events = tokio_stream_of(issuer.feed_events.subscribe());
     let up = issuer.feed_up.clone();
-    let hello = futures::stream::once(async {
-        Ok::<_, Infallible>(Event::default().comment("subscribed"))
-    });
+    let mut hello = vec![Ok::<_, Infallible>(Event::default().comment("subscribed"))];
+    if issuer.catch_up.load(Ordering::SeqCst) {
+        hello.push(Ok(Event::default()
+            .event("caught_up")
+            .data(r#"{"type":"caught_up"}"#)));
+    }
+    let hello = futures::stream::iter(hello);
     // The stream ends as soon as the feed is cut.
     let ticks = futures::stream::unfold((), |()| async {
         tokio::time::sleep(Duration::from_millis(50)).await;
