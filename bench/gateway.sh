@@ -302,6 +302,7 @@ ROUTE="[[route]]
 name = \"bench\"
 prefix = \"/bench\"
 upstream = \"$UPSTREAM\"
+methods = [\"GET\"]
 scopes = { GET = [\"rates:read\"] }"
 printf '%s\n' "$ROUTE" >"$WORK_DIR/routes.toml"
 printf '[gateway]\nissuer = "%s"\ntoken_cache_capacity = 0\n\n%s\n' "$AUTH" "$ROUTE" \

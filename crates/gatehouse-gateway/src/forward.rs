@@ -1,6 +1,7 @@
 //! Shaping requests for the upstream and responses for the caller: the path, hop-by-hop
 //! headers, identity headers, forwarding headers, and the upgraded connections of WebSockets.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use axum::body::Body;
@@ -18,8 +19,18 @@ pub(crate) const SCOPES: &str = "x-gatehouse-scopes";
 pub(crate) const ROLES: &str = "x-gatehouse-roles";
 pub(crate) const REQUEST_ID: &str = "x-request-id";
 
+thread_local! {
+    /// Each event loop keeps its own pool: a connection belongs to the loop that opened it.
+    static UPSTREAM: UpstreamClient = upstream_client();
+}
+
+/// This thread's upstream client (a cheap handle on its pool).
+pub(crate) fn upstream() -> UpstreamClient {
+    UPSTREAM.with(Clone::clone)
+}
+
 /// A pooled HTTP/1.1 client: connections to each upstream are kept and reused.
-pub(crate) fn upstream_client() -> UpstreamClient {
+fn upstream_client() -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
@@ -82,13 +93,16 @@ pub(crate) fn set_identity(
     headers: &mut HeaderMap,
     claims: Option<&AccessClaims>,
 ) -> Result<(), ()> {
-    let outside: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("x-gatehouse-"))
-        .cloned()
-        .collect();
-    for name in outside {
-        headers.remove(name);
+    let from_outside = |name: &HeaderName| name.as_str().starts_with("x-gatehouse-");
+    if headers.keys().any(from_outside) {
+        let outside: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| from_outside(n))
+            .cloned()
+            .collect();
+        for name in outside {
+            headers.remove(name);
+        }
     }
     let Some(claims) = claims else {
         return Ok(());
@@ -163,10 +177,14 @@ pub(crate) fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade
 /// other escapes are upper-cased, and repeated slashes collapse. Dot segments (plain or encoded),
 /// encoded slashes or backslashes, backslashes and `;` are refused: each has been used to slip
 /// from a lenient route into a strict one on the same upstream.
-pub(crate) fn normalize_path(raw: &str) -> Option<String> {
+pub(crate) fn normalize_path(raw: &str) -> Option<Cow<'_, str>> {
     let rest = raw.strip_prefix('/')?;
     if raw.contains(['\\', ';']) {
         return None;
+    }
+    // Most paths need nothing done: no escapes, no empty or dot segments.
+    if !raw.contains(['%', '.']) && !raw.contains("//") {
+        return Some(Cow::Borrowed(raw));
     }
     let segments: Vec<&str> = rest.split('/').collect();
     let last = segments.len() - 1;
@@ -185,7 +203,7 @@ pub(crate) fn normalize_path(raw: &str) -> Option<String> {
     if out.is_empty() {
         out.push('/');
     }
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
 fn decode_unreserved(segment: &str) -> Option<String> {

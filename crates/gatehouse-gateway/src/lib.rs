@@ -65,7 +65,6 @@ pub struct Gateway {
     routes: ArcSwap<RouteTable>,
     routes_file: Option<PathBuf>,
     verifier: Arc<TokenVerifier>,
-    upstream: forward::UpstreamClient,
     metrics: PrometheusHandle,
     /// For requests that match no route.
     unmatched: RouteMetrics,
@@ -83,7 +82,6 @@ impl Gateway {
             routes: ArcSwap::from_pointee(RouteTable::new(rules)),
             routes_file,
             verifier,
-            upstream: forward::upstream_client(),
             metrics,
             unmatched: RouteMetrics::new("unmatched"),
         })
@@ -116,6 +114,10 @@ impl Gateway {
     }
 
     /// Serves until `shutdown` resolves, then lets requests in flight finish.
+    ///
+    /// Like nginx's workers, the gateway runs one single-threaded event loop per core, all
+    /// accepting on the same socket: a request and its upstream call stay on one thread, with no
+    /// cross-thread wake-ups, and each loop keeps its own pool of upstream connections.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
@@ -123,13 +125,48 @@ impl Gateway {
     ) -> std::io::Result<()> {
         tokio::spawn(limits::forget_idle(Arc::downgrade(&self)));
         tokio::spawn(metrics::report_feed_silence(Arc::downgrade(&self)));
-        axum::serve(
-            listener,
-            self.router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        let listener = listener.into_std()?;
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let loops = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut workers = Vec::with_capacity(loops);
+        for index in 0..loops {
+            let listener = listener.try_clone()?;
+            let gateway = self.clone();
+            let mut stopping = stopping.clone();
+            let (done, finished) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("gateway-{index}"))
+                .spawn(move || {
+                    let result = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .and_then(|runtime| {
+                            runtime.block_on(async move {
+                                let listener = TcpListener::from_std(listener)?;
+                                axum::serve(
+                                    listener,
+                                    gateway
+                                        .router()
+                                        .into_make_service_with_connect_info::<SocketAddr>(),
+                                )
+                                .with_graceful_shutdown(async move {
+                                    let _ = stopping.wait_for(|stop| *stop).await;
+                                })
+                                .await
+                            })
+                        });
+                    let _ = done.send(result);
+                })?;
+            workers.push(finished);
+        }
+        shutdown.await;
+        let _ = stop.send(true);
+        for worker in workers {
+            worker
+                .await
+                .map_err(|_| std::io::Error::other("a gateway worker stopped unexpectedly"))??;
+        }
+        Ok(())
     }
 
     pub(crate) fn table(&self) -> arc_swap::Guard<Arc<RouteTable>> {

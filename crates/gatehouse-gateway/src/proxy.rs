@@ -51,8 +51,9 @@ pub(crate) async fn proxy(
     let started = Instant::now();
     let request_id = forward::request_id(request.headers());
     let method = request.method().clone();
-    let raw_path = request.uri().path().to_owned();
-    let (route, outcome) = match forward::normalize_path(&raw_path) {
+    let uri = request.uri().clone();
+    let raw_path = uri.path();
+    let (route, outcome) = match forward::normalize_path(raw_path) {
         None => (
             None,
             Err((
@@ -165,17 +166,7 @@ async fn admit_and_forward(
     if too_large {
         return Err((body_too_large(rule), caller));
     }
-    match forward(
-        gateway,
-        rule,
-        peer,
-        request,
-        path,
-        request_id,
-        caller.as_deref(),
-    )
-    .await
-    {
+    match forward(rule, peer, request, path, request_id, caller.as_deref()).await {
         Ok(response) => Ok((response, caller)),
         Err(refusal) => Err((refusal, caller)),
     }
@@ -241,7 +232,6 @@ fn upstream_failed(detail: &str) -> Refusal {
 }
 
 async fn forward(
-    gateway: &Gateway,
     rule: &RouteRule,
     peer: SocketAddr,
     mut request: Request,
@@ -273,30 +263,28 @@ async fn forward(
     let limit = usize::try_from(rule.max_body_bytes).unwrap_or(usize::MAX);
     let upstream_request = http::Request::from_parts(parts, Body::new(Limited::new(body, limit)));
 
-    let mut response = match tokio::time::timeout(
-        rule.timeout,
-        gateway.upstream.request(upstream_request),
-    )
-    .await
-    {
-        Err(_) => {
-            return Err(Refusal::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "the upstream did not answer in time",
-            ));
-        }
-        Ok(Err(error)) if caused_by_body_limit(&error) => return Err(body_too_large(rule)),
-        Ok(Err(error)) => {
-            tracing::warn!(route = %rule.name, error = %error, "upstream request failed");
-            return Err(upstream_failed(if error.is_connect() {
-                "the upstream refused the connection"
-            } else {
-                "the upstream failed to answer"
-            }));
-        }
-        Ok(Ok(response)) => response,
-    };
+    let mut response =
+        match tokio::time::timeout(rule.timeout, forward::upstream().request(upstream_request))
+            .await
+        {
+            Err(_) => {
+                return Err(Refusal::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "the upstream did not answer in time",
+                ));
+            }
+            Ok(Err(error)) if caused_by_body_limit(&error) => return Err(body_too_large(rule)),
+            Ok(Err(error)) => {
+                tracing::warn!(route = %rule.name, error = %error, "upstream request failed");
+                return Err(upstream_failed(if error.is_connect() {
+                    "the upstream refused the connection"
+                } else {
+                    "the upstream failed to answer"
+                }));
+            }
+            Ok(Ok(response)) => response,
+        };
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let agreed = forward::websocket_upgrade(response.headers());
         let (Some(client_side), Some(_)) = (client_side, &agreed) else {

@@ -44,6 +44,11 @@ impl RemoteKeys {
         self.current.load_full()
     }
 
+    /// Whether the current key set has `kid`, without taking a reference count.
+    pub(crate) fn knows_kid(&self, kid: &str) -> bool {
+        self.current.load().knows_kid(kid)
+    }
+
     /// Fetches the JWKS again because a token names `kid`, which is not known, unless it was
     /// fetched within the cooldown: a flood of made-up kids costs the issuer one fetch per
     /// cooldown. Returns the verifier to use afterwards.
