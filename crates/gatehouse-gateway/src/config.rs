@@ -165,11 +165,19 @@ pub struct RouteRule {
 
 impl GatewayFile {
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        Self::read_with(path, &[])
+    }
+
+    /// Reads `path` with each `{name}` of `placeholders` replaced by its value first.
+    pub fn read_with(path: &Path, placeholders: &[(String, String)]) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(
+            &substitute(&text, placeholders),
+            &path.display().to_string(),
+        )
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
@@ -198,6 +206,15 @@ impl GatewayFile {
         rules.sort_by_key(|rule| std::cmp::Reverse(rule.prefix.len()));
         Ok(rules)
     }
+}
+
+/// `text` with every `{name}` in `placeholders` replaced by its value.
+pub fn substitute(text: &str, placeholders: &[(String, String)]) -> String {
+    placeholders
+        .iter()
+        .fold(text.to_owned(), |text, (name, value)| {
+            text.replace(&format!("{{{name}}}"), value)
+        })
 }
 
 impl RouteSpec {

@@ -22,7 +22,7 @@ use gatehouse_sdk::TokenVerifier;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
-pub use config::{ConfigError, GatewayFile, GatewaySection, RouteRule, RouteSpec};
+pub use config::{ConfigError, GatewayFile, GatewaySection, RouteRule, RouteSpec, substitute};
 
 use crate::limits::RouteLimits;
 use crate::metrics::RouteMetrics;
@@ -64,6 +64,9 @@ impl RouteTable {
 pub struct Gateway {
     routes: ArcSwap<RouteTable>,
     routes_file: Option<PathBuf>,
+    /// `{name}` → value, replaced in the route file before it is read (for addresses known
+    /// only at start, like the reference apps' ports under `serve`).
+    placeholders: Vec<(String, String)>,
     verifier: Arc<TokenVerifier>,
     metrics: PrometheusHandle,
     /// For requests that match no route.
@@ -75,12 +78,14 @@ impl Gateway {
     pub fn new(
         rules: Vec<RouteRule>,
         routes_file: Option<PathBuf>,
+        placeholders: Vec<(String, String)>,
         verifier: Arc<TokenVerifier>,
         metrics: PrometheusHandle,
     ) -> Arc<Self> {
         Arc::new(Self {
             routes: ArcSwap::from_pointee(RouteTable::new(rules)),
             routes_file,
+            placeholders,
             verifier,
             metrics,
             unmatched: RouteMetrics::new("unmatched"),
@@ -93,7 +98,7 @@ impl Gateway {
         let Some(path) = &self.routes_file else {
             return Ok(self.routes.load().routes.len());
         };
-        let rules = GatewayFile::read(path)?.rules()?;
+        let rules = GatewayFile::read_with(path, &self.placeholders)?.rules()?;
         let count = rules.len();
         self.routes.store(Arc::new(RouteTable::new(rules)));
         Ok(count)

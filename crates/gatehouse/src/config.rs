@@ -25,6 +25,39 @@ pub struct Settings {
     pub rate_limits: RateLimitConfig,
     /// The gateway `serve` runs beside the authorization server.
     pub gateway: ServeGateway,
+    /// The reference applications `serve` runs behind the gateway.
+    pub apps: ServeApps,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeApps {
+    pub enabled: bool,
+    /// The apps listen on 127.0.0.1 from this port up (rates, fx, messages, orders, posts);
+    /// 0 lets the system pick.
+    pub ports_from: u16,
+    pub rates: gatehouse_apps::rates::RatesSettings,
+    pub orders: gatehouse_apps::orders::OrdersSettings,
+}
+
+impl Default for ServeApps {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ports_from: 9101,
+            rates: Default::default(),
+            orders: Default::default(),
+        }
+    }
+}
+
+impl ServeApps {
+    pub fn app_settings(&self) -> gatehouse_apps::AppsSettings {
+        gatehouse_apps::AppsSettings {
+            rates: self.rates.clone(),
+            orders: self.orders.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +95,7 @@ impl Default for Settings {
             },
             rate_limits: RateLimitConfig::default(),
             gateway: ServeGateway::default(),
+            apps: ServeApps::default(),
         }
     }
 }
@@ -83,6 +117,8 @@ pub struct Overrides {
     pub gateway_listen: Option<SocketAddr>,
     #[serde(skip)]
     pub gateway_routes: Option<PathBuf>,
+    #[serde(skip)]
+    pub apps_ports_from: Option<u16>,
 }
 
 const MIN_KEY_ACTIVATION_DELAY_SECS: u64 = 90;
@@ -104,8 +140,11 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Setting
             .split("__"),
     );
     let issuer = overrides.issuer.clone();
-    let (gateway_listen, gateway_routes) =
-        (overrides.gateway_listen, overrides.gateway_routes.clone());
+    let (gateway_listen, gateway_routes, apps_ports_from) = (
+        overrides.gateway_listen,
+        overrides.gateway_routes.clone(),
+        overrides.apps_ports_from,
+    );
     figment = figment.merge(Serialized::defaults(Overrides {
         issuer: None,
         ..overrides
@@ -118,6 +157,9 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Setting
     }
     if let Some(routes) = gateway_routes {
         figment = figment.merge(Serialized::default("gateway.routes_file", routes));
+    }
+    if let Some(port) = apps_ports_from {
+        figment = figment.merge(Serialized::default("apps.ports_from", port));
     }
     let mut settings: Settings = figment.extract().context("invalid configuration")?;
     if settings.auth.issuer.is_empty() {
@@ -157,6 +199,10 @@ fn validate(settings: &Settings) -> anyhow::Result<()> {
             "registration mode initial-access-token needs GATEHOUSE_REGISTRATION_TOKEN \
              (at least 16 characters)"
         );
+    }
+    let payment = settings.apps.orders.payment_success_rate;
+    if !(0.0..=1.0).contains(&payment) {
+        anyhow::bail!("apps.orders.payment_success_rate must be between 0 and 1");
     }
     if !matches!(settings.log_format.as_str(), "text" | "json") {
         anyhow::bail!("log_format must be text or json");

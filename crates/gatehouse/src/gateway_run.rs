@@ -58,7 +58,15 @@ pub async fn run_alone(path: &Path, listen: Option<SocketAddr>) -> anyhow::Resul
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let shutdown = crate::run::shutdown_signal()?;
-    let gateway = build(&section, &issuer, rules, Some(path.to_owned()), feed).await?;
+    let gateway = build(
+        &section,
+        &issuer,
+        rules,
+        Some(path.to_owned()),
+        Vec::new(),
+        feed,
+    )
+    .await?;
     reload_on_hangup(gateway.clone())?;
     println!("Gatehouse gateway is running");
     println!("  gateway  http://{}", listener.local_addr()?);
@@ -74,6 +82,7 @@ pub async fn build(
     issuer: &str,
     rules: Vec<gatehouse_gateway::RouteRule>,
     routes_file: Option<PathBuf>,
+    placeholders: Vec<(String, String)>,
     feed: Option<FeedCredentials>,
 ) -> anyhow::Result<Arc<Gateway>> {
     let settings = VerifierSettings {
@@ -99,6 +108,7 @@ pub async fn build(
     Ok(Gateway::new(
         rules,
         routes_file,
+        placeholders,
         verifier,
         gatehouse_server::install_metrics(),
     ))

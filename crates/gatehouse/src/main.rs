@@ -2,8 +2,10 @@
 //! authorization server alone (several can share one PostgreSQL).
 
 mod admin_cli;
+mod apps_run;
 mod config;
 mod gateway_run;
+mod rates_client;
 mod run;
 
 use std::net::SocketAddr;
@@ -39,6 +41,39 @@ enum Command {
         /// Log format: text or json.
         #[arg(long, env = "GATEHOUSE_LOG_FORMAT", default_value = "text")]
         log_format: String,
+    },
+    /// Run one reference application alone (rates, fx, messages, orders, posts).
+    App {
+        /// Which app.
+        name: gatehouse_apps::App,
+        /// Where it listens.
+        #[arg(long, default_value = "127.0.0.1:9101")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The reference machine client: registers itself, reads the rates feed through the gateway,
+    /// and serves /status and /currencies.
+    RatesClient {
+        /// The authorization server (issuer) to register with.
+        #[arg(
+            long,
+            env = "GATEHOUSE_ISSUER",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        issuer: String,
+        /// The gateway to read the rates through.
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        gateway: String,
+        /// Where its own API listens.
+        #[arg(long, default_value = "127.0.0.1:8200")]
+        listen: SocketAddr,
+        /// Where its credentials are kept (mode 0600).
+        #[arg(long, default_value = "rates-client.json")]
+        credentials: PathBuf,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 10)]
+        poll_secs: u64,
     },
     /// Administer users, clients and keys directly on the store.
     Admin {
@@ -94,6 +129,10 @@ struct ServerArgs {
     /// Route file for the gateway `serve` runs, instead of the shipped one.
     #[arg(long, env = "GATEHOUSE_GATEWAY_ROUTES")]
     gateway_routes: Option<PathBuf>,
+    /// First of the five loopback ports of the reference apps under `serve` (0: any free ones)
+    /// [default: 9101].
+    #[arg(long, env = "GATEHOUSE_APPS_PORTS_FROM")]
+    apps_ports_from: Option<u16>,
 }
 
 impl ServerArgs {
@@ -108,6 +147,7 @@ impl ServerArgs {
                 issuer: self.issuer,
                 gateway_listen: self.gateway_listen,
                 gateway_routes: self.gateway_routes,
+                apps_ports_from: self.apps_ports_from,
             },
         )
     }
@@ -125,6 +165,34 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args, true).await,
         Command::Auth(args) => serve(args, false).await,
+        Command::App {
+            name,
+            listen,
+            server,
+        } => match server.settings() {
+            Ok(settings) => {
+                run::init_logging(&settings.log_format);
+                apps_run::run_alone(name, listen, settings).await
+            }
+            Err(e) => Err(e),
+        },
+        Command::RatesClient {
+            issuer,
+            gateway,
+            listen,
+            credentials,
+            poll_secs,
+        } => {
+            run::init_logging("text");
+            rates_client::run(rates_client::RatesClientArgs {
+                issuer,
+                gateway,
+                listen,
+                credentials,
+                poll_every: std::time::Duration::from_secs(poll_secs.max(1)),
+            })
+            .await
+        }
         Command::Gateway {
             config,
             listen,

@@ -61,7 +61,13 @@ pub async fn serve(mut settings: Settings, with_gateway: bool) -> anyhow::Result
         .context("cannot start the authorization server")?;
     bootstrap_admin(&service).await?;
 
-    let gateway_listener = match with_gateway && settings.gateway.enabled {
+    let with_gateway = with_gateway && settings.gateway.enabled;
+    // The apps run behind the gateway, so only with it.
+    let app_listeners = match with_gateway && settings.apps.enabled {
+        true => crate::apps_run::bind(settings.apps.ports_from).await?,
+        false => Vec::new(),
+    };
+    let gateway_listener = match with_gateway {
         true => Some(
             TcpListener::bind(settings.gateway.listen)
                 .await
@@ -94,10 +100,22 @@ pub async fn serve(mut settings: Settings, with_gateway: bool) -> anyhow::Result
         state,
         stopped(stopping.clone()),
     ));
+    let placeholders = crate::apps_run::placeholders(&app_listeners)?;
+    let mut app_servers = Vec::new();
     let gateway_server = match gateway_listener {
         Some(gateway_listener) => {
-            let gateway = start_gateway(&settings, &service).await?;
+            let gateway = start_gateway(&settings, &service, placeholders).await?;
             let gateway_address = gateway_listener.local_addr()?;
+            if !app_listeners.is_empty() {
+                app_servers = crate::apps_run::start(
+                    app_listeners,
+                    &gatehouse_apps::Db::new(store_handle.pool().clone()),
+                    gateway.verifier(),
+                    &settings.apps.app_settings(),
+                    stopping.clone(),
+                )
+                .await?;
+            }
             println!("  gateway               http://{gateway_address}");
             Some(tokio::spawn(
                 gateway.serve(gateway_listener, stopped(stopping.clone())),
@@ -105,6 +123,7 @@ pub async fn serve(mut settings: Settings, with_gateway: bool) -> anyhow::Result
         }
         None => None,
     };
+
     println!("Gatehouse is running");
     println!("  authorization server  http://{address}");
     println!("  issuer                {}", settings.auth.issuer);
@@ -121,12 +140,15 @@ pub async fn serve(mut settings: Settings, with_gateway: bool) -> anyhow::Result
     if let Some(gateway_server) = gateway_server {
         gateway_server.await??;
     }
+    for app_server in app_servers {
+        app_server.await??;
+    }
     store_handle.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+pub async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
     let _ = stopping.wait_for(|stop| *stop).await;
 }
 
@@ -135,11 +157,12 @@ async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
 async fn start_gateway(
     settings: &Settings,
     service: &AuthService,
+    placeholders: Vec<(String, String)>,
 ) -> anyhow::Result<Arc<gatehouse_gateway::Gateway>> {
     let file = match &settings.gateway.routes_file {
-        Some(path) => gatehouse_gateway::GatewayFile::read(path)?,
+        Some(path) => gatehouse_gateway::GatewayFile::read_with(path, &placeholders)?,
         None => gatehouse_gateway::GatewayFile::parse(
-            crate::gateway_run::SHIPPED_ROUTES,
+            &gatehouse_gateway::substitute(crate::gateway_run::SHIPPED_ROUTES, &placeholders),
             "the shipped gateway.toml",
         )?,
     };
@@ -154,6 +177,7 @@ async fn start_gateway(
         &settings.auth.issuer,
         file.rules()?,
         settings.gateway.routes_file.clone(),
+        placeholders,
         Some(feed),
     )
     .await?;

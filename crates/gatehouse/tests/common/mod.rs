@@ -18,7 +18,7 @@ pub fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
     command.args(args).args(["--auth-listen", "127.0.0.1:0"]);
     if args.first() == Some(&"serve") {
-        command.args(["--gateway-listen", "127.0.0.1:0"]);
+        command.args(["--gateway-listen", "127.0.0.1:0", "--apps-ports-from", "0"]);
     }
     command
         .env_remove("GATEHOUSE_KEK")
