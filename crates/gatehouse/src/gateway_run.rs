@@ -189,6 +189,9 @@ pub async fn ensure_feed_client(
             .client_secret
             .context("the gateway's client got no secret")?,
     };
+    // On PostgreSQL with GATEHOUSE_KEK nothing else may have made the data directory.
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
     // Replaces a file whose client is gone or which could not be read.
     if path.exists() {
         std::fs::remove_file(&path)

@@ -11,6 +11,8 @@ pub struct Running {
     pub base: String,
     /// The gateway `serve` runs beside the authorization server.
     pub gateway: Option<String>,
+    /// The reference apps `serve` runs, by name, with their direct addresses.
+    pub apps: std::collections::HashMap<String, String>,
 }
 
 /// Starts `gatehouse ARGS` on a free port and waits for the line it prints once it is listening.
@@ -33,6 +35,7 @@ pub fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let mut gateway = None;
+    let mut apps = std::collections::HashMap::new();
     let base = loop {
         let line = lines
             .next()
@@ -40,6 +43,11 @@ pub fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
             .unwrap();
         if let Some(url) = line.trim().strip_prefix("gateway ") {
             gateway = Some(url.trim().to_owned());
+        }
+        if let Some(rest) = line.trim().strip_prefix("app ")
+            && let Some((name, url)) = rest.split_once(' ')
+        {
+            apps.insert(name.to_owned(), url.trim().to_owned());
         }
         if let Some(url) = line.trim().strip_prefix("authorization server") {
             break url.trim().to_owned();
@@ -51,6 +59,7 @@ pub fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
         child,
         base,
         gateway,
+        apps,
     }
 }
 
@@ -83,6 +92,7 @@ pub fn start_gateway(config: &std::path::Path, env: &[(&str, &str)]) -> Running 
         child,
         base: base.clone(),
         gateway: Some(base),
+        apps: Default::default(),
     }
 }
 
