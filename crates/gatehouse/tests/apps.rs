@@ -791,3 +791,54 @@ async fn the_apps_keep_their_tables_in_postgresql_when_configured() {
         .unwrap();
     assert_eq!(posts, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_runs_alone_against_a_remote_issuer() {
+    use std::io::{BufRead, BufReader};
+    let s = stack(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args([
+            "app",
+            "fx",
+            "--listen",
+            "127.0.0.1:0",
+            "--issuer",
+            &s.server.base,
+            "--data-dir",
+        ])
+        .arg(dir.path().join("fx-data"))
+        .env("GATEHOUSE_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("the app exited").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("app fx") {
+            break rest.trim().to_owned();
+        }
+    };
+    let alice = s.user("alice").await;
+    let (status, body) = s
+        .call(
+            reqwest::Method::GET,
+            &format!("{url}/api/fx/convert?from=USD&to=EUR&amount=10"),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["converted_amount"], "9.20");
+    let (status, _) = s
+        .call(
+            reqwest::Method::GET,
+            &format!("{url}/api/fx/currencies"),
+            "garbage",
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+    let _ = child.kill();
+    let _ = child.wait();
+}
