@@ -273,6 +273,38 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
+    fn the_readme_configuration_file_is_valid_and_says_the_defaults() {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("The TOML file, with every setting at its default:")
+            .nth(1)
+            .unwrap();
+        let example = section
+            .split("```toml")
+            .nth(1)
+            .unwrap()
+            .split("```")
+            .next()
+            .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("gatehouse.toml", example)?;
+            let s = load(Some(Path::new("gatehouse.toml")), Overrides::default())
+                .map_err(|e| format!("{e:#}"))?;
+            let defaults = Settings::default();
+            assert_eq!(s.apps.ports_from, defaults.apps.ports_from);
+            assert_eq!(s.apps.rates.tick_secs, defaults.apps.rates.tick_secs);
+            assert_eq!(s.apps.rates.seed.len(), defaults.apps.rates.seed.len());
+            assert_eq!(s.gateway.listen, defaults.gateway.listen);
+            assert_eq!(
+                s.auth.access_token_ttl_secs,
+                defaults.auth.access_token_ttl_secs
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn issuer_defaults_to_the_listen_address() {
         let s = load(None, Overrides::default()).unwrap();
         assert_eq!(s.auth.issuer, "http://127.0.0.1:8080");
