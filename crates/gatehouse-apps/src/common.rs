@@ -16,11 +16,31 @@ use sqlx::AnyPool;
 #[derive(Clone)]
 pub struct Db {
     pub pool: AnyPool,
+    engine: Engine,
+}
+
+/// Which database is behind the pool; transactions that write start differently on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
 }
 
 impl Db {
-    pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+    pub fn new(pool: AnyPool, engine: Engine) -> Self {
+        Self { pool, engine }
+    }
+
+    /// A transaction that will write. SQLite's default deferred transaction fails with "busy"
+    /// when it moves from reading to writing after another connection wrote; taking the write
+    /// lock up front makes concurrent writers queue instead.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Postgres => self.pool.begin().await,
+        }
     }
 
     /// Applies a service's migrations, tracked in a table of its own so the histories of the
@@ -54,6 +74,15 @@ pub enum AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
+        // Races with a concurrent delete or insert are the caller's news, not an outage.
+        if let Some(db) = error.as_database_error() {
+            if db.is_foreign_key_violation() {
+                return Self::NotFound("what this refers to no longer exists".into());
+            }
+            if db.is_unique_violation() {
+                return Self::Conflict("this exists already".into());
+            }
+        }
         Self::Unavailable(format!("the store failed: {error}"))
     }
 }
@@ -143,11 +172,18 @@ pub fn stored_decimal(text: &str) -> Result<Decimal, AppError> {
         .map_err(|_| AppError::Unavailable(format!("a stored amount is not a number: {text:?}")))
 }
 
-/// A positive amount from a caller: a JSON string ("12.50") or number, or a query parameter.
+/// A positive amount from a caller: a JSON string ("12.50") or a whole JSON number. A JSON
+/// number with a fraction would already have been rounded through a binary float, so it is
+/// refused rather than silently changed.
 pub fn positive_decimal(field: &str, value: &serde_json::Value) -> Result<Decimal, AppError> {
     let text = match value {
         serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        serde_json::Value::Number(_) => {
+            return Err(AppError::BadRequest(format!(
+                "{field}: send decimals as strings (\"0.92\"), so no float rounding changes them"
+            )));
+        }
         _ => return Err(AppError::BadRequest(format!("{field} must be a number"))),
     };
     parse_positive(field, &text)

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{AppError, Body, Db, now_unix, positive_decimal, stored_decimal};
 
-/// Decimal places of a rate worked out by inversion or across USD, and of converted amounts.
-pub const RATE_PLACES: u32 = 6;
+/// Decimal places of a rate worked out by inversion or across USD (stored rates are used as
+/// they are), and of converted amounts.
+pub const RATE_PLACES: u32 = 10;
 pub const AMOUNT_PLACES: u32 = 2;
 
 #[derive(Clone)]
@@ -33,6 +34,7 @@ impl FromRef<FxState> for Arc<TokenVerifier> {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Currency {
     /// ISO 4217 style: three letters.
     pub code: String,
@@ -141,13 +143,17 @@ async fn rate_either_way(db: &Db, base: &str, target: &str) -> Result<Option<Dec
         .and_then(|reverse| Decimal::ONE.checked_div(reverse)))
 }
 
-/// Direct, else inverse, else across USD; rates worked out are rounded to [`RATE_PLACES`].
+/// The stored rate when there is one; else the inverse of the reverse rate, else the product
+/// across USD, rounded to [`RATE_PLACES`].
 pub(crate) async fn conversion_rate(
     db: &Db,
     base: &str,
     target: &str,
 ) -> Result<Option<Decimal>, AppError> {
-    let rate = match rate_either_way(db, base, target).await? {
+    if let Some(rate) = direct_rate(db, base, target).await? {
+        return Ok(Some(rate));
+    }
+    let worked_out = match rate_either_way(db, base, target).await? {
         Some(rate) => Some(rate),
         None => match (
             rate_either_way(db, base, "USD").await?,
@@ -157,7 +163,7 @@ pub(crate) async fn conversion_rate(
             _ => None,
         },
     };
-    Ok(rate.map(|r| {
+    Ok(worked_out.map(|r| {
         r.round_dp_with_strategy(RATE_PLACES, RoundingStrategy::MidpointAwayFromZero)
             .normalize()
     }))
@@ -378,8 +384,8 @@ async fn delete_rate(
     }
 }
 
-/// Converts `amount` of `from` into `to`. The rate is the direct one, else the inverse of the
-/// reverse one, else the product across USD; a rate worked out is rounded to 6 places and the
+/// Converts `amount` of `from` into `to`. The rate is the stored one, else the inverse of the
+/// reverse one, else the product across USD; a rate worked out is rounded to 10 places and the
 /// converted amount to 2 (half away from zero).
 #[utoipa::path(get, path = "/api/fx/convert", tag = "fx",
     params(("from" = String, Query), ("to" = String, Query), ("amount" = String, Query)),
@@ -402,6 +408,11 @@ async fn convert(
     let rate = conversion_rate(&state.db, &from, &to)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no way to convert {from} to {to}")))?;
+    if rate.is_zero() {
+        return Err(AppError::BadRequest(format!(
+            "the rate from {from} to {to} is too small to express"
+        )));
+    }
     let converted = amount
         .checked_mul(rate)
         .ok_or_else(|| AppError::BadRequest("the amount is too large".into()))?

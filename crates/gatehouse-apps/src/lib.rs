@@ -20,7 +20,7 @@ use axum::response::IntoResponse;
 use gatehouse_sdk::TokenVerifier;
 use serde::{Deserialize, Serialize};
 
-pub use common::{AppError, Db};
+pub use common::{AppError, Db, Engine};
 
 /// The services, by the name `gatehouse app NAME` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

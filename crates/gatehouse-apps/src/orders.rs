@@ -159,10 +159,13 @@ async fn place(
             )));
         }
     }
-    let mut tx = state.db.pool.begin().await?;
-    let mut lines = Vec::with_capacity(new.items.len());
+    // Rows are locked in one order by every buyer, so two carts cannot deadlock.
+    let mut items = new.items;
+    items.sort_by(|a, b| a.product_id.cmp(&b.product_id));
+    let mut tx = state.db.begin_write().await?;
+    let mut lines = Vec::with_capacity(items.len());
     let mut total = Decimal::ZERO;
-    for item in &new.items {
+    for item in &items {
         let row: Option<(String, i64)> =
             sqlx::query_as("SELECT price, stock FROM orders_products WHERE id = $1")
                 .bind(&item.product_id)
@@ -178,7 +181,10 @@ async fn place(
             )));
         }
         let price = stored_decimal(&price)?;
-        total += price * Decimal::from(item.quantity);
+        total = price
+            .checked_mul(Decimal::from(item.quantity))
+            .and_then(|line| total.checked_add(line))
+            .ok_or_else(|| AppError::BadRequest("the order's total is too large".into()))?;
         lines.push(OrderItem {
             product_id: item.product_id.clone(),
             quantity: item.quantity,

@@ -143,6 +143,11 @@ async fn seed(db: &Db, settings: &RatesSettings) -> Result<(), AppError> {
     let now = now_unix();
     for asset in &settings.seed {
         let symbol = asset_symbol(&asset.symbol)?;
+        if asset.rate <= Decimal::ZERO {
+            return Err(AppError::BadRequest(format!(
+                "apps.rates.seed: the rate of {symbol} must be positive"
+            )));
+        }
         sqlx::query(
             "INSERT INTO rates_assets (symbol, rate, open_rate, opened_at, updated_at) \
              VALUES ($1, $2, $2, $3, $3) ON CONFLICT DO NOTHING",
@@ -166,9 +171,15 @@ pub(crate) async fn tick(db: &Db) -> Result<(), AppError> {
     for (symbol, rate, open, opened_at) in rows {
         let rate = stored_decimal(&rate)?;
         let step = rand::rng().random_range(-MAX_STEP_MILLIONTHS..=MAX_STEP_MILLIONTHS);
-        let moved = (rate * (Decimal::ONE + Decimal::new(step, 6)))
-            .round_dp_with_strategy(6, RoundingStrategy::MidpointAwayFromZero)
-            .normalize();
+        // Twelve significant digits: cheap assets keep moving instead of rounding to zero.
+        let Some(moved) = rate
+            .checked_mul(Decimal::ONE + Decimal::new(step, 6))
+            .and_then(|m| m.round_sf(12))
+            .map(|m| m.normalize())
+            .filter(|m| !m.is_zero())
+        else {
+            continue;
+        };
         let (open, opened_at) = if now - opened_at >= DAY_SECS {
             (rate.to_string(), now)
         } else {
@@ -191,6 +202,7 @@ pub(crate) async fn tick(db: &Db) -> Result<(), AppError> {
 
 async fn keep_moving(db: Db, every: Duration) {
     let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     loop {
         ticks.tick().await;

@@ -10,6 +10,15 @@ use gatehouse_sdk::TokenVerifier;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+/// The apps' handle on the store.
+pub fn db(store: &gatehouse_store::SqlStore) -> Db {
+    let engine = match store.backend() {
+        gatehouse_store::Backend::Sqlite => gatehouse_apps::Engine::Sqlite,
+        gatehouse_store::Backend::Postgres => gatehouse_apps::Engine::Postgres,
+    };
+    Db::new(store.pool().clone(), engine)
+}
+
 /// Binds every app's loopback port before anything starts, so the gateway's routes can name them.
 pub async fn bind(ports_from: u16) -> anyhow::Result<Vec<(App, TcpListener)>> {
     let mut bound = Vec::with_capacity(App::ALL.len());
@@ -106,7 +115,7 @@ pub async fn run_alone(
         shutdown.await;
         let _ = stop.send(true);
     });
-    let db = Db::new(store.pool().clone());
+    let db = db(&store);
     let servers = start(
         vec![(app, listener)],
         &db,

@@ -24,13 +24,21 @@ pub struct RatesClientArgs {
     pub poll_every: Duration,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Credentials {
     client_id: String,
     client_secret: String,
     token_endpoint: String,
     #[serde(default)]
     registration_access_token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -44,6 +52,9 @@ struct Status {
     last_poll_outcome: Option<String>,
     consecutive_failures: u32,
     next_poll_in_secs: u64,
+    /// Set when the credentials could not be saved: they live in memory only until a restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credentials_warning: Option<String>,
 }
 
 #[derive(Default)]
@@ -113,7 +124,7 @@ async fn poll_forever(args: RatesClientArgs, shared: Arc<Mutex<Shared>>) {
     // Registration first, as often as it takes.
     let mut failures = 0;
     let credentials = loop {
-        match credentials(&http, &args.issuer, &args.credentials).await {
+        match credentials(&http, &args.issuer, &args.credentials, &shared).await {
             Ok(credentials) => break credentials,
             Err(e) => {
                 failures += 1;
@@ -194,15 +205,21 @@ async fn poll_once(tokens: &TokenClient, url: &str) -> Result<Value, String> {
         .map_err(|e| format!("the rates feed sent something unreadable: {e}"))
 }
 
-/// The stored credentials, or a registration made now and stored.
+/// The stored credentials, or a registration made now and stored. Registers only when there is
+/// no file at all: an unreadable one is an error to fix, not a reason to register again.
 async fn credentials(
     http: &reqwest::Client,
     issuer: &str,
     path: &Path,
+    shared: &Mutex<Shared>,
 ) -> anyhow::Result<Credentials> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        return serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a credentials file", path.display()));
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            return serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a credentials file", path.display()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
     let metadata = gatehouse_sdk::discover(http, issuer).await?;
     let endpoint = metadata
@@ -220,7 +237,10 @@ async fn credentials(
     let status = response.status();
     let body: Value = response.json().await?;
     if !status.is_success() {
-        anyhow::bail!("registration was refused ({status}): {body}");
+        anyhow::bail!(
+            "registration was refused ({status}): {}",
+            body["error_description"]
+        );
     }
     let field = |name: &str| {
         body[name]
@@ -234,10 +254,25 @@ async fn credentials(
         token_endpoint: metadata.token_endpoint,
         registration_access_token: field("registration_access_token").ok(),
     };
+    tracing::info!(client_id = %credentials.client_id, "registered with the authorization server");
+    // Registered now: a failure to save must not lead to registering again on every retry.
+    if let Err(e) = save(path, &credentials) {
+        tracing::error!(error = %format!("{e:#}"), "cannot save the credentials; keeping them in memory");
+        lock(shared).status.credentials_warning =
+            Some(format!("not saved, kept in memory until a restart: {e:#}"));
+    }
+    Ok(credentials)
+}
+
+/// Writes the file beside its final name (mode 0600) and renames it into place, so a crash
+/// never leaves half a file.
+fn save(path: &Path, credentials: &Credentials) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    crate::run::write_private_file(path, &serde_json::to_string_pretty(&credentials)?)?;
-    tracing::info!(client_id = %credentials.client_id, "registered with the authorization server");
-    Ok(credentials)
+    let partial = path.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    crate::run::write_private_file(&partial, &serde_json::to_string_pretty(credentials)?)?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
 }

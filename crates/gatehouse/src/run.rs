@@ -109,7 +109,7 @@ pub async fn serve(mut settings: Settings, with_gateway: bool) -> anyhow::Result
             if !app_listeners.is_empty() {
                 app_servers = crate::apps_run::start(
                     app_listeners,
-                    &gatehouse_apps::Db::new(store_handle.pool().clone()),
+                    &crate::apps_run::db(&store_handle),
                     gateway.verifier(),
                     &settings.apps.app_settings(),
                     stopping.clone(),

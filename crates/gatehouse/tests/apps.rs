@@ -239,14 +239,14 @@ async fn currency_exchange_converts_directly_inversely_and_across_usd() {
     let convert = |from: &str, to: &str, amount: &str| {
         format!("/api/fx/convert?from={from}&to={to}&amount={amount}")
     };
-    // Hand-computed: rates are rounded to 6 places, amounts to 2 (half away from zero).
+    // Hand-computed: rates worked out are rounded to 10 places, amounts to 2 (half away from zero).
     for (from, to, amount, rate, converted) in [
-        ("USD", "EUR", "100", "0.92", "92.00"),        // direct
-        ("EUR", "USD", "50", "1.086957", "54.35"),     // 1 / 0.92 = 1.0869565…
-        ("GBP", "JPY", "10", "191.772152", "1917.72"), // (1 / 0.79) × 151.50 = 191.7721518…
-        ("AUD", "EUR", "100", "0.6072", "60.72"),      // 0.66 × 0.92
-        ("JPY", "AUD", "1000", "0.010001", "10.00"),   // (1 / 151.50) × (1 / 0.66) = 0.0100010…
-        ("usd", "gbp", "0.5", "0.79", "0.40"),         // 0.395 rounds away from zero
+        ("USD", "EUR", "100", "0.92", "92.00"),            // direct
+        ("EUR", "USD", "50", "1.0869565217", "54.35"),     // 1 / 0.92 = 1.08695652173…
+        ("GBP", "JPY", "10", "191.7721518987", "1917.72"), // (1 / 0.79) × 151.50 = 191.77215189873…
+        ("AUD", "EUR", "100", "0.6072", "60.72"),          // 0.66 × 0.92
+        ("JPY", "AUD", "1000", "0.0100010001", "10.00"), // (1 / 151.50) × (1 / 0.66) = 0.01000100010001…
+        ("usd", "gbp", "0.5", "0.79", "0.40"),           // 0.395 rounds away from zero
     ] {
         let (status, body) = s.get(&convert(from, to, amount), &alice).await;
         assert_eq!(status, 200, "{from}{to}: {body}");
@@ -372,6 +372,7 @@ async fn currency_exchange_converts_directly_inversely_and_across_usd() {
         json!({"rate": "-2"}),
         json!({"rate": "abc"}),
         json!({"rate": true}),
+        json!({"rate": 10.5}),
         json!({}),
     ] {
         let (status, body) = s
@@ -394,7 +395,7 @@ async fn currency_exchange_converts_directly_inversely_and_across_usd() {
             reqwest::Method::PATCH,
             "/api/fx/rates/USDSEK",
             &admin,
-            json!({"rate": 10.5}),
+            json!({"rate": "10.5"}),
         )
         .await;
     assert_eq!(status, 200);
