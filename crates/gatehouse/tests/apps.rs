@@ -737,6 +737,7 @@ async fn the_apps_keep_their_tables_in_postgresql_when_configured() {
     let s = stack(&[
         ("GATEHOUSE_DATABASE_URL", url.as_str()),
         ("GATEHOUSE_KEK", kek.as_str()),
+        ("GATEHOUSE_APPS__ORDERS__PAYMENT_SUCCESS_RATE", "1.0"),
     ]);
     let alice = s.user("alice").await;
     let (status, _) = s.get("/api/rates/BTC", &alice).await;
@@ -791,6 +792,8 @@ async fn the_apps_keep_their_tables_in_postgresql_when_configured() {
         .await
         .unwrap();
     assert_eq!(posts, 1);
+    drop(db);
+    race_for_the_last_monitors(std::sync::Arc::new(s)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -842,4 +845,49 @@ async fn an_app_runs_alone_against_a_remote_issuer() {
     assert_eq!(status, 401);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_orders_for_the_last_items_never_oversell_or_fail() {
+    let s = std::sync::Arc::new(stack(&[(
+        "GATEHOUSE_APPS__ORDERS__PAYMENT_SUCCESS_RATE",
+        "1.0",
+    )]));
+    race_for_the_last_monitors(s).await;
+}
+
+/// 20 monitors in stock, 30 buyers at once with carts in both product orders: exactly 20 sell,
+/// 10 get 409, none fails, and stock ends at 0.
+async fn race_for_the_last_monitors(s: std::sync::Arc<Stack>) {
+    let alice = s.user("racer").await;
+    let mut buyers = Vec::new();
+    for i in 0..30 {
+        let (s, alice) = (s.clone(), alice.clone());
+        buyers.push(tokio::spawn(async move {
+            let cart = if i % 2 == 0 {
+                json!({"items": [{"product_id": "monitor", "quantity": 1}, {"product_id": "cable", "quantity": 1}]})
+            } else {
+                json!({"items": [{"product_id": "cable", "quantity": 1}, {"product_id": "monitor", "quantity": 1}]})
+            };
+            s.send(reqwest::Method::POST, "/api/orders", &alice, cart).await
+        }));
+    }
+    let (mut sold, mut refused) = (0, 0);
+    for buyer in buyers {
+        let (status, body) = buyer.await.unwrap();
+        match status.as_u16() {
+            201 => sold += 1,
+            409 => refused += 1,
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!((sold, refused), (20, 10));
+    let (_, products) = s.get("/api/products", &alice).await;
+    let monitor = products
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "monitor")
+        .unwrap();
+    assert_eq!(monitor["stock"], 0);
 }
