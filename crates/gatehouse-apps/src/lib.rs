@@ -16,8 +16,9 @@ pub mod rates;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::response::IntoResponse;
-use gatehouse_sdk::TokenVerifier;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gatehouse_sdk::{TokenVerifier, problem};
 use serde::{Deserialize, Serialize};
 
 pub use common::{AppError, Db, Engine};
@@ -75,13 +76,40 @@ pub async fn router(
     settings: &AppsSettings,
 ) -> Result<axum::Router, AppError> {
     let (db, verifier) = (db.clone(), verifier.clone());
-    match app {
-        App::Rates => rates::router(db, verifier, &settings.rates).await,
-        App::Fx => fx::router(db, verifier).await,
-        App::Messages => Ok(messages::router(verifier)),
-        App::Orders => orders::router(db, verifier, &settings.orders).await,
-        App::Posts => posts::router(db, verifier).await,
+    let router = match app {
+        App::Rates => rates::router(db, verifier, &settings.rates).await?,
+        App::Fx => fx::router(db, verifier).await?,
+        App::Messages => messages::router(verifier),
+        App::Orders => orders::router(db, verifier, &settings.orders).await?,
+        App::Posts => posts::router(db, verifier).await?,
+    };
+    Ok(router
+        .fallback(|| async { AppError::NotFound("no such resource".into()) })
+        .method_not_allowed_fallback(|| async {
+            problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this resource does not accept that method",
+            )
+        })
+        .layer(axum::middleware::map_response(as_problem)))
+}
+
+/// axum's own rejections (a bad query string, a path that is not UTF-8) answer in plain text;
+/// every error of the apps is a problem body.
+async fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !(status.is_client_error() && plain) {
+        return response;
     }
+    let bytes = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    problem(status, String::from_utf8_lossy(&bytes).trim())
 }
 
 pub(crate) async fn openapi<D: utoipa::OpenApi>() -> impl IntoResponse {

@@ -255,6 +255,22 @@ async fn currency_exchange_converts_directly_inversely_and_across_usd() {
         assert_eq!(body["base"]["code"], from.to_uppercase());
         assert_eq!(body["target"]["code"], to.to_uppercase());
     }
+    // Every refusal is a problem body, axum's own included.
+    let (status, body) = s.get("/api/fx/nothing", &alice).await;
+    problem(status, &body, 404);
+    let (status, body) = s
+        .get("/api/fx/convert?from=%FF&to=EUR&amount=1", &alice)
+        .await;
+    problem(status, &body, 400);
+    let (status, body) = s
+        .call(
+            reqwest::Method::PUT,
+            &s.app("fx", "/api/fx/currencies"),
+            &alice,
+            None,
+        )
+        .await;
+    problem(status, &body, 405);
     // No rate touches CHF and USD together: no way to convert.
     let (status, body) = s.get(&convert("CHF", "JPY", "1"), &alice).await;
     problem(status, &body, 404);
