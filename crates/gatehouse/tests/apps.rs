@@ -42,19 +42,6 @@ impl Stack {
         format!("{}{path}", self.server.apps[name])
     }
 
-    async fn token(&self, form: &[(&str, &str)]) -> String {
-        let response = self
-            .http
-            .post(format!("{}/oauth2/token", self.server.base))
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let body: Value = response.json().await.unwrap();
-        body["access_token"].as_str().unwrap().to_owned()
-    }
-
     /// Signs `name` up (role `user`) and logs in without asking for scopes: all of the user's.
     async fn user(&self, name: &str) -> String {
         let password = format!("{name}-password-1");
@@ -70,13 +57,7 @@ impl Stack {
     }
 
     async fn login(&self, name: &str, password: &str) -> String {
-        self.token(&[
-            ("grant_type", "password"),
-            ("client_id", "gatehouse-web"),
-            ("username", name),
-            ("password", password),
-        ])
-        .await
+        common::login(&self.http, &self.server.base, name, password).await
     }
 
     async fn admin(&self) -> String {
@@ -85,25 +66,8 @@ impl Stack {
 
     /// A self-registered machine client's token with `scope`: (client id, token).
     async fn machine(&self, scope: &str) -> (String, String) {
-        let registered: Value = self
-            .http
-            .post(format!("{}/oauth2/register", self.server.base))
-            .json(&json!({"client_name": "machine", "scope": scope}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = registered["client_id"].as_str().unwrap().to_owned();
-        let secret = registered["client_secret"].as_str().unwrap().to_owned();
-        let token = self
-            .token(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", &id),
-                ("client_secret", &secret),
-            ])
-            .await;
+        let (id, secret) = common::register(&self.http, &self.server.base, scope).await;
+        let token = common::client_token(&self.http, &self.server.base, &id, &secret).await;
         (id, token)
     }
 
@@ -122,6 +86,17 @@ impl Stack {
         let status = response.status();
         let text = response.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::DELETE, &self.gateway(path), token, None)
+            .await
+    }
+
+    /// A POST without a body (votes).
+    async fn post_empty(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, &self.gateway(path), token, None)
+            .await
     }
 
     async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
@@ -422,41 +397,13 @@ async fn currency_exchange_converts_directly_inversely_and_across_usd() {
     problem(status, &body, 400);
 
     // Deleting needs the admin role.
-    let (status, body) = s
-        .call(
-            reqwest::Method::DELETE,
-            &s.gateway("/api/fx/rates/USDSEK"),
-            &alice,
-            None,
-        )
-        .await;
+    let (status, body) = s.delete("/api/fx/rates/USDSEK", &alice).await;
     problem(status, &body, 403);
-    let (status, _) = s
-        .call(
-            reqwest::Method::DELETE,
-            &s.gateway("/api/fx/rates/USDSEK"),
-            &admin,
-            None,
-        )
-        .await;
+    let (status, _) = s.delete("/api/fx/rates/USDSEK", &admin).await;
     assert_eq!(status, 204);
-    let (status, body) = s
-        .call(
-            reqwest::Method::DELETE,
-            &s.gateway("/api/fx/rates/USDSEK"),
-            &admin,
-            None,
-        )
-        .await;
+    let (status, body) = s.delete("/api/fx/rates/USDSEK", &admin).await;
     problem(status, &body, 404);
-    let (status, _) = s
-        .call(
-            reqwest::Method::DELETE,
-            &s.gateway("/api/fx/currencies/SEK"),
-            &admin,
-            None,
-        )
-        .await;
+    let (status, _) = s.delete("/api/fx/currencies/SEK", &admin).await;
     assert_eq!(status, 204);
 }
 
@@ -627,9 +574,7 @@ async fn posts_belong_to_their_authors_and_take_one_vote_per_person() {
         )
         .await;
     problem(status, &body, 403);
-    let (status, body) = s
-        .call(reqwest::Method::DELETE, &s.gateway(&post), &bob, None)
-        .await;
+    let (status, body) = s.delete(&post, &bob).await;
     problem(status, &body, 403);
     let (status, body) = s
         .send(
@@ -652,21 +597,12 @@ async fn posts_belong_to_their_authors_and_take_one_vote_per_person() {
     assert_eq!(edited["content"], "first, edited");
 
     let vote = format!("{post}/vote");
-    let (status, count) = s
-        .call(reqwest::Method::POST, &s.gateway(&vote), &bob, None)
-        .await;
+    let (status, count) = s.post_empty(&vote, &bob).await;
     assert_eq!(status, 201);
     assert_eq!(count["votes"], 1);
-    let (status, body) = s
-        .call(reqwest::Method::POST, &s.gateway(&vote), &bob, None)
-        .await;
+    let (status, body) = s.post_empty(&vote, &bob).await;
     problem(status, &body, 409);
-    assert_eq!(
-        s.call(reqwest::Method::POST, &s.gateway(&vote), &alice, None)
-            .await
-            .0,
-        201
-    );
+    assert_eq!(s.post_empty(&vote, &alice).await.0, 201);
     assert_eq!(s.get(&post, &bob).await.1["votes"], 2);
     let (_, listed) = s.get("/api/posts?per_page=3", &alice).await;
     let listed_votes: i64 = listed["items"]
@@ -676,29 +612,15 @@ async fn posts_belong_to_their_authors_and_take_one_vote_per_person() {
         .map(|p| p["votes"].as_i64().unwrap())
         .sum();
     assert_eq!(listed_votes, 2);
-    assert_eq!(
-        s.call(reqwest::Method::DELETE, &s.gateway(&vote), &bob, None)
-            .await
-            .0,
-        204
-    );
-    let (status, body) = s
-        .call(reqwest::Method::DELETE, &s.gateway(&vote), &bob, None)
-        .await;
+    assert_eq!(s.delete(&vote, &bob).await.0, 204);
+    let (status, body) = s.delete(&vote, &bob).await;
     problem(status, &body, 404);
     assert_eq!(s.get(&post, &alice).await.1["votes"], 1);
 
-    assert_eq!(
-        s.call(reqwest::Method::DELETE, &s.gateway(&post), &alice, None)
-            .await
-            .0,
-        204
-    );
+    assert_eq!(s.delete(&post, &alice).await.0, 204);
     let (status, body) = s.get(&post, &alice).await;
     problem(status, &body, 404);
-    let (status, body) = s
-        .call(reqwest::Method::POST, &s.gateway(&vote), &bob, None)
-        .await;
+    let (status, body) = s.post_empty(&vote, &bob).await;
     problem(status, &body, 404);
 }
 
@@ -783,14 +705,9 @@ async fn the_apps_keep_their_tables_in_postgresql_when_configured() {
     assert_eq!(status, 201);
     let id = post["id"].as_str().unwrap();
     assert_eq!(
-        s.call(
-            reqwest::Method::POST,
-            &s.gateway(&format!("/api/posts/{id}/vote")),
-            &alice,
-            None
-        )
-        .await
-        .0,
+        s.post_empty(&format!("/api/posts/{id}/vote"), &alice)
+            .await
+            .0,
         201
     );
     assert_eq!(s.get("/api/posts", &alice).await.1["items"][0]["votes"], 1);

@@ -50,14 +50,37 @@ fn write_config(dir: &Path, issuer: &FakeIssuer, routes: &str, extra: &str) -> s
 
 const ENV: [(&str, &str); 1] = [("GATEHOUSE_GATEWAY_CLIENT_SECRET", "feed-secret")];
 
-#[tokio::test(flavor = "multi_thread")]
-async fn forged_and_missing_tokens_get_401_and_never_reach_the_upstream() {
+/// A gateway process in front of a recording upstream, trusting a fake issuer; `extra` goes
+/// into its `[gateway]` table.
+struct Rig {
+    issuer: FakeIssuer,
+    upstream: Upstream,
+    gateway: common::Running,
+    http: reqwest::Client,
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+}
+
+async fn rig(extra: &str) -> Rig {
     let issuer = fake_issuer().await;
     let upstream = upstream().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &issuer, &routes(&upstream), "");
+    let config = write_config(dir.path(), &issuer, &routes(&upstream), extra);
     let gateway = common::start_gateway(&config, &ENV);
-    let http = reqwest::Client::new();
+    Rig {
+        issuer,
+        upstream,
+        gateway,
+        http: reqwest::Client::new(),
+        dir,
+        config,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_and_missing_tokens_get_401_and_never_reach_the_upstream() {
+    let rig = rig("").await;
+    let (issuer, upstream, gateway, http) = (&rig.issuer, &rig.upstream, &rig.gateway, &rig.http);
     let url = format!("{}/echo/thing", gateway.base);
 
     for (name, token) in issuer.forgeries() {
@@ -143,17 +166,8 @@ async fn forged_and_missing_tokens_get_401_and_never_reach_the_upstream() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_unknown_kids_costs_at_most_one_jwks_fetch_per_cooldown() {
-    let issuer = fake_issuer().await;
-    let upstream = upstream().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &issuer,
-        &routes(&upstream),
-        "jwks_cooldown_secs = 3",
-    );
-    let gateway = common::start_gateway(&config, &ENV);
-    let http = reqwest::Client::new();
+    let rig = rig("jwks_cooldown_secs = 3").await;
+    let (issuer, upstream, gateway, http) = (&rig.issuer, &rig.upstream, &rig.gateway, &rig.http);
     let url = format!("{}/echo/x", gateway.base);
     // Past the cooldown of the start-up fetch, so the burst may cause one.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -170,12 +184,7 @@ async fn a_burst_of_unknown_kids_costs_at_most_one_jwks_fetch_per_cooldown() {
             .sign(&issuer.claims("echo:read"))
             .unwrap();
         burst.push(tokio::spawn(async move {
-            http.get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .status()
+            common::status_of(&http, url, token).await
         }));
     }
     for request in burst {
@@ -191,23 +200,11 @@ async fn a_burst_of_unknown_kids_costs_at_most_one_jwks_fetch_per_cooldown() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn key_rotation_under_load_drops_no_request_and_retired_keys_end_cached_verdicts() {
-    let issuer = fake_issuer().await;
-    let upstream = upstream().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &issuer, &routes(&upstream), "");
-    let gateway = common::start_gateway(&config, &ENV);
-    let http = reqwest::Client::new();
+    let rig = rig("").await;
+    let (issuer, gateway, http) = (&rig.issuer, &rig.gateway, &rig.http);
     let url = format!("{}/echo/load", gateway.base);
     let old_token = issuer.token("echo:read");
-    assert_eq!(
-        http.get(&url)
-            .bearer_auth(&old_token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(common::status_of(http, &url, &old_token).await, 200);
 
     let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let mut workers = Vec::new();
@@ -217,13 +214,7 @@ async fn key_rotation_under_load_drops_no_request_and_retired_keys_end_cached_ve
         workers.push(tokio::spawn(async move {
             let (mut ok, mut failed) = (0, 0);
             while running.load(Ordering::SeqCst) {
-                let status = http
-                    .get(&url)
-                    .bearer_auth(issuer.token("echo:read"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status();
+                let status = common::status_of(&http, &url, issuer.token("echo:read")).await;
                 if status == 200 { ok += 1 } else { failed += 1 }
             }
             (ok, failed)
@@ -268,71 +259,30 @@ async fn key_rotation_under_load_drops_no_request_and_retired_keys_end_cached_ve
     // The old token's cached verdict ended with its key.
     common::within_a_second("the retired key's token being refused", || {
         let (http, url, token) = (http.clone(), url.clone(), old_token.clone());
-        async move {
-            http.get(&url)
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                == 401
-        }
+        async move { common::status_of(&http, &url, &token).await == 401 }
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_feed_beyond_the_budget_turns_protected_routes_to_503_until_it_returns() {
-    let issuer = fake_issuer().await;
-    let upstream = upstream().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &issuer,
-        &routes(&upstream),
-        "staleness_budget_secs = 1",
-    );
-    let gateway = common::start_gateway(&config, &ENV);
-    let http = reqwest::Client::new();
+    let rig = rig("staleness_budget_secs = 1").await;
+    let (issuer, upstream, gateway, http) = (&rig.issuer, &rig.upstream, &rig.gateway, &rig.http);
     let token = issuer.token("echo:read");
     let url = format!("{}/echo/x", gateway.base);
-    assert_eq!(
-        http.get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(common::status_of(http, &url, &token).await, 200);
 
     // A revocation through the feed applies at once.
     let revoked = issuer.claims("echo:read");
     let revoked_token = issuer.sign(&revoked);
-    assert_eq!(
-        http.get(&url)
-            .bearer_auth(&revoked_token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(common::status_of(http, &url, &revoked_token).await, 200);
     issuer.announce(
         "token_revoked",
         json!({"type": "token_revoked", "jti": revoked.jti, "until": revoked.exp}),
     );
     common::within_a_second("a revocation from the feed", || {
         let (http, url, token) = (http.clone(), url.clone(), revoked_token.clone());
-        async move {
-            http.get(&url)
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                == 401
-        }
+        async move { common::status_of(&http, &url, &token).await == 401 }
     })
     .await;
 
@@ -389,27 +339,14 @@ async fn a_lost_feed_beyond_the_budget_turns_protected_routes_to_503_until_it_re
         before + 1,
         "only the anonymous request went through"
     );
-    assert_eq!(
-        http.get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(common::status_of(http, &url, &token).await, 503);
 
     // Connected again but not yet caught up: still refused.
     issuer.catch_up.store(false, Ordering::SeqCst);
     issuer.feed_up.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        http.get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        common::status_of(http, &url, &token).await,
         503,
         "a reconnected feed was trusted before it caught up"
     );
@@ -420,15 +357,7 @@ async fn a_lost_feed_beyond_the_budget_turns_protected_routes_to_503_until_it_re
     let mut recovered = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if http
-            .get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
-        {
+        if common::status_of(http, &url, &token).await == 200 {
             recovered = true;
             break;
         }
@@ -441,68 +370,35 @@ async fn a_lost_feed_beyond_the_budget_turns_protected_routes_to_503_until_it_re
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads_routes_and_a_broken_file_keeps_the_old_ones() {
-    let issuer = fake_issuer().await;
-    let upstream = upstream().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &issuer, &routes(&upstream), "");
-    let gateway = common::start_gateway(&config, &ENV);
-    let http = reqwest::Client::new();
+    let rig = rig("").await;
+    let (issuer, upstream, gateway, http) = (&rig.issuer, &rig.upstream, &rig.gateway, &rig.http);
     let token = issuer.token("echo:read");
     let new_url = format!("{}/added/x", gateway.base);
-    assert_eq!(
-        http.get(&new_url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(common::status_of(http, &new_url, &token).await, 404);
 
     let added = format!(
         "{}\n[[route]]\nprefix = \"/added\"\nupstream = \"{}\"\n",
-        routes(&upstream),
+        routes(upstream),
         upstream.url
     );
-    write_config(dir.path(), &issuer, &added, "");
-    common::signal(&gateway, "-HUP");
+    write_config(rig.dir.path(), issuer, &added, "");
+    common::signal(gateway, "-HUP");
     let mut reloaded = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if http
-            .get(&new_url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
-        {
+        if common::status_of(http, &new_url, &token).await == 200 {
             reloaded = true;
             break;
         }
     }
     assert!(reloaded, "SIGHUP did not load the new route");
 
-    std::fs::write(&config, "[[route]]\nprefix = \"no-slash\"\n").unwrap();
-    common::signal(&gateway, "-HUP");
+    std::fs::write(&rig.config, "[[route]]\nprefix = \"no-slash\"\n").unwrap();
+    common::signal(gateway, "-HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(common::status_of(http, &new_url, &token).await, 200);
     assert_eq!(
-        http.get(&new_url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        http.get(format!("{}/echo/y", gateway.base))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        common::status_of(http, format!("{}/echo/y", gateway.base), &token).await,
         200
     );
 }

@@ -110,52 +110,15 @@ websocket = true
 impl Setup {
     /// A registered machine client's (id, secret).
     async fn machine(&self, scope: &str) -> (String, String) {
-        let registered: Value = self
-            .http
-            .post(format!("{}/oauth2/register", self.server.base))
-            .json(&json!({"client_name": "svc", "scope": scope}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (
-            registered["client_id"].as_str().unwrap().to_owned(),
-            registered["client_secret"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    async fn token(&self, form: &[(&str, &str)]) -> String {
-        let response = self
-            .http
-            .post(format!("{}/oauth2/token", self.server.base))
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let body: Value = response.json().await.unwrap();
-        body["access_token"].as_str().unwrap().to_owned()
+        common::register(&self.http, &self.server.base, scope).await
     }
 
     async fn machine_token(&self, id: &str, secret: &str) -> String {
-        self.token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", id),
-            ("client_secret", secret),
-        ])
-        .await
+        common::client_token(&self.http, &self.server.base, id, secret).await
     }
 
     async fn admin_token(&self) -> String {
-        self.token(&[
-            ("grant_type", "password"),
-            ("client_id", "gatehouse-web"),
-            ("username", "root"),
-            ("password", "root-password-1"),
-        ])
-        .await
+        common::login(&self.http, &self.server.base, "root", "root-password-1").await
     }
 
     async fn get(&self, path: &str, token: &str) -> reqwest::Response {

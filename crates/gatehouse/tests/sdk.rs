@@ -26,21 +26,7 @@ fn start_server(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> common::Ru
 }
 
 async fn password_token(http: &reqwest::Client, base: &str) -> String {
-    let body: Value = http
-        .post(format!("{base}/oauth2/token"))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", "gatehouse-web"),
-            ("username", "root"),
-            ("password", "root-password-1"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
+    common::login(http, base, "root", "root-password-1").await
 }
 
 /// A client made through the admin API: (id, secret).
@@ -173,12 +159,7 @@ async fn the_extractor_and_route_guards_protect_a_service() {
         "{challenge}"
     );
     assert_eq!(
-        http.get(format!("{service}/admin"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        common::status_of(&http, format!("{service}/admin"), &token).await,
         403
     );
 
@@ -201,15 +182,7 @@ async fn the_extractor_and_route_guards_protect_a_service() {
     assert_eq!(revoked.status(), 200);
     common::within_a_second("the service refusing a revoked token", || {
         let (http, url, admin) = (http.clone(), format!("{service}/admin"), admin.clone());
-        async move {
-            http.get(url)
-                .bearer_auth(admin)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                == 401
-        }
+        async move { common::status_of(&http, url, admin).await == 401 }
     })
     .await;
 }

@@ -188,3 +188,77 @@ pub async fn published_kids(http: &reqwest::Client, base: &str) -> Vec<String> {
         .map(|k| k["kid"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// POSTs `form` to the token endpoint of `base`; the access token of its 200 answer.
+pub async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> String {
+    let response = http
+        .post(format!("{base}/oauth2/token"))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A person's token, through the built-in public client.
+pub async fn login(http: &reqwest::Client, base: &str, username: &str, password: &str) -> String {
+    token(
+        http,
+        base,
+        &[
+            ("grant_type", "password"),
+            ("client_id", "gatehouse-web"),
+            ("username", username),
+            ("password", password),
+        ],
+    )
+    .await
+}
+
+/// A client_credentials token.
+pub async fn client_token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> String {
+    token(
+        http,
+        base,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+        ],
+    )
+    .await
+}
+
+/// Registers a machine client (RFC 7591) with `scope`: (id, secret).
+pub async fn register(http: &reqwest::Client, base: &str, scope: &str) -> (String, String) {
+    let registered: serde_json::Value = http
+        .post(format!("{base}/oauth2/register"))
+        .json(&serde_json::json!({"client_name": "test machine", "scope": scope}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        registered["client_id"].as_str().unwrap().to_owned(),
+        registered["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The status of a GET of `url` with `token`.
+pub async fn status_of(
+    http: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    token: impl std::fmt::Display,
+) -> u16 {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
