@@ -731,11 +731,11 @@ async fn the_apps_keep_their_tables_in_postgresql_when_configured() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_app_runs_alone_against_a_remote_issuer() {
-    use std::io::{BufRead, BufReader};
     let s = stack(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args([
+    let data = dir.path().join("fx-data");
+    let command = common::gatehouse(
+        &[
             "app",
             "fx",
             "--listen",
@@ -743,18 +743,17 @@ async fn an_app_runs_alone_against_a_remote_issuer() {
             "--issuer",
             &s.server.base,
             "--data-dir",
-        ])
-        .arg(dir.path().join("fx-data"))
-        .env("GATEHOUSE_LOG", "error")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("the app exited").unwrap();
-        if let Some(rest) = line.trim().strip_prefix("app fx") {
-            break rest.trim().to_owned();
-        }
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (child, lines) = common::spawn_until(command, "app fx");
+    let url = lines.last().unwrap()["app fx".len()..].trim().to_owned();
+    let _app = common::Running {
+        child,
+        base: url.clone(),
+        gateway: None,
+        apps: Default::default(),
     };
     let alice = s.user("alice").await;
     let (status, body) = s
@@ -776,8 +775,6 @@ async fn an_app_runs_alone_against_a_remote_issuer() {
         )
         .await;
     assert_eq!(status, 401);
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test(flavor = "multi_thread")]

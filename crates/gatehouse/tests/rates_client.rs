@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -19,38 +17,22 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `gatehouse ARGS` and waits for the stdout line starting with `marker`; returns the rest.
-fn spawn(args: &[&str], marker: &str) -> (Killed, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(args)
-        .env("GATEHOUSE_LOG", "error")
-        .env_remove("GATEHOUSE_DATABASE_URL")
-        .env_remove("GATEHOUSE_KEK")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let rest = loop {
-        let line = lines.next().expect("exited before it was ready").unwrap();
-        if let Some(rest) = line.trim().strip_prefix(marker) {
-            break rest.trim().to_owned();
-        }
+/// Starts `gatehouse ARGS` and waits for the line starting with `marker`; returns the rest.
+fn spawn(args: &[&str], marker: &str) -> (common::Running, String) {
+    let mut command = common::gatehouse(args, &[]);
+    command.env("GATEHOUSE_LOG", "error");
+    let (child, lines) = common::spawn_until(command, marker);
+    let rest = lines.last().unwrap()[marker.len()..].trim().to_owned();
+    let running = common::Running {
+        child,
+        base: rest.clone(),
+        gateway: None,
+        apps: Default::default(),
     };
-    std::thread::spawn(move || for _ in lines {});
-    (Killed(child), rest)
+    (running, rest)
 }
 
-fn serve(data: &str, auth: u16, gateway: u16) -> Killed {
+fn serve(data: &str, auth: u16, gateway: u16) -> common::Running {
     let auth_listen = format!("127.0.0.1:{auth}");
     let gateway_listen = format!("127.0.0.1:{gateway}");
     spawn(
@@ -183,7 +165,7 @@ async fn the_machine_client_registers_reads_rates_and_survives_the_server_going_
     assert_eq!(symbols, ["BTC", "ETH", "SOL"]);
 
     // The server goes away: the client reports it and keeps running.
-    stop(server);
+    assert!(common::terminate(server).success());
     wait_for(
         &http,
         &status_url,
@@ -192,7 +174,10 @@ async fn the_machine_client_registers_reads_rates_and_survives_the_server_going_
         |s| s["consecutive_failures"].as_u64().unwrap_or(0) > 0,
     )
     .await;
-    assert!(client.0.try_wait().unwrap().is_none(), "the client exited");
+    assert!(
+        client.child.try_wait().unwrap().is_none(),
+        "the client exited"
+    );
 
     // Back on the same data: the same registration works again.
     let _server = serve(data, auth, gateway);
@@ -205,18 +190,5 @@ async fn the_machine_client_registers_reads_rates_and_survives_the_server_going_
     )
     .await;
     assert_eq!(recovered["client_id"], client_id.as_str());
-    assert!(client.0.try_wait().unwrap().is_none());
-}
-
-/// SIGTERM, and waits for the exit.
-fn stop(mut process: Killed) {
-    let pid = process.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(process.0.wait().unwrap().success());
+    assert!(client.child.try_wait().unwrap().is_none());
 }

@@ -15,79 +15,84 @@ pub struct Running {
     pub apps: std::collections::HashMap<String, String>,
 }
 
-/// Starts `gatehouse ARGS` on a free port and waits for the line it prints once it is listening.
-pub fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    command.args(args).args(["--auth-listen", "127.0.0.1:0"]);
-    if args.first() == Some(&"serve") {
-        command.args(["--gateway-listen", "127.0.0.1:0", "--apps-ports-from", "0"]);
+/// Spawns `command` with its stdout piped; returns it with the lines it printed up to and
+/// including the first that starts with `last` (trimmed). Later lines are drained, so the child
+/// never blocks on a full pipe.
+pub fn spawn_until(mut command: Command, last: &str) -> (Child, Vec<String>) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("exited before printing {last:?}; printed {seen:?}"))
+            .unwrap();
+        let line = line.trim().to_owned();
+        let done = line.starts_with(last);
+        seen.push(line);
+        if done {
+            break;
+        }
     }
+    std::thread::spawn(move || for _ in lines {});
+    (child, seen)
+}
+
+/// The URL a printed line gives after `label`, if the line is that label's.
+fn printed_url(line: &str, label: &str) -> Option<String> {
+    line.strip_prefix(label).map(|rest| rest.trim().to_owned())
+}
+
+/// A `gatehouse` command with the test environment: quiet, and no key or database inherited.
+pub fn gatehouse(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
     command
+        .args(args)
         .env_remove("GATEHOUSE_KEK")
         .env_remove("GATEHOUSE_DATABASE_URL")
-        .env("GATEHOUSE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .env("GATEHOUSE_LOG", "warn");
     for (k, v) in env {
         command.env(k, v);
     }
-    let mut child = command.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let mut gateway = None;
-    let mut apps = std::collections::HashMap::new();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("the server exited before it was listening")
-            .unwrap();
-        if let Some(url) = line.trim().strip_prefix("gateway ") {
-            gateway = Some(url.trim().to_owned());
-        }
-        if let Some(rest) = line.trim().strip_prefix("app ")
-            && let Some((name, url)) = rest.split_once(' ')
-        {
-            apps.insert(name.to_owned(), url.trim().to_owned());
-        }
-        if let Some(url) = line.trim().strip_prefix("authorization server") {
-            break url.trim().to_owned();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    command
+}
+
+/// Starts `gatehouse ARGS` on free ports and waits until it says it is listening.
+pub fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut command = gatehouse(args, env);
+    command.args(["--auth-listen", "127.0.0.1:0"]);
+    if args.first() == Some(&"serve") {
+        command.args(["--gateway-listen", "127.0.0.1:0", "--apps-ports-from", "0"]);
+    }
+    let (child, lines) = spawn_until(command, "authorization server");
+    let find = |label: &str| lines.iter().find_map(|l| printed_url(l, label));
+    let apps = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("app "))
+        .filter_map(|rest| rest.split_once(' '))
+        .map(|(name, url)| (name.to_owned(), url.trim().to_owned()))
+        .collect();
     Running {
         child,
-        base,
-        gateway,
+        base: find("authorization server").unwrap(),
+        gateway: find("gateway "),
         apps,
     }
 }
 
 /// Starts `gatehouse gateway --config FILE` on a free port; `base` is the gateway's URL.
 pub fn start_gateway(config: &std::path::Path, env: &[(&str, &str)]) -> Running {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    command
-        .args(["gateway", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .env("GATEHOUSE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("the gateway exited before it was listening")
-            .unwrap();
-        if let Some(url) = line.trim().strip_prefix("gateway ") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let mut command = gatehouse(&["gateway", "--listen", "127.0.0.1:0", "--config"], env);
+    command.arg(config);
+    let (child, lines) = spawn_until(command, "gateway ");
+    let base = lines
+        .iter()
+        .find_map(|l| printed_url(l, "gateway "))
+        .unwrap();
     Running {
         child,
         base: base.clone(),
