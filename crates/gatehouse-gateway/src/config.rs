@@ -49,6 +49,9 @@ pub struct GatewaySection {
     pub leeway_secs: u64,
     pub jwks_cooldown_secs: u64,
     pub staleness_budget_secs: u64,
+    /// Past the staleness budget, ask the issuer's introspection endpoint about each token
+    /// (with the feed client's credentials) instead of answering 503.
+    pub introspect_when_stale: bool,
     pub token_cache_capacity: usize,
 }
 
@@ -62,6 +65,7 @@ impl Default for GatewaySection {
             leeway_secs: 30,
             jwks_cooldown_secs: 10,
             staleness_budget_secs: 30,
+            introspect_when_stale: false,
             token_cache_capacity: 100_000,
         }
     }

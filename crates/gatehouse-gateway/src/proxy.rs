@@ -7,7 +7,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
-use gatehouse_sdk::{FeedStatus, Rejection, Verified, bearer_token, problem};
+use gatehouse_sdk::{Rejection, Verified, bearer_token, problem};
 use http::header::{self, HeaderValue};
 use http::{StatusCode, Uri, Version};
 use http_body_util::Limited;
@@ -182,7 +182,7 @@ async fn authenticate(
         if route.rule.anonymous {
             return Ok(None);
         }
-        if gateway.verifier.feed_status() == FeedStatus::Stale {
+        if !gateway.verifier.can_verify() {
             return Err(Rejection::Unavailable.into());
         }
         return Err(Rejection::MissingToken.into());
@@ -345,12 +345,12 @@ fn upstream_uri(rule: &RouteRule, path: &str, query: Option<&str>) -> Result<Uri
 }
 
 pub(crate) async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
-    match gateway.verifier.feed_status() {
-        FeedStatus::Stale => problem(
+    match gateway.verifier.can_verify() {
+        false => problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "the revocation feed has been silent for longer than the staleness budget",
         ),
-        _ => "ready".into_response(),
+        true => "ready".into_response(),
     }
 }
 

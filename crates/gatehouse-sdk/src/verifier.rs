@@ -31,6 +31,9 @@ pub struct VerifierSettings {
     pub feed: Option<FeedCredentials>,
     /// Lost the feed for longer than this: refuse tokens (503) rather than trust a stale view.
     pub staleness_budget: Duration,
+    /// While the view is stale, ask the issuer's introspection endpoint (RFC 7662) about each
+    /// token, with the feed's credentials, instead of refusing. Slower, but no outage.
+    pub introspect_when_stale: bool,
 }
 
 impl VerifierSettings {
@@ -43,6 +46,7 @@ impl VerifierSettings {
             cache_capacity: 100_000,
             feed: None,
             staleness_budget: Duration::from_secs(30),
+            introspect_when_stale: false,
         }
     }
 }
@@ -62,6 +66,14 @@ pub struct TokenVerifier {
     revocations: Arc<Revocations>,
     cache: Option<Cache<[u8; 32], Arc<Verified>>>,
     leeway_secs: i64,
+    /// Set when stale views fall back to introspection.
+    introspection: Option<Introspection>,
+}
+
+struct Introspection {
+    http: reqwest::Client,
+    endpoint: String,
+    credentials: FeedCredentials,
 }
 
 impl TokenVerifier {
@@ -92,6 +104,25 @@ impl TokenVerifier {
             settings.staleness_budget,
             settings.leeway_secs as i64,
         ));
+        let introspection = match (settings.introspect_when_stale, &settings.feed) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(SdkError::invalid(
+                    &settings.issuer,
+                    "introspecting when stale needs the feed's client credentials",
+                ));
+            }
+            (true, Some(credentials)) => Some(Introspection {
+                http: http.clone(),
+                endpoint: metadata.introspection_endpoint.clone().ok_or_else(|| {
+                    SdkError::invalid(
+                        &settings.issuer,
+                        "the issuer publishes no introspection endpoint",
+                    )
+                })?,
+                credentials: credentials.clone(),
+            }),
+        };
         if let Some(credentials) = settings.feed {
             let url = metadata.revocation_feed_endpoint.clone().ok_or_else(|| {
                 SdkError::invalid(&settings.issuer, "the issuer publishes no revocation feed")
@@ -114,6 +145,7 @@ impl TokenVerifier {
             revocations,
             cache: (settings.cache_capacity > 0).then(|| Cache::new(settings.cache_capacity)),
             leeway_secs: settings.leeway_secs as i64,
+            introspection,
         }))
     }
 
@@ -123,6 +155,12 @@ impl TokenVerifier {
 
     pub fn feed_status(&self) -> FeedStatus {
         self.revocations.status()
+    }
+
+    /// Whether tokens can be checked now: the view is current, or stale views fall back to
+    /// introspection.
+    pub fn can_verify(&self) -> bool {
+        self.revocations.status() != FeedStatus::Stale || self.introspection.is_some()
     }
 
     /// How long since the revocation feed last proved current (zero when none is followed).
@@ -139,7 +177,13 @@ impl TokenVerifier {
     /// verdict still ends at the token's expiry, its revocation, or its key's retirement.
     pub async fn verify_counted(&self, token: &str) -> (Result<Arc<Verified>, Rejection>, bool) {
         if self.revocations.status() == FeedStatus::Stale {
-            return (Err(Rejection::Unavailable), false);
+            return match &self.introspection {
+                None => (Err(Rejection::Unavailable), false),
+                Some(introspection) => (
+                    self.verify_by_introspection(introspection, token).await,
+                    false,
+                ),
+            };
         }
         let Some(cache) = &self.cache else {
             return (self.verify_uncached(token).await, false);
@@ -170,6 +214,37 @@ impl TokenVerifier {
         }
         let kid = key_id(token).unwrap_or_default();
         Ok(Arc::new(Verified { claims, kid }))
+    }
+
+    /// The stale-view path: the local checks, then the issuer's word on whether the token is
+    /// still active. An issuer that cannot answer means 503, never a guess.
+    async fn verify_by_introspection(
+        &self,
+        introspection: &Introspection,
+        token: &str,
+    ) -> Result<Arc<Verified>, Rejection> {
+        let verified = self.verify_uncached(token).await?;
+        let answer = introspection
+            .http
+            .post(&introspection.endpoint)
+            .basic_auth(
+                &introspection.credentials.client_id,
+                Some(&introspection.credentials.client_secret),
+            )
+            .form(&[("token", token)])
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|_| Rejection::Unavailable)?;
+        if !answer.status().is_success() {
+            tracing::warn!(status = answer.status().as_u16(), "introspection failed");
+            return Err(Rejection::Unavailable);
+        }
+        let body: serde_json::Value = answer.json().await.map_err(|_| Rejection::Unavailable)?;
+        match body["active"].as_bool() {
+            Some(true) => Ok(verified),
+            _ => Err(Rejection::revoked()),
+        }
     }
 
     fn still_valid(&self, verified: Arc<Verified>) -> Result<Arc<Verified>, Rejection> {

@@ -91,6 +91,7 @@ pub async fn build(
         cache_capacity: section.token_cache_capacity,
         feed,
         staleness_budget: Duration::from_secs(section.staleness_budget_secs),
+        introspect_when_stale: section.introspect_when_stale,
         ..VerifierSettings::new(issuer)
     };
     let mut attempt = 0;

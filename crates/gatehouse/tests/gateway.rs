@@ -424,3 +424,38 @@ fn a_broken_route_file_stops_the_gateway_with_a_clear_message() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_view_can_fall_back_to_introspection() {
+    let rig = rig("staleness_budget_secs = 1\nintrospect_when_stale = true").await;
+    let (issuer, gateway, http) = (&rig.issuer, &rig.gateway, &rig.http);
+    let url = format!("{}/echo/x", gateway.base);
+    let good = issuer.token("echo:read");
+    let doomed = issuer.claims("echo:read");
+    let doomed_token = issuer.sign(&doomed);
+    assert_eq!(common::status_of(http, &url, &good).await, 200);
+    assert_eq!(
+        issuer.introspections.load(Ordering::SeqCst),
+        0,
+        "introspected while current"
+    );
+
+    issuer.feed_up.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // Stale: each token is put to the issuer instead of refused.
+    assert_eq!(common::status_of(http, &url, &good).await, 200);
+    assert!(issuer.introspections.load(Ordering::SeqCst) >= 1);
+    *issuer.inactive.lock().unwrap() = Some(vec![doomed.jti.clone()]);
+    assert_eq!(common::status_of(http, &url, &doomed_token).await, 401);
+    let ready = http
+        .get(format!("{}/_gatehouse/readyz", gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    // No token is still a 401, not a 503.
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
+    // An issuer that cannot answer: 503, never a guess.
+    *issuer.inactive.lock().unwrap() = None;
+    assert_eq!(common::status_of(http, &url, &good).await, 503);
+}

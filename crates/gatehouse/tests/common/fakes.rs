@@ -115,6 +115,9 @@ pub struct FakeIssuer {
     /// Whether a new feed connection is told it has caught up.
     pub catch_up: Arc<AtomicBool>,
     pub feed_events: tokio::sync::broadcast::Sender<(String, Value)>,
+    /// `jti`s its introspection endpoint calls inactive; `None` makes the endpoint fail.
+    pub inactive: Arc<Mutex<Option<Vec<String>>>>,
+    pub introspections: Arc<AtomicUsize>,
 }
 
 pub async fn fake_issuer() -> FakeIssuer {
@@ -129,11 +132,14 @@ pub async fn fake_issuer() -> FakeIssuer {
         feed_up: Arc::new(AtomicBool::new(true)),
         catch_up: Arc::new(AtomicBool::new(true)),
         feed_events: tokio::sync::broadcast::channel(64).0,
+        inactive: Arc::new(Mutex::new(Some(Vec::new()))),
+        introspections: Arc::new(AtomicUsize::new(0)),
     };
     let app = Router::new()
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/jwks", get(jwks))
         .route("/feed", get(feed))
+        .route("/introspect", axum::routing::post(introspect))
         .with_state(issuer.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     issuer
@@ -146,8 +152,35 @@ async fn metadata(State(issuer): State<FakeIssuer>) -> Response {
         "jwks_uri": format!("{base}/jwks"),
         "token_endpoint": format!("{base}/token"),
         "revocation_feed_endpoint": format!("{base}/feed"),
+        "introspection_endpoint": format!("{base}/introspect"),
     }))
     .into_response()
+}
+
+/// RFC 7662, for a client that sent Basic credentials: active unless its jti is listed inactive.
+async fn introspect(State(issuer): State<FakeIssuer>, request: Request) -> Response {
+    issuer.introspections.fetch_add(1, Ordering::SeqCst);
+    if !request.headers().contains_key("authorization") {
+        return axum::http::StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Some(inactive) = issuer.inactive.lock().unwrap().clone() else {
+        return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let body = axum::body::to_bytes(request.into_body(), 65536)
+        .await
+        .unwrap();
+    let token = form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap_or_default())
+            .unwrap_or(Value::Null);
+    let active = claims["jti"]
+        .as_str()
+        .is_some_and(|jti| !inactive.iter().any(|j| j == jti));
+    axum::Json(json!({"active": active})).into_response()
 }
 
 async fn jwks(State(issuer): State<FakeIssuer>) -> Response {
