@@ -33,23 +33,13 @@ export GATEHOUSE_LOG="${GATEHOUSE_LOG:-warn}"
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
-
-is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
-for v in BENCH_SECONDS BENCH_WARMUP_SECONDS BENCH_REQUEST_TIMEOUT \
-         BENCH_READY_TIMEOUT BENCH_INSTALL_TIMEOUT; do
-    is_uint "${!v}" || die "$v must be a non-negative integer (got '${!v}')"
-done
+require_uint BENCH_SECONDS BENCH_WARMUP_SECONDS BENCH_REQUEST_TIMEOUT \
+             BENCH_READY_TIMEOUT BENCH_INSTALL_TIMEOUT
 [[ "$BENCH_SECONDS" -gt 0 ]] || die "BENCH_SECONDS must be > 0"
-read -r -a CONCURRENCY_LEVELS <<<"$BENCH_CONCURRENCY"
-[[ ${#CONCURRENCY_LEVELS[@]} -gt 0 ]] || die "BENCH_CONCURRENCY is empty"
-MAX_CONCURRENCY=0
-for c in "${CONCURRENCY_LEVELS[@]}"; do
-    if ! is_uint "$c" || [[ "$c" -eq 0 ]]; then die "bad concurrency level '$c'"; fi
-    [[ "$c" -le "$MAX_CONCURRENCY" ]] || MAX_CONCURRENCY="$c"
-done
+parse_concurrency
 read -r -a TARGETS <<<"$BENCH_TARGETS"
 [[ ${#TARGETS[@]} -gt 0 ]] || die "BENCH_TARGETS is empty"
 for t in "${TARGETS[@]}"; do
@@ -57,11 +47,8 @@ for t in "${TARGETS[@]}"; do
 done
 [[ "$BENCH_NGINX_WORKERS" == auto ]] || { is_uint "$BENCH_NGINX_WORKERS" && [[ "$BENCH_NGINX_WORKERS" -gt 0 ]]; } \
     || die "BENCH_NGINX_WORKERS must be 'auto' or a positive number"
-[[ -z "$BENCH_OHA_THREADS" ]] || is_uint "$BENCH_OHA_THREADS" || die "BENCH_OHA_THREADS must be a number"
-
-command -v python3 >/dev/null || die "python3 is required"
-command -v curl >/dev/null || die "curl is required"
-command -v timeout >/dev/null || die "timeout (coreutils) is required"
+optional_uint BENCH_OHA_THREADS
+require_tools
 
 # ------------------------------------------------------------ cleanup trap --
 WORK_DIR=""
@@ -71,61 +58,27 @@ NOCACHE_PID=""
 OHA_PID=""
 POLICY_RC_D=""   # set while a temporary /usr/sbin/policy-rc.d of ours exists
 
-# stop_process PID NAME: SIGTERM, up to 5 s for a graceful stop, then SIGKILL.
-stop_process() {
-    local pid="$1" name="$2"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "$name did not stop on SIGTERM; sending SIGKILL"
-        # nginx's workers would outlive a killed master: kill its children first.
-        pkill -KILL -P "$pid" 2>/dev/null || true
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     if [[ -n "$POLICY_RC_D" ]]; then
         rm -f "$POLICY_RC_D" || true
     fi
-    if [[ -n "$OHA_PID" ]] && kill -0 "$OHA_PID" 2>/dev/null; then
-        kill -TERM "$OHA_PID" 2>/dev/null || true   # timeout passes it on to oha
-        wait "$OHA_PID" 2>/dev/null || true
-    fi
+    stop_oha "$OHA_PID"
     stop_process "$NOCACHE_PID" "the uncached gateway"
     stop_process "$SERVER_PID" "the server"
     stop_process "$NGINX_PID" "nginx"
     if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
         local f
         for f in server.log gateway-nocache.log nginx/error.log; do
-            if [[ $rc -ne 0 && -s "$WORK_DIR/$f" ]]; then
-                log "last lines of $f:"
-                tail -n 30 "$WORK_DIR/$f" >&2 || true
-            fi
-            if [[ -n "$BENCH_RAW_DIR" && -f "$WORK_DIR/$f" ]]; then
-                cp "$WORK_DIR/$f" "$BENCH_RAW_DIR/$(basename "$f")" 2>/dev/null || true
-            fi
+            keep_log "$rc" "$f" 30 "$f"
         done
         rm -rf "$WORK_DIR"
     fi
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench-gw.XXXXXX")"
-if [[ -n "$BENCH_RAW_DIR" ]]; then
-    mkdir -p "$BENCH_RAW_DIR"
-    BENCH_RAW_DIR="$(cd "$BENCH_RAW_DIR" && pwd)"
-fi
+set_traps
+make_work_dir gatehouse-bench-gw
 
 # ------------------------------------------------------------------- nginx --
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -154,60 +107,14 @@ NGINX_VER="$(nginx -v 2>&1 | sed -n 's/^nginx version: //p' | head -n1)"
 [[ -n "$NGINX_VER" ]] || die "'nginx -v' failed"
 log "using $NGINX_VER"
 
-# --------------------------------------------------------------------- oha --
-export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
-if ! command -v oha >/dev/null; then
-    log "oha not found; installing oha $OHA_VERSION with cargo (takes a few minutes)"
-    (cd "${TMPDIR:-/tmp}" && cargo install oha --locked --version "$OHA_VERSION") >&2 \
-        || die "cargo install oha failed"
-    command -v oha >/dev/null || die "oha still not on PATH after install"
-fi
-OHA_HELP="$(oha --help 2>&1)" || die "'oha --help' failed"
-OHA_VER="$(oha --version 2>/dev/null | head -n1)"
-has_flag() { grep -Eq -- "(^|[ ,])$1([ ,=<]|$)" <<<"$OHA_HELP"; }
-for f in -z -c -t -H --no-tui; do
-    has_flag "$f" || die "installed $OHA_VER lacks flag $f; reinstall: cargo install oha --locked --force --version $OHA_VERSION"
-done
-if has_flag --output-format; then
-    OHA_JSON=(--output-format json)
-elif has_flag --json; then
-    OHA_JSON=(--json)
-else
-    die "installed $OHA_VER has neither --output-format nor --json"
-fi
-# Wait for in-flight requests at the deadline instead of aborting them (see tokens.sh).
-OHA_EXTRA=()
-if has_flag --wait-ongoing-requests-after-deadline; then
-    OHA_EXTRA+=(--wait-ongoing-requests-after-deadline)
-fi
-if [[ -n "$BENCH_OHA_THREADS" ]]; then
-    has_flag --worker-threads || die "installed $OHA_VER has no --worker-threads"
-    OHA_EXTRA+=(--worker-threads "$BENCH_OHA_THREADS")
-fi
-log "using $OHA_VER"
-
-# ------------------------------------------------------------------- build --
-if [[ -z "$GATEHOUSE_BIN" ]]; then
-    log "cargo build --release -p gatehouse"
-    (cd "$REPO_ROOT" && cargo build --release -p gatehouse) >&2 || die "cargo build failed"
-    target_dir="${CARGO_TARGET_DIR:-target}"
-    [[ "$target_dir" = /* ]] || target_dir="$REPO_ROOT/$target_dir"
-    GATEHOUSE_BIN="$target_dir/release/gatehouse"
-fi
-[[ -x "$GATEHOUSE_BIN" ]] || die "server binary not found or not executable: $GATEHOUSE_BIN"
+# ------------------------------------------------------------- oha + build --
+setup_oha -z -c -t -H --no-tui
+build_gatehouse
 
 # ------------------------------------------------------------------- ports --
 # Five distinct free loopback ports, bound together so that none repeats.
 UPSTREAM_PORT="" NGINX_PORT="" AUTH_PORT="" GATEWAY_PORT="" NOCACHE_PORT=""
-read -r UPSTREAM_PORT NGINX_PORT AUTH_PORT GATEWAY_PORT NOCACHE_PORT < <(python3 -c 'import socket
-socks = []
-for _ in range(5):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()') || true
+read -r UPSTREAM_PORT NGINX_PORT AUTH_PORT GATEWAY_PORT NOCACHE_PORT < <(free_ports 5) || true
 [[ -n "${NOCACHE_PORT:-}" ]] || die "could not pick free ports"
 AUTH="http://127.0.0.1:$AUTH_PORT"
 BENCH_PATH="/bench/x"
@@ -223,19 +130,6 @@ declare -A LABEL=(
     [cached]="gateway, cached"
     [uncached]="gateway, uncached"
 )
-
-# wait_for_200 NAME URL PID: polls URL until it answers 200, at most BENCH_READY_TIMEOUT s.
-wait_for_200() {
-    local name="$1" url="$2" pid="$3" code
-    local deadline=$((SECONDS + BENCH_READY_TIMEOUT + 1))
-    for ((i = 0; i < BENCH_READY_TIMEOUT * 5 && SECONDS < deadline; i++)); do
-        kill -0 "$pid" 2>/dev/null || die "$name exited during startup"
-        code="$(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)"
-        [[ "$code" != 200 ]] || return 0
-        sleep 0.2
-    done
-    die "$name not ready (GET $url != 200) within ${BENCH_READY_TIMEOUT}s"
-}
 
 # ------------------------------------------------------------ start nginx --
 # One nginx instance, prefix and every path inside WORK_DIR: a static upstream
@@ -333,32 +227,7 @@ if [[ " ${TARGETS[*]} " == *" uncached "* ]]; then
 fi
 
 # ------------------------------------------------------------------ token --
-# http METHOD URL OUTFILE [curl args...] -> prints the HTTP status code
-http() {
-    local method="$1" url="$2" out="$3"
-    shift 3
-    curl --noproxy '*' -sS --max-time 30 -X "$method" -o "$out" -w '%{http_code}' "$@" "$url"
-}
-
-# json_field FILE KEY -> prints the value of a top-level string or integer key
-json_field() {
-    python3 - "$1" "$2" <<'PY'
-import json, sys
-with open(sys.argv[1]) as f:
-    v = json.load(f).get(sys.argv[2])
-if isinstance(v, bool) or not isinstance(v, (str, int)) or v == "":
-    sys.exit(1)
-print(v)
-PY
-}
-
-code="$(http POST "$AUTH/oauth2/register" "$WORK_DIR/client.json" \
-    -H 'Content-Type: application/json' \
-    --data '{"client_name":"bench","grant_types":["client_credentials"],"scope":"rates:read"}')"
-[[ "$code" == 201 ]] || die "POST /oauth2/register returned $code: $(head -c 500 "$WORK_DIR/client.json")"
-CLIENT_ID="$(json_field "$WORK_DIR/client.json" client_id)" || die "no client_id in registration response"
-CLIENT_SECRET="$(json_field "$WORK_DIR/client.json" client_secret)" || die "no client_secret in registration response"
-log "registered client $CLIENT_ID"
+register_client "$AUTH"
 
 TOKEN=""
 TOKEN_EXPIRES_AT=0
@@ -408,25 +277,10 @@ all_alive() {
 }
 
 # run_oha OUTFILE SECONDS CONCURRENCY URL
-# oha runs in the background and the shell `wait`s for it, so that Ctrl-C or
-# SIGTERM reaches the traps at once (cleanup then stops oha and the servers).
 # Every target gets the same request, Authorization header included.
 run_oha() {
-    local out="$1" secs="$2" conc="$3" url="$4" rc=0
-    ensure_token "$((secs + BENCH_REQUEST_TIMEOUT + 30))"
-    # Hard bound on top of -z: duration + per-request timeout + slack.
-    timeout --kill-after=5 "$((secs + BENCH_REQUEST_TIMEOUT + 30))" \
-        oha --no-tui "${OHA_JSON[@]}" "${OHA_EXTRA[@]}" \
-            -z "${secs}s" -c "$conc" -t "${BENCH_REQUEST_TIMEOUT}s" \
-            -H "Authorization: Bearer $TOKEN" \
-            "$url" >"$out" 2>"$out.err" </dev/null &
-    OHA_PID=$!
-    wait "$OHA_PID" || rc=$?
-    OHA_PID=""
-    if [[ $rc -ne 0 ]]; then
-        cat "$out.err" >&2
-        die "oha exited with status $rc (see above)"
-    fi
+    ensure_token "$(($2 + BENCH_REQUEST_TIMEOUT + 30))"
+    oha_run "$1" "$2" "$3" -H "Authorization: Bearer $TOKEN" "$4"
 }
 
 # Targets one after the other (the others idle), each level after a warm-up at
@@ -449,28 +303,19 @@ for t in "${TARGETS[@]}"; do
     done
 done
 
-rss_of() { awk '/^VmHWM:/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status" 2>/dev/null || true; }
 SERVER_RSS="$(rss_of "$SERVER_PID")"
 NOCACHE_RSS=""
 [[ -z "$NOCACHE_PID" ]] || NOCACHE_RSS="$(rss_of "$NOCACHE_PID")"
 
 # ------------------------------------------------------------------ report --
-cpu_model="$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)"
-mem_total="$(awk '/^MemTotal:/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo 2>/dev/null || true)"
-git_rev="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [[ -n "$(git -C "$REPO_ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
-    git_rev="$git_rev (dirty)"
-fi
-
+SUMMARY="$WORK_DIR/summary.jsonl"
+oha_summaries "$RESULTS" >"$SUMMARY"
 REPORT="$WORK_DIR/report.md"
 BAD_FILE="$WORK_DIR/non200.count"
 {
     echo "## Gateway benchmark"
     echo
-    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "- commit: $git_rev"
-    echo "- machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, ${mem_total:-unknown} RAM"
-    echo "- kernel: $(uname -srm)"
+    machine_lines
     echo "- load generator: $OHA_VER on the same machine: oha, nginx and Gatehouse all share the $(nproc) CPUs"
     echo "- upstream: $NGINX_VER, a server block answering \`200 ok\` to \`GET $BENCH_PATH\`"
     echo "- nginx proxy: the same nginx instance (worker_processes $BENCH_NGINX_WORKERS = $NGINX_WORKERS workers, as many as Gatehouse's runtime has threads when \`auto\`), no auth, HTTP/1.1 keep-alive to the upstream (\`keepalive 64\`), access log off"
@@ -481,40 +326,20 @@ BAD_FILE="$WORK_DIR/non200.count"
     echo "- every request carries the same \`Authorization: Bearer\` token (ignored by nginx); log filter GATEHOUSE_LOG=$GATEHOUSE_LOG"
     echo "- durations: ${BENCH_SECONDS}s per target and level, after a ${BENCH_WARMUP_SECONDS}s warm-up per target at c=$MAX_CONCURRENCY; targets run one at a time, the others idle"
     echo
-    python3 - "$RESULTS" "$BAD_FILE" <<'PY'
+    python3 - "$SUMMARY" "$BAD_FILE" <<'PY'
 import json, sys
-
-DEADLINE = "aborted due to deadline"
 
 def ms(v):
     return "n/a" if v is None else f"{v * 1000:.3f}"
 
-with open(sys.argv[1]) as f:
-    rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
-
 res = {}
 total_bad = 0
-for key, label, conc, path in rows:
-    with open(path) as f:
-        d = json.load(f)
-    status = {str(k): int(v) for k, v in (d.get("statusCodeDistribution") or {}).items()}
-    errors = {k: int(v) for k, v in (d.get("errorDistribution") or {}).items() if k != DEADLINE}
-    ok = status.get("200", 0)
-    attempts = sum(status.values()) + sum(errors.values())
-    bad = attempts - ok
-    total_bad += bad
-    total_s = float(d["summary"]["total"])
-    pct = d.get("latencyPercentiles") or {}
-    detail = ""
-    if bad:
-        parts = [f"{k}: {v}" for k, v in sorted(status.items()) if k != "200"]
-        parts += [f"{k}: {v}" for k, v in sorted(errors.items())]
-        detail = " [" + "; ".join(parts) + "]"
-    res[(key, int(conc))] = dict(
-        label=label, attempts=attempts, bad=bad, detail=detail,
-        rps=ok / total_s if total_s > 0 else 0.0,
-        p50=pct.get("p50"), p99=pct.get("p99"),
-    )
+with open(sys.argv[1]) as f:
+    for line in f:
+        r = json.loads(line)
+        key, r["label"], conc = r["cols"]
+        total_bad += r["bad"]
+        res[(key, int(conc))] = r
 
 levels = sorted({c for _, c in res})
 order = ["direct", "nginx", "cached", "uncached"]
@@ -574,11 +399,7 @@ with open(sys.argv[2], "w") as f:
 PY
 } >"$REPORT"
 
-cat "$REPORT"
-if [[ -n "$BENCH_OUT" ]]; then
-    cp "$REPORT" "$BENCH_OUT"
-    log "report written to $BENCH_OUT"
-fi
+publish_report "$REPORT"
 bad="$(cat "$BAD_FILE" 2>/dev/null || echo 0)"
 if [[ "$bad" != 0 ]]; then
     log "warning: $bad requests did not return 200; the numbers above are not clean"
