@@ -18,6 +18,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use gatehouse_sdk::TokenVerifier;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -147,7 +148,10 @@ impl Gateway {
                         .build()
                         .and_then(|runtime| {
                             runtime.block_on(async move {
-                                let listener = TcpListener::from_std(listener)?;
+                                // Answers go out at once, not held back to be coalesced (Nagle).
+                                let listener = TcpListener::from_std(listener)?.tap_io(|tcp| {
+                                    let _ = tcp.set_nodelay(true);
+                                });
                                 axum::serve(
                                     listener,
                                     gateway
