@@ -24,19 +24,18 @@ fail() { printf 'tour failed: %s\n' "$*" >&2; exit 1; }
 call() {
     local method="$1" url="$2" token="$3" body="${4:-}" expect="${EXPECT:-200}" out status
     out="$(mktemp)"
-    if [[ -n "$body" ]]; then
-        status="$(curl -sS -o "$out" -w '%{http_code}' -X "$method" -H "Authorization: Bearer $token" \
-            -H 'Content-Type: application/json' -d "$body" "$url")"
-    else
-        status="$(curl -sS -o "$out" -w '%{http_code}' -X "$method" -H "Authorization: Bearer $token" "$url")"
-    fi
+    # The token goes to curl on its standard input, never on a command line others can see.
+    local args=(-sS -o "$out" -w '%{http_code}' -X "$method" -K -)
+    [[ -z "$body" ]] || args+=(-H 'Content-Type: application/json' -d "$body")
+    status="$(printf 'header = "Authorization: Bearer %s"\n' "$token" | curl "${args[@]}" "$url")" \
+        || fail "$method $url: no answer"
     cat "$out"; rm -f "$out"
     [[ "$status" == "$expect" ]] || fail "$method $url answered $status, expected $expect"
 }
 
 login() {
-    curl -sS --fail-with-body -d grant_type=password -d client_id=gatehouse-web \
-        --data-urlencode "username=$1" --data-urlencode "password=$2" "$AUTH/oauth2/token" | json '["access_token"]'
+    printf '%s' "$2" | curl -sS --fail-with-body -d grant_type=password -d client_id=gatehouse-web \
+        --data-urlencode "username=$1" --data-urlencode "password@-" "$AUTH/oauth2/token" | json '["access_token"]'
 }
 
 step "1. A machine client registers itself (RFC 7591) and reads the crypto rates"
@@ -45,8 +44,8 @@ registration="$(curl -sS --fail-with-body -H 'Content-Type: application/json' \
 client_id="$(json '["client_id"]' <<<"$registration")"
 client_secret="$(json '["client_secret"]' <<<"$registration")"
 echo "registered $client_id"
-machine_token="$(curl -sS --fail-with-body -u "$client_id:$client_secret" -d grant_type=client_credentials \
-    "$AUTH/oauth2/token" | json '["access_token"]')"
+machine_token="$(printf 'user = "%s:%s"\n' "$client_id" "$client_secret" \
+    | curl -sS --fail-with-body -K - -d grant_type=client_credentials "$AUTH/oauth2/token" | json '["access_token"]')"
 rates="$(call GET "$GATEWAY/api/rates" "$machine_token")"
 echo "$rates"
 python3 -c 'import sys, json; sys.exit(0 if any(r["symbol"] == "BTC" for r in json.load(sys.stdin)) else 1)' \
@@ -78,7 +77,8 @@ EXPECT=201 call POST "$GATEWAY/api/posts/$post_id/vote" "$admin_token"; echo
 EXPECT=409 call POST "$GATEWAY/api/posts/$post_id/vote" "$admin_token"; echo
 
 step "6. The person's token is revoked; the gateway refuses it within a second"
-curl -sS --fail-with-body -d client_id=gatehouse-web -d "token=$user_token" "$AUTH/oauth2/revoke"
+printf '%s' "$user_token" | curl -sS --fail-with-body -d client_id=gatehouse-web --data-urlencode "token@-" \
+    "$AUTH/oauth2/revoke"
 sleep 1
 EXPECT=401 call GET "$GATEWAY/api/messages/welcome" "$user_token"; echo
 

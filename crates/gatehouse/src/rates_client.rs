@@ -121,16 +121,41 @@ async fn poll_forever(args: RatesClientArgs, shared: Arc<Mutex<Shared>>) {
         .timeout(Duration::from_secs(15))
         .build()
         .unwrap_or_default();
-    // Registration first, as often as it takes.
+    loop {
+        let credentials = register_until_done(&http, &args, &shared).await;
+        poll_until_rejected(&http, &args, &shared, &credentials).await;
+        // The server no longer knows this client (its store was reset, or the client deleted):
+        // set the old credentials aside and register again.
+        let rejected = args.credentials.with_extension("rejected");
+        if let Err(e) = std::fs::rename(&args.credentials, &rejected) {
+            tracing::warn!(error = %e, "cannot set the rejected credentials aside");
+        }
+        let mut shared = lock(&shared);
+        shared.status.registered = false;
+        shared.status.client_id = None;
+    }
+}
+
+/// Registration (or the stored credentials), as often as it takes.
+async fn register_until_done(
+    http: &reqwest::Client,
+    args: &RatesClientArgs,
+    shared: &Mutex<Shared>,
+) -> Credentials {
     let mut failures = 0;
-    let credentials = loop {
-        match credentials(&http, &args.issuer, &args.credentials, &shared).await {
-            Ok(credentials) => break credentials,
+    loop {
+        match credentials(http, &args.issuer, &args.credentials, shared).await {
+            Ok(credentials) => {
+                let mut shared = lock(shared);
+                shared.status.client_id = Some(credentials.client_id.clone());
+                shared.status.registered = true;
+                return credentials;
+            }
             Err(e) => {
                 failures += 1;
                 let wait = backoff(failures, args.poll_every);
                 {
-                    let mut shared = lock(&shared);
+                    let mut shared = lock(shared);
                     shared.status.last_poll_outcome = Some(format!("cannot register: {e:#}"));
                     shared.status.consecutive_failures = failures;
                     shared.status.next_poll_in_secs = wait.as_secs();
@@ -139,12 +164,16 @@ async fn poll_forever(args: RatesClientArgs, shared: Arc<Mutex<Shared>>) {
                 tokio::time::sleep(wait).await;
             }
         }
-    };
-    {
-        let mut shared = lock(&shared);
-        shared.status.client_id = Some(credentials.client_id.clone());
-        shared.status.registered = true;
     }
+}
+
+/// Polls the rates until the token endpoint says the client is unknown.
+async fn poll_until_rejected(
+    http: &reqwest::Client,
+    args: &RatesClientArgs,
+    shared: &Mutex<Shared>,
+    credentials: &Credentials,
+) {
     let tokens = TokenClient::with_http(
         http.clone(),
         TokenClientConfig::new(
@@ -165,7 +194,7 @@ async fn poll_forever(args: RatesClientArgs, shared: Arc<Mutex<Shared>>) {
             .unwrap_or_default();
         let expires = tokens.expires_in().await.map(|d| d.as_secs());
         let wait = {
-            let mut shared = lock(&shared);
+            let mut shared = lock(shared);
             shared.status.last_poll_at = Some(now);
             shared.status.token_expires_in_secs = expires;
             match outcome {
@@ -174,7 +203,12 @@ async fn poll_forever(args: RatesClientArgs, shared: Arc<Mutex<Shared>>) {
                     shared.snapshot = Some(snapshot);
                     shared.status.last_poll_outcome = Some("ok".into());
                 }
-                Err(e) => {
+                Err(PollError::ClientRejected(e)) => {
+                    tracing::warn!(error = %e, "the server no longer knows this client; registering again");
+                    shared.status.last_poll_outcome = Some(e);
+                    return;
+                }
+                Err(PollError::Failed(e)) => {
                     failures = failures.saturating_add(1);
                     tracing::warn!(error = %e, "polling the rates failed");
                     shared.status.last_poll_outcome = Some(e);
@@ -190,19 +224,32 @@ async fn poll_forever(args: RatesClientArgs, shared: Arc<Mutex<Shared>>) {
     }
 }
 
-async fn poll_once(tokens: &TokenClient, url: &str) -> Result<Value, String> {
+enum PollError {
+    /// The token endpoint does not know this client any more.
+    ClientRejected(String),
+    Failed(String),
+}
+
+async fn poll_once(tokens: &TokenClient, url: &str) -> Result<Value, PollError> {
     let response = tokens
         .send(|http| http.get(url))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| match &e {
+            gatehouse_sdk::SdkError::Refused { error, .. } if error == "invalid_client" => {
+                PollError::ClientRejected(e.to_string())
+            }
+            _ => PollError::Failed(e.to_string()),
+        })?;
     let status = response.status();
     if !status.is_success() {
-        return Err(format!("the rates feed answered {status}"));
+        return Err(PollError::Failed(format!(
+            "the rates feed answered {status}"
+        )));
     }
     response
         .json::<Value>()
         .await
-        .map_err(|e| format!("the rates feed sent something unreadable: {e}"))
+        .map_err(|e| PollError::Failed(format!("the rates feed sent something unreadable: {e}")))
 }
 
 /// The stored credentials, or a registration made now and stored. Registers only when there is

@@ -267,6 +267,24 @@ async fn revocations_reach_the_gateway_within_a_second() {
     )
     .await;
 
+    // Deleting a client or a user ends their tokens too.
+    let (doomed_id, doomed_secret) = s.machine("rates:read").await;
+    let doomed = s.machine_token(&doomed_id, &doomed_secret).await;
+    assert_eq!(s.get("/rates/c", &doomed).await.status(), 200);
+    let deleted = s
+        .http
+        .delete(format!("{}/admin/clients/{doomed_id}", s.server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    common::within_a_second(
+        "a deleted client's token being refused at the gateway",
+        || async { s.get("/rates/c", &doomed).await.status() == 401 },
+    )
+    .await;
+
     let metrics = s
         .http
         .get(format!("{}/_gatehouse/metrics", s.gateway))

@@ -19,7 +19,13 @@ fn free_port() -> u16 {
 
 /// Starts `gatehouse ARGS` and waits for the line starting with `marker`; returns the rest.
 fn spawn(args: &[&str], marker: &str) -> (common::Running, String) {
-    let mut command = common::gatehouse(args, &[]);
+    let mut command = common::gatehouse(
+        args,
+        &[
+            ("GATEHOUSE_ADMIN_USERNAME", "root"),
+            ("GATEHOUSE_ADMIN_PASSWORD", "root-password-1"),
+        ],
+    );
     command.env("GATEHOUSE_LOG", "error");
     let (child, lines) = common::spawn_until(command, marker);
     let rest = lines.last().unwrap()[marker.len()..].trim().to_owned();
@@ -190,5 +196,32 @@ async fn the_machine_client_registers_reads_rates_and_survives_the_server_going_
     )
     .await;
     assert_eq!(recovered["client_id"], client_id.as_str());
+    assert!(client.child.try_wait().unwrap().is_none());
+
+    // The server forgets the client (deleted by an administrator): it registers again. Its
+    // cached token is revoked too, so the next poll meets the unknown client.
+    let admin = common::login(&http, &issuer, "root", "root-password-1").await;
+    let deleted = http
+        .delete(format!("{issuer}/admin/clients/{client_id}"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let again = wait_for(
+        &http,
+        &status_url,
+        Duration::from_secs(30),
+        "registering again",
+        |s| {
+            s["registered"] == true
+                && s["client_id"].as_str().is_some_and(|id| id != client_id)
+                && s["last_poll_outcome"] == "ok"
+        },
+    )
+    .await;
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(&credentials).unwrap()).unwrap();
+    assert_eq!(stored["client_id"], again["client_id"]);
     assert!(client.child.try_wait().unwrap().is_none());
 }

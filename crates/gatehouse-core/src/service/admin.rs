@@ -473,6 +473,9 @@ impl AuthService {
             return Err(not_found("client"));
         }
         self.client_changed(id).await;
+        // Gateways and services check tokens locally: tell them this client's tokens are dead.
+        self.log_change(ChangeKind::SubjectCutoff, id, Some(revocation_cutoff()))
+            .await;
         self.admin_audit(actor, "admin.client.deleted", id, ctx, "")
             .await;
         Ok(())
@@ -575,6 +578,8 @@ impl AuthService {
         if !self.store.delete_user(id).await? {
             return Err(not_found("user"));
         }
+        self.log_change(ChangeKind::SubjectCutoff, id, Some(revocation_cutoff()))
+            .await;
         self.admin_audit(actor, "admin.user.deleted", id, ctx, "")
             .await;
         Ok(())
