@@ -207,7 +207,7 @@ mkdir -p "$DATA_DIR"
 log "starting $GATEHOUSE_BIN serve: auth $AUTH, gateway 127.0.0.1:$GATEWAY_PORT (data dir $DATA_DIR)"
 "$GATEHOUSE_BIN" serve --data-dir "$DATA_DIR" \
     --auth-listen "127.0.0.1:$AUTH_PORT" --issuer "$AUTH" \
-    --gateway-listen "127.0.0.1:$GATEWAY_PORT" --gateway-routes "$WORK_DIR/routes.toml" \
+    --gateway-listen "127.0.0.1:$GATEWAY_PORT" --gateway-routes "$WORK_DIR/routes.toml" --apps-ports-from 0 \
     </dev/null >"$WORK_DIR/server.log" 2>&1 &
 SERVER_PID=$!
 wait_for_200 "the server" "$AUTH/readyz" "$SERVER_PID"

@@ -192,13 +192,14 @@ async fn place(
         });
     }
     let paid = state.payment_succeeds();
+    let created_at = now_unix();
     let order = Order {
         id: new_id("ord"),
         buyer,
         status: if paid { "paid" } else { "payment_failed" }.into(),
         total,
         items: lines,
-        created_at: rfc3339(now_unix()),
+        created_at: rfc3339(created_at),
     };
     sqlx::query(
         "INSERT INTO orders_orders (id, buyer, status, total, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -207,7 +208,7 @@ async fn place(
     .bind(&order.buyer)
     .bind(&order.status)
     .bind(order.total.to_string())
-    .bind(now_unix())
+    .bind(created_at)
     .execute(&mut *tx)
     .await?;
     for line in &order.items {
@@ -353,6 +354,11 @@ pub async fn router(
     verifier: Arc<TokenVerifier>,
     settings: &OrdersSettings,
 ) -> Result<Router, AppError> {
+    if !(0.0..=1.0).contains(&settings.payment_success_rate) {
+        return Err(AppError::BadRequest(
+            "apps.orders.payment_success_rate must be between 0 and 1".into(),
+        ));
+    }
     db.migrate("orders", sqlx::migrate!("migrations/orders"))
         .await?;
     seed(&db).await?;

@@ -208,12 +208,11 @@ pub(crate) fn normalize_path(raw: &str) -> Option<Cow<'_, str>> {
 
 fn decode_unreserved(segment: &str) -> Option<String> {
     let bytes = segment.as_bytes();
-    let mut out = String::with_capacity(segment.len());
+    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] != b'%' {
-            // The request line is ASCII; anything else was refused by the HTTP parser.
-            out.push(char::from(bytes[i]));
+            out.push(bytes[i]);
             i += 1;
             continue;
         }
@@ -221,17 +220,16 @@ fn decode_unreserved(segment: &str) -> Option<String> {
         let byte = u8::from_str_radix(hex, 16).ok()?;
         match byte {
             b'/' | b'\\' => return None,
-            b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
-                out.push(char::from(b))
-            }
+            b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => out.push(b),
             _ => {
-                out.push('%');
-                out.push_str(&hex.to_ascii_uppercase());
+                out.push(b'%');
+                out.extend_from_slice(hex.to_ascii_uppercase().as_bytes());
             }
         }
         i += 3;
     }
-    Some(out)
+    // Raw bytes are kept as they came (the path is UTF-8 already); only escapes change.
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -252,6 +250,11 @@ mod tests {
             ("/a%c3%a9", "/a%C3%A9"),
             ("/a/..b", "/a/..b"),
             ("/a/.well-known", "/a/.well-known"),
+            ("/files/résumé.pdf", "/files/résumé.pdf"),
+            (
+                "/files//r%C3%A9sum%c3%a9.pdf",
+                "/files/r%C3%A9sum%C3%A9.pdf",
+            ),
         ] {
             assert_eq!(normalize_path(raw).as_deref(), Some(normal), "{raw}");
         }

@@ -19,6 +19,8 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::get;
 use axum::serve::ListenerExt;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use gatehouse_sdk::TokenVerifier;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -168,12 +170,20 @@ impl Gateway {
                 })?;
             workers.push(finished);
         }
-        shutdown.await;
+        // Until shutdown, or until a loop ends on its own (which is a failure): then all stop.
+        let mut running: FuturesUnordered<_> = workers.into_iter().collect();
+        let ended_early = tokio::select! {
+            () = shutdown => None,
+            Some(ended) = running.next() => Some(ended),
+        };
         let _ = stop.send(true);
-        for worker in workers {
-            worker
-                .await
-                .map_err(|_| std::io::Error::other("a gateway worker stopped unexpectedly"))??;
+        let lost = || std::io::Error::other("a gateway event loop stopped unexpectedly");
+        if let Some(ended) = ended_early {
+            ended.map_err(|_| lost())??;
+            return Err(lost());
+        }
+        while let Some(ended) = running.next().await {
+            ended.map_err(|_| lost())??;
         }
         Ok(())
     }

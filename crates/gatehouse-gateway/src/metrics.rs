@@ -13,7 +13,8 @@ pub const REQUESTS: &str = "gatehouse_gateway_requests_total";
 pub const DURATION: &str = "gatehouse_gateway_request_duration_seconds";
 pub const REJECTIONS: &str = "gatehouse_gateway_rejections_total";
 pub const TOKEN_CACHE: &str = "gatehouse_gateway_token_cache_total";
-/// Seconds since the revocation feed was last heard from (0 while it is current).
+/// Seconds since the revocation feed last proved current (its keep-alives come every 5 s, so a
+/// healthy feed stays under that).
 pub const FEED_SILENCE: &str = "gatehouse_gateway_feed_silence_seconds";
 
 pub(crate) struct RouteMetrics {

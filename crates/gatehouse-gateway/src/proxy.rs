@@ -187,7 +187,7 @@ async fn authenticate(
         }
         return Err(Rejection::MissingToken.into());
     };
-    let (verdict, from_cache) = gateway.verifier.verify_counted(token).await;
+    let (verdict, from_cache) = gateway.verifier.verify_reporting_cache(token).await;
     route.metrics.cache(from_cache);
     Ok(Some(verdict?))
 }

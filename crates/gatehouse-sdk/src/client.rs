@@ -288,7 +288,11 @@ impl TokenClient {
             .map_err(|e| SdkError::invalid(url, e))?;
         // A year at most, so a silly expires_in cannot overflow the clock.
         let lifetime = Duration::from_secs(body.expires_in.min(365 * 86_400));
-        let ahead = lifetime.mul_f64(self.config.refresh_ahead.clamp(0.0, 0.9));
+        let share = match self.config.refresh_ahead {
+            r if r.is_finite() => r.clamp(0.0, 0.9),
+            _ => 0.2,
+        };
+        let ahead = lifetime.mul_f64(share);
         Ok(Held {
             access_token: body.access_token,
             refresh_token: body.refresh_token,

@@ -1,7 +1,7 @@
 /// What can go wrong talking to the issuer.
 #[derive(Debug, thiserror::Error)]
 pub enum SdkError {
-    #[error("cannot reach the issuer at {url}: {source}")]
+    #[error("cannot reach {url}: {source}")]
     Unreachable {
         url: String,
         #[source]

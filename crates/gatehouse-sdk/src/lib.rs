@@ -1,12 +1,13 @@
 //! The toolkit for services behind Gatehouse, and the token checks the gateway itself runs.
 //!
 //! - [`TokenVerifier`]: checks access tokens locally against the issuer's published keys, follows
-//!   the issuer's revocation feed, and caches verdicts. The gateway uses exactly this.
+//!   the issuer's revocation feed (or, when that is stale and so configured, asks its
+//!   introspection endpoint), and caches verdicts. The gateway uses exactly this.
 //! - [`Authenticated`] and [`require`]: an axum extractor and a one-line route guard answering
 //!   the way RFC 6750 says.
 //! - [`TokenClient`]: gets, caches and refreshes tokens for a machine or a person.
 //!
-//! It speaks to the issuer over HTTP only (discovery, JWKS, feed, token endpoint): it must not
+//! It speaks to the issuer over HTTP only (discovery, JWKS, feed, introspection, token endpoint): it must not
 //! know about the store or the authorization server's internals.
 
 mod client;

@@ -168,14 +168,17 @@ impl TokenVerifier {
         self.revocations.silence()
     }
 
-    /// Checks a bearer token; see [`TokenVerifier::verify_counted`].
+    /// Checks a bearer token; see [`TokenVerifier::verify_reporting_cache`].
     pub async fn verify(&self, token: &str) -> Result<Arc<Verified>, Rejection> {
-        self.verify_counted(token).await.0
+        self.verify_reporting_cache(token).await.0
     }
 
     /// Checks a bearer token, and tells whether the verdict came from the cache. A cached
     /// verdict still ends at the token's expiry, its revocation, or its key's retirement.
-    pub async fn verify_counted(&self, token: &str) -> (Result<Arc<Verified>, Rejection>, bool) {
+    pub async fn verify_reporting_cache(
+        &self,
+        token: &str,
+    ) -> (Result<Arc<Verified>, Rejection>, bool) {
         if self.revocations.status() == FeedStatus::Stale {
             return match &self.introspection {
                 None => (Err(Rejection::Unavailable), false),
@@ -235,12 +238,18 @@ impl TokenVerifier {
             .timeout(Duration::from_secs(5))
             .send()
             .await
-            .map_err(|_| Rejection::Unavailable)?;
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot reach the introspection endpoint");
+                Rejection::Unavailable
+            })?;
         if !answer.status().is_success() {
             tracing::warn!(status = answer.status().as_u16(), "introspection failed");
             return Err(Rejection::Unavailable);
         }
-        let body: serde_json::Value = answer.json().await.map_err(|_| Rejection::Unavailable)?;
+        let body: serde_json::Value = answer.json().await.map_err(|e| {
+            tracing::warn!(error = %e, "the introspection answer is unreadable");
+            Rejection::Unavailable
+        })?;
         match body["active"].as_bool() {
             Some(true) => Ok(verified),
             _ => Err(Rejection::revoked()),

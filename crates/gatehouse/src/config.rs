@@ -180,6 +180,10 @@ fn validate(settings: &Settings) -> anyhow::Result<()> {
     if settings.auth.access_token_ttl_secs == 0 || settings.auth.refresh_token_ttl_secs == 0 {
         anyhow::bail!("token lifetimes must be positive");
     }
+    // Gateways remember a subject's cut-off for a day: no access token may outlive that.
+    if settings.auth.access_token_ttl_secs > 86_400 {
+        anyhow::bail!("access_token_ttl_secs may be at most 86400 (a day)");
+    }
     // Verifiers cache the JWKS for up to 60 s and nodes reload keys every 30 s: a key must be
     // published longer than that before it signs.
     if settings.auth.key_activation_delay_secs < MIN_KEY_ACTIVATION_DELAY_SECS {

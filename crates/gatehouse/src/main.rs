@@ -1,5 +1,7 @@
-//! `gatehouse`: the command line. `serve` runs everything on the embedded store; `auth` runs the
-//! authorization server alone (several can share one PostgreSQL).
+//! `gatehouse`: the command line. `serve` runs everything (authorization server, gateway, the five
+//! reference apps) on the embedded store; `auth`, `gateway` and `app NAME` run one part alone
+//! (several can share one PostgreSQL); `rates-client` is the reference machine client; `admin`
+//! works on the store directly.
 
 mod admin_cli;
 mod apps_run;

@@ -1,5 +1,6 @@
 //! `gatehouse rates-client`: the reference machine client. It registers itself with the
-//! authorization server once (RFC 7591), keeps its credentials in a 0600 file, gets tokens with the
+//! authorization server (RFC 7591) when it has no credentials, or when the server no longer
+//! knows them, keeps its credentials in a 0600 file, gets tokens with the
 //! toolkit's token client, polls the rates feed through the gateway, and serves what it knows.
 //! Whatever is down, it keeps retrying with backoff and says so in `/status`; it never exits on
 //! its own.

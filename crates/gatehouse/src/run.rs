@@ -90,10 +90,12 @@ pub async fn serve(mut settings: Settings, with_gateway: bool) -> anyhow::Result
     tokio::spawn(forget_idle_limits(limits.clone()));
     let state = AppState::new(service.clone(), gatehouse_server::install_metrics(), limits);
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stop = Arc::new(stop);
     let shutdown = shutdown_signal()?;
+    let stop_on_signal = stop.clone();
     tokio::spawn(async move {
         shutdown.await;
-        let _ = stop.send(true);
+        let _ = stop_on_signal.send(true);
     });
     let auth_server = tokio::spawn(gatehouse_server::serve(
         listener,
@@ -136,14 +138,27 @@ pub async fn serve(mut settings: Settings, with_gateway: bool) -> anyhow::Result
             None => format!("SQLite in {}", settings.data_dir.display()),
         }
     );
-    auth_server.await??;
-    if let Some(gateway_server) = gateway_server {
-        gateway_server.await??;
-    }
-    for app_server in app_servers {
-        app_server.await??;
+    // Every server runs until shutdown; one that ends early (it failed) stops the others too,
+    // so the process never lives on half-started.
+    let mut servers: futures::stream::FuturesUnordered<_> = std::iter::once(auth_server)
+        .chain(gateway_server)
+        .chain(app_servers)
+        .collect();
+    let mut first_error = None;
+    while let Some(ended) = futures::StreamExt::next(&mut servers).await {
+        let _ = stop.send(true);
+        let result = ended
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.map_err(Into::into));
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "a server failed; stopping");
+            first_error.get_or_insert(e);
+        }
     }
     store_handle.close().await;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
     tracing::info!("stopped");
     Ok(())
 }

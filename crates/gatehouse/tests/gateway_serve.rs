@@ -284,6 +284,33 @@ async fn revocations_reach_the_gateway_within_a_second() {
         || async { s.get("/rates/c", &doomed).await.status() == 401 },
     )
     .await;
+    let created = s
+        .http
+        .post(format!("{}/users", s.server.base))
+        .json(&json!({"username": "dora", "password": "dora-password-1", "email": "dora@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let dora_id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dora = common::login(&s.http, &s.server.base, "dora", "dora-password-1").await;
+    assert_eq!(s.get("/rates/d", &dora).await.status(), 200);
+    let deleted = s
+        .http
+        .delete(format!("{}/admin/users/{dora_id}", s.server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    common::within_a_second(
+        "a deleted user's token being refused at the gateway",
+        || async { s.get("/rates/d", &dora).await.status() == 401 },
+    )
+    .await;
 
     let metrics = s
         .http
