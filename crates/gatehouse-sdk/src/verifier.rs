@@ -203,19 +203,20 @@ impl TokenVerifier {
     }
 
     async fn verify_uncached(&self, token: &str) -> Result<Arc<Verified>, Rejection> {
-        let mut verifier = self.keys.current();
-        let mut outcome = verifier.verify(token);
+        let mut outcome = self.keys.current().verify_keyed(token);
         if outcome == Err(VerifyError::UnknownKey)
             && let Some(kid) = key_id(token)
         {
-            verifier = self.keys.refresh_for_unknown(&kid).await;
-            outcome = verifier.verify(token);
+            outcome = self
+                .keys
+                .refresh_for_unknown(&kid)
+                .await
+                .verify_keyed(token);
         }
-        let claims = outcome.map_err(|e| Rejection::InvalidToken(e.to_string()))?;
+        let (claims, kid) = outcome.map_err(|e| Rejection::InvalidToken(e.to_string()))?;
         if self.revocations.is_revoked(&claims) {
             return Err(Rejection::revoked());
         }
-        let kid = key_id(token).unwrap_or_default();
         Ok(Arc::new(Verified { claims, kid }))
     }
 

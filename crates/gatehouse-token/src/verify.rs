@@ -63,6 +63,11 @@ impl Verifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        self.verify_keyed(token).map(|(claims, _)| claims)
+    }
+
+    /// Like [`Verifier::verify`], also giving the `kid` of the key that signed the token.
+    pub fn verify_keyed(&self, token: &str) -> Result<(AccessClaims, String), VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         if header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE)
             && header.typ.as_deref() != Some("application/at+jwt")
@@ -90,7 +95,7 @@ impl Verifier {
         if data.claims.iat > now + (self.config.leeway_secs as i64).max(1) {
             return Err(VerifyError::NotYetValid);
         }
-        Ok(data.claims)
+        Ok((data.claims, kid.to_owned()))
     }
 }
 

@@ -269,21 +269,7 @@ async fn revocations_reach_the_gateway_within_a_second() {
 
     // Deleting a client or a user ends their tokens too.
     let (doomed_id, doomed_secret) = s.machine("rates:read").await;
-    let doomed = s.machine_token(&doomed_id, &doomed_secret).await;
-    assert_eq!(s.get("/rates/c", &doomed).await.status(), 200);
-    let deleted = s
-        .http
-        .delete(format!("{}/admin/clients/{doomed_id}", s.server.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
-    common::within_a_second(
-        "a deleted client's token being refused at the gateway",
-        || async { s.get("/rates/c", &doomed).await.status() == 401 },
-    )
-    .await;
+    let doomed_client = s.machine_token(&doomed_id, &doomed_secret).await;
     let created = s
         .http
         .post(format!("{}/users", s.server.base))
@@ -297,20 +283,29 @@ async fn revocations_reach_the_gateway_within_a_second() {
         .unwrap()
         .to_owned();
     let dora = common::login(&s.http, &s.server.base, "dora", "dora-password-1").await;
-    assert_eq!(s.get("/rates/d", &dora).await.status(), 200);
-    let deleted = s
-        .http
-        .delete(format!("{}/admin/users/{dora_id}", s.server.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
-    common::within_a_second(
-        "a deleted user's token being refused at the gateway",
-        || async { s.get("/rates/d", &dora).await.status() == 401 },
-    )
-    .await;
+    for (what, path, token) in [
+        (
+            "client",
+            format!("/admin/clients/{doomed_id}"),
+            doomed_client,
+        ),
+        ("user", format!("/admin/users/{dora_id}"), dora),
+    ] {
+        assert_eq!(s.get("/rates/c", &token).await.status(), 200);
+        let deleted = s
+            .http
+            .delete(format!("{}{path}", s.server.base))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 204);
+        common::within_a_second(
+            &format!("a deleted {what}'s token being refused at the gateway"),
+            || async { s.get("/rates/c", &token).await.status() == 401 },
+        )
+        .await;
+    }
 
     let metrics = s
         .http
