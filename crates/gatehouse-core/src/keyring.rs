@@ -73,7 +73,12 @@ impl KeyRing {
         let mut stored = store.signing_keys().await?;
         if stored.is_empty() {
             let record = new_key_record(kek, now_unix())?;
-            store.insert_signing_key(&record).await?;
+            store
+                .commit(&[crate::Write::AddSigningKey {
+                    key: record.clone(),
+                    retire_others_at: None,
+                }])
+                .await?;
             tracing::info!(kid = %record.kid, "generated the first signing key");
             // Re-read: another node starting at the same moment may have stored its own first key,
             // and every node must pick the same signer.

@@ -23,4 +23,4 @@ pub use gatehouse_token::now_unix as now;
 pub use model::*;
 pub use scope::ScopeSet;
 pub use service::AuthService;
-pub use store::{EventFilter, FamilyFilter, RotateOutcome, Store};
+pub use store::{Committed, EventFilter, FamilyFilter, LoggedChange, RotateOutcome, Store, Write};

@@ -118,6 +118,27 @@ impl Client {
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
     }
+
+    /// Whether `updated` allows less than this client did (a scope, role or grant type taken
+    /// away), so that tokens issued before the change must stop working.
+    pub fn takes_away(&self, updated: &Client) -> bool {
+        let scopes_narrowed = match (&self.scopes, &updated.scopes) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(before), Some(after)) => !before.is_subset(after),
+        };
+        scopes_narrowed
+            || roles_taken_away(&self.roles, &updated.roles)
+            || self
+                .grant_types
+                .iter()
+                .any(|g| !updated.grant_types.contains(g))
+    }
+}
+
+/// Whether some role in `before` is missing from `after`.
+pub fn roles_taken_away(before: &[String], after: &[String]) -> bool {
+    before.iter().any(|role| !after.contains(role))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,15 +245,19 @@ pub enum ChangeKind {
     TokenRevoked,
     /// Every token of a user or client issued before `until` is dead (subject: its id).
     SubjectCutoff,
+    /// A sign-in session ended, with every access token issued in it (subject: the refresh
+    /// family's id, the tokens' `sid`; until: when the last of them expires).
+    SessionRevoked,
 }
 
 impl ChangeKind {
-    pub const ALL: [ChangeKind; 5] = [
+    pub const ALL: [ChangeKind; 6] = [
         ChangeKind::Client,
         ChangeKind::Role,
         ChangeKind::Keys,
         ChangeKind::TokenRevoked,
         ChangeKind::SubjectCutoff,
+        ChangeKind::SessionRevoked,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -241,6 +266,7 @@ impl ChangeKind {
             Self::Keys => "keys",
             Self::TokenRevoked => "token_revoked",
             Self::SubjectCutoff => "subject_cutoff",
+            Self::SessionRevoked => "session_revoked",
         }
     }
 }

@@ -7,6 +7,170 @@ use crate::{
     StoreError, StoredKey, User,
 };
 
+/// A write that can change whether a token is valid, or what a node has cached. Such writes reach
+/// the store only through [`Store::commit`], which appends the change-log entries each implies in
+/// the same transaction: there is no way to store one and forget to tell the other nodes, the
+/// gateways and the services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Replaces the client's metadata (name, auth method, grant types, scopes, roles) and nothing
+    /// else, so an update built from a stale read cannot undo a block or a secret rotation.
+    /// `cutoff` moves its not-before time forward too, for a change that takes something away.
+    UpdateClient {
+        client: Client,
+        cutoff: Option<i64>,
+    },
+    /// Blocks the client: not-before moves forward and every session it obtained ends.
+    BlockClient {
+        id: String,
+        not_before: i64,
+        now: i64,
+    },
+    UnblockClient {
+        id: String,
+        now: i64,
+    },
+    /// Stores a rotated secret with the previous one and when it stops working.
+    SetClientSecret(Client),
+    /// Kills every token of the client issued before `not_before` and ends its sessions.
+    CutOffClient {
+        id: String,
+        not_before: i64,
+        now: i64,
+    },
+    /// Deletes the client and its sessions; its tokens die at `cutoff`.
+    DeleteClient {
+        id: String,
+        cutoff: i64,
+    },
+    /// Replaces the user's roles; tokens issued before `not_before` die (they may carry roles or
+    /// scopes taken away), sessions go on with what the new roles allow.
+    SetUserRoles {
+        id: String,
+        roles: Vec<String>,
+        not_before: i64,
+        now: i64,
+    },
+    /// Blocks the user: not-before moves forward and every session ends.
+    BlockUser {
+        id: String,
+        not_before: i64,
+        now: i64,
+    },
+    UnblockUser {
+        id: String,
+        now: i64,
+    },
+    /// A new password: not-before moves forward and every session ends.
+    SetUserPassword {
+        id: String,
+        password_hash: String,
+        not_before: i64,
+        now: i64,
+    },
+    /// Kills every token of the user issued before `not_before` and ends every session.
+    CutOffUser {
+        id: String,
+        not_before: i64,
+        now: i64,
+    },
+    /// Deletes the user and their sessions; their tokens die at `cutoff`.
+    DeleteUser {
+        id: String,
+        cutoff: i64,
+    },
+    /// Ends one sign-in session (refresh family) and the access tokens issued in it, which all
+    /// expire by `until`. Ending an already ended session changes nothing and is not an error.
+    RevokeSession {
+        id: String,
+        now: i64,
+        until: i64,
+    },
+    /// Adds a `jti` to the deny list until the token expires.
+    RevokeAccessToken(RevokedToken),
+    /// Publishes a new signing key; every other key not yet retiring retires at `retire_others_at`.
+    AddSigningKey {
+        key: StoredKey,
+        retire_others_at: Option<i64>,
+    },
+    InsertRole(Role),
+    UpdateRole(Role),
+    DeleteRole(String),
+}
+
+/// One entry the change log gets for a [`Write`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedChange {
+    pub kind: ChangeKind,
+    pub subject: String,
+    pub until: Option<i64>,
+}
+
+impl Write {
+    /// What other nodes and the revocation feed must learn of this write.
+    pub fn changes(&self) -> Vec<LoggedChange> {
+        fn entry(kind: ChangeKind, subject: &str, until: Option<i64>) -> LoggedChange {
+            LoggedChange {
+                kind,
+                subject: subject.to_owned(),
+                until,
+            }
+        }
+        let client = |id: &str| entry(ChangeKind::Client, id, None);
+        let cutoff = |id: &str, at: i64| entry(ChangeKind::SubjectCutoff, id, Some(at));
+        match self {
+            Self::UpdateClient {
+                client: c,
+                cutoff: None,
+            } => vec![client(&c.id)],
+            Self::UpdateClient {
+                client: c,
+                cutoff: Some(at),
+            } => vec![client(&c.id), cutoff(&c.id, *at)],
+            Self::BlockClient { id, not_before, .. }
+            | Self::CutOffClient { id, not_before, .. }
+            | Self::DeleteClient {
+                id,
+                cutoff: not_before,
+            } => vec![client(id), cutoff(id, *not_before)],
+            Self::UnblockClient { id, .. } => vec![client(id)],
+            Self::SetClientSecret(c) => vec![client(&c.id)],
+            Self::SetUserRoles { id, not_before, .. }
+            | Self::BlockUser { id, not_before, .. }
+            | Self::SetUserPassword { id, not_before, .. }
+            | Self::CutOffUser { id, not_before, .. }
+            | Self::DeleteUser {
+                id,
+                cutoff: not_before,
+            } => vec![cutoff(id, *not_before)],
+            Self::UnblockUser { .. } => vec![],
+            Self::RevokeSession { id, until, .. } => {
+                vec![entry(ChangeKind::SessionRevoked, id, Some(*until))]
+            }
+            Self::RevokeAccessToken(r) => {
+                vec![entry(ChangeKind::TokenRevoked, &r.jti, Some(r.expires_at))]
+            }
+            Self::AddSigningKey {
+                key,
+                retire_others_at,
+            } => vec![entry(ChangeKind::Keys, &key.kid, *retire_others_at)],
+            Self::InsertRole(role) | Self::UpdateRole(role) => {
+                vec![entry(ChangeKind::Role, &role.name, None)]
+            }
+            Self::DeleteRole(name) => vec![entry(ChangeKind::Role, name, None)],
+        }
+    }
+}
+
+/// The outcome of [`Store::commit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// Everything was stored, with its change-log entries; this many live sessions ended.
+    Done { sessions_ended: u64 },
+    /// A write named a client, user or role that does not exist; nothing was stored.
+    Missing,
+}
+
 /// Which refresh families to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FamilyFilter {
@@ -39,64 +203,22 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
-    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
-    /// Schedules the retirement of every key not yet scheduled, except `keep`.
-    async fn retire_signing_keys(&self, keep: &str, retired_at: i64) -> Result<(), StoreError>;
 
     async fn client(&self, id: &str) -> Result<Option<Client>, StoreError>;
     /// `Conflict` when the id is taken.
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError>;
-    /// Replaces the client's metadata (name, auth method, grant types, scopes, roles) and nothing
-    /// else, so an update built from a stale read cannot undo a block or a secret rotation.
-    /// `false` when there is no such client.
-    async fn update_client(&self, client: &Client) -> Result<bool, StoreError>;
-    /// Sets or clears the block; the not-before time only moves forward.
-    async fn set_client_blocked(
-        &self,
-        id: &str,
-        blocked_at: Option<i64>,
-        not_before: i64,
-        now: i64,
-    ) -> Result<bool, StoreError>;
-    /// Stores a rotated secret with the previous one and when it stops working.
-    async fn set_client_secret(&self, client: &Client) -> Result<bool, StoreError>;
     /// Clients with ids after `after` (`""` for the first page), in id order, at most `limit`.
     async fn list_clients(&self, after: &str, limit: u32) -> Result<Vec<Client>, StoreError>;
     /// Users with ids after `after`, in id order, at most `limit`.
     async fn list_users(&self, after: &str, limit: u32) -> Result<Vec<User>, StoreError>;
-    /// Replaces email, roles and blocked; the not-before time only moves forward.
-    /// `false` when there is no such user.
-    async fn update_user(&self, user: &User) -> Result<bool, StoreError>;
-    /// Deletes the user and their refresh families; `false` when there is no such user.
-    async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
-    /// Deletes the client and its refresh families; `false` when there is no such client.
-    async fn delete_client(&self, id: &str) -> Result<bool, StoreError>;
 
     async fn user(&self, id: &str) -> Result<Option<User>, StoreError>;
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
     /// `Conflict` when the username is taken.
     async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
-    /// Sets a new password hash and not-before time; `false` when there is no such user.
-    async fn set_user_password(
-        &self,
-        id: &str,
-        password_hash: &str,
-        not_before: i64,
-    ) -> Result<bool, StoreError>;
-    /// Moves the user's not-before time forward (never back).
-    async fn set_user_not_before(&self, id: &str, not_before: i64) -> Result<(), StoreError>;
-
     async fn roles(&self) -> Result<Vec<Role>, StoreError>;
-    /// `Conflict` when the name is taken.
-    async fn insert_role(&self, role: &Role) -> Result<(), StoreError>;
-    /// `false` when there is no such role.
-    async fn update_role(&self, role: &Role) -> Result<bool, StoreError>;
-    async fn delete_role(&self, name: &str) -> Result<bool, StoreError>;
     /// Whether any user or client holds the role.
     async fn role_in_use(&self, name: &str) -> Result<bool, StoreError>;
-    /// Moves a client's not-before time forward (never back).
-    async fn set_client_not_before(&self, id: &str, not_before: i64) -> Result<(), StoreError>;
-
     async fn family(&self, id: &str) -> Result<Option<RefreshFamily>, StoreError>;
     /// Families in id order after `after`, of one user and/or one client when given.
     async fn list_families(
@@ -124,36 +246,33 @@ pub trait Store: Send + Sync + 'static {
         successor: &RefreshTokenRecord,
         now: i64,
     ) -> Result<RotateOutcome, StoreError>;
-    async fn revoke_family(&self, family_id: &str, now: i64) -> Result<(), StoreError>;
-    /// Revokes every live family a client obtained; returns how many.
-    async fn revoke_client_families(&self, client_id: &str, now: i64) -> Result<u64, StoreError>;
-    /// Revokes every live family of a user; returns how many.
-    async fn revoke_user_families(&self, user_id: &str, now: i64) -> Result<u64, StoreError>;
-
-    /// Adds `jti` to the deny list until `expires_at`; a second revocation of it changes nothing.
-    async fn revoke_access_token(&self, revoked: &RevokedToken) -> Result<(), StoreError>;
     async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
     /// Deletes deny entries and refresh families that expired before `now`, change-log entries a
     /// day old, and audit events before `audit_before` when given; returns how many rows went.
     async fn purge_expired(&self, now: i64, audit_before: Option<i64>) -> Result<u64, StoreError>;
 
-    /// Appends to the change log.
-    async fn append_change(
-        &self,
-        kind: ChangeKind,
-        subject: &str,
-        until: Option<i64>,
-    ) -> Result<(), StoreError>;
-    /// Changes with a sequence number above `after`, or logged at or after `since` (Unix
-    /// seconds), in sequence order, at most `limit`.
-    async fn changes_after(
+    /// Applies `writes` and appends the change-log entries they imply ([`Write::changes`]) in
+    /// one transaction: either all of it is stored or none. Returns [`Committed::Missing`], with
+    /// nothing stored, when a write names a row that does not exist.
+    async fn commit(&self, writes: &[Write]) -> Result<Committed, StoreError>;
+    /// Change-log entries with a sequence number above `after` and at most `upto`, in sequence
+    /// order, at most `limit`.
+    async fn changes_between(
         &self,
         after: i64,
-        since: i64,
+        upto: i64,
         limit: u32,
     ) -> Result<Vec<Change>, StoreError>;
+    /// The change-log entries among `seqs` that exist (committed since a reader found them
+    /// missing).
+    async fn changes_in(&self, seqs: &[i64]) -> Result<Vec<Change>, StoreError>;
+    /// The first sequence number logged at or after `at` (Unix seconds), if any.
+    async fn first_change_since(&self, at: i64) -> Result<Option<i64>, StoreError>;
     /// The newest sequence number, 0 when the log is empty.
     async fn latest_change(&self) -> Result<i64, StoreError>;
+    /// Returns when another process may have appended to the change log (PostgreSQL's
+    /// `LISTEN/NOTIFY`); never returns where the backend cannot tell, so readers also poll.
+    async fn change_notified(&self);
 
     async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// Newest first, at most `limit`.

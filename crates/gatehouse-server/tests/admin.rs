@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Backend, TestApp};
-use gatehouse_core::Store;
+use gatehouse_core::{Committed, Store, Write};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -1133,15 +1133,25 @@ async fn a_stale_registration_update_cannot_undo_a_block(backend: Backend) {
 
     // The race itself, made deterministic: a copy read before the block is written after it.
     let stale = app.store.client(&id).await.unwrap().unwrap();
-    assert!(
-        app.store
-            .set_client_blocked(&id, Some(1), 5, 1)
-            .await
-            .unwrap()
-    );
+    let block = Write::BlockClient {
+        id: id.clone(),
+        not_before: 5,
+        now: 1,
+    };
+    assert!(matches!(
+        app.store.commit(&[block]).await.unwrap(),
+        Committed::Done { .. }
+    ));
     let mut edited = stale.clone();
     edited.name = "edited from a stale copy".into();
-    assert!(app.store.update_client(&edited).await.unwrap());
+    let stale_write = Write::UpdateClient {
+        client: edited,
+        cutoff: None,
+    };
+    assert!(matches!(
+        app.store.commit(&[stale_write]).await.unwrap(),
+        Committed::Done { .. }
+    ));
     let stored = app.store.client(&id).await.unwrap().unwrap();
     assert_eq!(
         stored.blocked_at,
@@ -1149,7 +1159,14 @@ async fn a_stale_registration_update_cannot_undo_a_block(backend: Backend) {
         "a stale metadata write keeps the block"
     );
     assert_eq!(stored.not_before, 5);
-    assert!(app.store.set_client_blocked(&id, None, 0, 2).await.unwrap());
+    let unblock = Write::UnblockClient {
+        id: id.clone(),
+        now: 2,
+    };
+    assert!(matches!(
+        app.store.commit(&[unblock]).await.unwrap(),
+        Committed::Done { .. }
+    ));
     assert_eq!(
         app.store.client(&id).await.unwrap().unwrap().not_before,
         5,

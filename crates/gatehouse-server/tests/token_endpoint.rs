@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Backend, TestApp};
-use gatehouse_core::Store;
+use gatehouse_core::{Committed, Store, Write};
 use gatehouse_token::{JwkSet, Verifier, VerifierConfig};
 use serde_json::Value;
 
@@ -647,7 +647,14 @@ async fn refresh_never_grants_more_than_the_client_may_now_have(backend: Backend
     );
 
     client.scopes = Some(ScopeSet::parse("orders").unwrap());
-    assert!(app.store.update_client(&client).await.unwrap());
+    let narrowed = Write::UpdateClient {
+        client: client.clone(),
+        cutoff: None,
+    };
+    assert_eq!(
+        app.store.commit(&[narrowed]).await.unwrap(),
+        Committed::Done { sessions_ended: 0 }
+    );
     let refreshed: Value = app
         .http
         .post(app.url("/oauth2/token"))

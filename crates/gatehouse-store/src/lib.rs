@@ -6,22 +6,23 @@
 //! lists. Each backend keeps its own migrations. This crate must not know about HTTP or OAuth rules;
 //! it stores and loads what the core hands it.
 
+mod changes;
 mod rows;
+mod writes;
 
 use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use gatehouse_core::{
-    AuditEvent, Change, ChangeKind, Client, EventFilter, FamilyFilter, RefreshFamily,
-    RefreshTokenRecord, RevokedToken, Role, RotateOutcome, Store, StoreError, StoredKey, User,
+    AuditEvent, Change, Client, Committed, EventFilter, FamilyFilter, RefreshFamily,
+    RefreshTokenRecord, Role, RotateOutcome, Store, StoreError, StoredKey, User, Write,
 };
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 use rows::{
-    ChangeRow, ClientRow, EventRow, FamilyRow, KeyRow, RoleRow, TokenAndFamilyRow, UserRow,
-    join_list,
+    ClientRow, EventRow, FamilyRow, KeyRow, RoleRow, TokenAndFamilyRow, UserRow, join_list,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,7 @@ pub enum Backend {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    changed: std::sync::Arc<changes::ChangeSignal>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -94,7 +96,12 @@ impl SqlStore {
                 .await
                 .map_err(backend_error)?;
         }
-        let store = Self { pool, backend };
+        let listen_url = (backend == Backend::Postgres).then(|| url.to_owned());
+        let store = Self {
+            pool,
+            backend,
+            changed: changes::ChangeSignal::new(listen_url),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -184,37 +191,6 @@ impl Store for SqlStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO signing_keys \
-             (kid, alg, sealed_private_key, public_jwk, created_at, activates_at, retired_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&key.kid)
-        .bind(&key.alg)
-        .bind(&key.sealed_private_key)
-        .bind(&key.public_jwk)
-        .bind(key.created_at)
-        .bind(key.activates_at)
-        .bind(key.retired_at)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(backend_error)
-    }
-
-    async fn retire_signing_keys(&self, keep: &str, retired_at: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE signing_keys SET retired_at = $2 WHERE kid <> $1 AND retired_at IS NULL",
-        )
-        .bind(keep)
-        .bind(retired_at)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(backend_error)
-    }
-
     async fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
         let row: Option<ClientRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -258,62 +234,6 @@ impl Store for SqlStore {
         })
     }
 
-    async fn update_client(&self, c: &Client) -> Result<bool, StoreError> {
-        let row = ClientRow::from(c);
-        let done = sqlx::query(
-            "UPDATE clients SET name = $2, auth_method = $3, grant_types = $4, scopes = $5, \
-             roles = $6, updated_at = $7 WHERE id = $1",
-        )
-        .bind(row.id)
-        .bind(row.name)
-        .bind(row.auth_method)
-        .bind(row.grant_types)
-        .bind(row.scopes)
-        .bind(row.roles)
-        .bind(row.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn set_client_blocked(
-        &self,
-        id: &str,
-        blocked_at: Option<i64>,
-        not_before: i64,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE clients SET blocked_at = $2, updated_at = $4, \
-             not_before = CASE WHEN not_before > $3 THEN not_before ELSE $3 END WHERE id = $1",
-        )
-        .bind(id)
-        .bind(blocked_at)
-        .bind(not_before)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn set_client_secret(&self, c: &Client) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE clients SET secret_hash = $2, previous_secret_hash = $3, \
-             previous_secret_expires_at = $4, updated_at = $5 WHERE id = $1",
-        )
-        .bind(&c.id)
-        .bind(&c.secret_hash)
-        .bind(&c.previous_secret_hash)
-        .bind(c.previous_secret_expires_at)
-        .bind(c.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(done.rows_affected() == 1)
-    }
-
     async fn list_clients(&self, after: &str, limit: u32) -> Result<Vec<Client>, StoreError> {
         let rows: Vec<ClientRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -340,41 +260,6 @@ impl Store for SqlStore {
         .await
         .map_err(backend_error)?;
         Ok(rows.into_iter().map(Into::into).collect())
-    }
-
-    async fn update_user(&self, u: &User) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE users SET email = $2, roles = $3, updated_at = $4, blocked_at = $5, \
-             not_before = CASE WHEN not_before > $6 THEN not_before ELSE $6 END WHERE id = $1",
-        )
-        .bind(&u.id)
-        .bind(&u.email)
-        .bind(join_list(&u.roles))
-        .bind(u.updated_at)
-        .bind(u.blocked_at)
-        .bind(u.not_before)
-        .execute(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM clients WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
@@ -427,35 +312,6 @@ impl Store for SqlStore {
         })
     }
 
-    async fn set_user_password(
-        &self,
-        id: &str,
-        password_hash: &str,
-        not_before: i64,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE users SET password_hash = $2, updated_at = $3, \
-             not_before = CASE WHEN not_before > $3 THEN not_before ELSE $3 END WHERE id = $1",
-        )
-        .bind(id)
-        .bind(password_hash)
-        .bind(not_before)
-        .execute(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn set_user_not_before(&self, id: &str, not_before: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET not_before = $2 WHERE id = $1 AND not_before < $2")
-            .bind(id)
-            .bind(not_before)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(backend_error)
-    }
-
     async fn roles(&self) -> Result<Vec<Role>, StoreError> {
         let rows: Vec<RoleRow> =
             sqlx::query_as("SELECT name, description, scopes FROM roles ORDER BY name")
@@ -463,40 +319,6 @@ impl Store for SqlStore {
                 .await
                 .map_err(backend_error)?;
         rows.into_iter().map(TryInto::try_into).collect()
-    }
-
-    async fn insert_role(&self, role: &Role) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO roles (name, description, scopes) VALUES ($1, $2, $3)")
-            .bind(&role.name)
-            .bind(&role.description)
-            .bind(role.scopes.to_string())
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(|e| match backend_error(e) {
-                StoreError::Conflict(_) => StoreError::Conflict("that role exists".into()),
-                other => other,
-            })
-    }
-
-    async fn update_role(&self, role: &Role) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE roles SET description = $2, scopes = $3 WHERE name = $1")
-            .bind(&role.name)
-            .bind(&role.description)
-            .bind(role.scopes.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn delete_role(&self, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM roles WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn role_in_use(&self, name: &str) -> Result<bool, StoreError> {
@@ -517,16 +339,6 @@ impl Store for SqlStore {
         .await
         .map_err(backend_error)?;
         Ok(found.is_some())
-    }
-
-    async fn set_client_not_before(&self, id: &str, not_before: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE clients SET not_before = $2 WHERE id = $1 AND not_before < $2")
-            .bind(id)
-            .bind(not_before)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(backend_error)
     }
 
     async fn family(&self, id: &str) -> Result<Option<RefreshFamily>, StoreError> {
@@ -657,59 +469,6 @@ impl Store for SqlStore {
         Ok(RotateOutcome::Rotated)
     }
 
-    async fn revoke_family(&self, family_id: &str, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE refresh_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-        )
-        .bind(family_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(backend_error)
-    }
-
-    async fn revoke_client_families(&self, client_id: &str, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE refresh_families SET revoked_at = $2 \
-             WHERE client_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(client_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(done.rows_affected())
-    }
-
-    async fn revoke_user_families(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(done.rows_affected())
-    }
-
-    async fn revoke_access_token(&self, r: &RevokedToken) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO revoked_tokens (jti, subject, client_id, expires_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (jti) DO NOTHING",
-        )
-        .bind(&r.jti)
-        .bind(&r.subject)
-        .bind(&r.client_id)
-        .bind(r.expires_at)
-        .bind(r.revoked_at)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(backend_error)
-    }
-
     async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM revoked_tokens WHERE jti = $1")
             .bind(jti)
@@ -748,48 +507,37 @@ impl Store for SqlStore {
         Ok(tokens.rows_affected() + families.rows_affected() + changes.rows_affected() + events)
     }
 
-    async fn append_change(
-        &self,
-        kind: ChangeKind,
-        subject: &str,
-        until: Option<i64>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO change_log (at, kind, subject, until) VALUES ($1, $2, $3, $4)")
-            .bind(gatehouse_core::now())
-            .bind(kind.as_str())
-            .bind(subject)
-            .bind(until)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(backend_error)
-    }
-
-    async fn changes_after(
-        &self,
-        after: i64,
-        since: i64,
-        limit: u32,
-    ) -> Result<Vec<Change>, StoreError> {
-        let rows: Vec<ChangeRow> = sqlx::query_as(
-            "SELECT seq, at, kind, subject, until FROM change_log WHERE seq > $1 OR at >= $2 \
-             ORDER BY seq LIMIT $3",
-        )
-        .bind(after)
-        .bind(since)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        rows.into_iter().map(TryInto::try_into).collect()
-    }
-
     async fn latest_change(&self) -> Result<i64, StoreError> {
         let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM change_log")
             .fetch_one(&self.pool)
             .await
             .map_err(backend_error)?;
         Ok(seq.unwrap_or(0))
+    }
+
+    async fn commit(&self, writes: &[Write]) -> Result<Committed, StoreError> {
+        self.commit_writes(writes).await
+    }
+
+    async fn changes_between(
+        &self,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> Result<Vec<Change>, StoreError> {
+        self.read_changes_between(after, upto, limit).await
+    }
+
+    async fn changes_in(&self, seqs: &[i64]) -> Result<Vec<Change>, StoreError> {
+        self.read_changes_in(seqs).await
+    }
+
+    async fn first_change_since(&self, at: i64) -> Result<Option<i64>, StoreError> {
+        self.read_first_change_since(at).await
+    }
+
+    async fn change_notified(&self) {
+        self.changed.wait().await;
     }
 
     async fn record_event(&self, e: &AuditEvent) -> Result<(), StoreError> {

@@ -33,6 +33,10 @@ pub struct AccessClaims {
     /// Present for tokens issued to people; machine tokens carry none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
+    /// The sign-in session (refresh family) a person's token belongs to; revoking that session
+    /// ends its access tokens too (RFC 7009 §2.1). Machine tokens carry none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 impl AccessClaims {

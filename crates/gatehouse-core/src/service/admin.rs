@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuthService, revocation_cutoff};
 use crate::{
-    ADMIN_ROLE, ApiError, AuthMethod, ChangeKind, Client, FieldError, GrantType, RequestContext,
-    ScopeSet, TokenProblem, User, secret,
+    ADMIN_ROLE, ApiError, AuthMethod, Client, FieldError, GrantType, RequestContext, ScopeSet,
+    TokenProblem, User, Write, secret,
 };
 
 /// Who is acting through the admin API: a person with the `admin` role, or a machine client that
@@ -360,6 +360,7 @@ impl AuthService {
         }
         crate::validate::finish(errors)?;
         let now = now_unix();
+        let before = client.clone();
         let mut changes = Vec::new();
         if let Some(name) = patch.name {
             client.name = name;
@@ -373,39 +374,44 @@ impl AuthService {
             client.roles = roles;
             changes.push("roles");
         }
+        client.updated_at = now;
+        // Each part of the change is its own narrow write, so nothing read above can overwrite a
+        // concurrent block, rotation or cut-off; all of them commit together or not at all.
+        let mut writes = Vec::new();
+        if !changes.is_empty() {
+            let cutoff = before.takes_away(&client).then(revocation_cutoff);
+            if let Some(at) = cutoff {
+                client.not_before = client.not_before.max(at);
+            }
+            writes.push(Write::UpdateClient {
+                client: client.clone(),
+                cutoff,
+            });
+        }
         let mut block_change = None;
         match (patch.blocked, client.blocked_at) {
             (Some(true), None) => {
                 client.blocked_at = Some(now);
                 client.not_before = client.not_before.max(revocation_cutoff());
+                writes.push(Write::BlockClient {
+                    id: id.to_owned(),
+                    not_before: client.not_before,
+                    now,
+                });
                 block_change = Some("admin.client.blocked");
             }
             (Some(false), Some(_)) => {
                 client.blocked_at = None;
+                writes.push(Write::UnblockClient {
+                    id: id.to_owned(),
+                    now,
+                });
                 block_change = Some("admin.client.unblocked");
             }
             _ => {}
         }
-        client.updated_at = now;
-        // Each part of the change is its own narrow write, so nothing read above can overwrite a
-        // concurrent block, rotation or cut-off.
-        if !changes.is_empty() && !self.store.update_client(&client).await? {
-            return Err(not_found("client"));
-        }
-        if block_change.is_some()
-            && !self
-                .store
-                .set_client_blocked(id, client.blocked_at, client.not_before, now)
-                .await?
-        {
-            return Err(not_found("client"));
-        }
-        self.client_changed(id).await;
-        if block_change == Some("admin.client.blocked") {
-            self.store.revoke_client_families(id, now).await?;
-            self.log_change(ChangeKind::SubjectCutoff, id, Some(client.not_before))
-                .await;
-        }
+        self.commit(&writes, || not_found("client")).await?;
+        self.forget_client(id);
         if let Some(kind) = block_change {
             self.admin_audit(actor, kind, id, ctx, "").await;
         }
@@ -439,10 +445,11 @@ impl AuthService {
         client.previous_secret_expires_at = Some(until);
         client.secret_hash = Some(secret::hash_secret(&new_secret));
         client.updated_at = now;
-        if !self.store.set_client_secret(&client).await? {
-            return Err(not_found("client"));
-        }
-        self.client_changed(id).await;
+        self.commit(&[Write::SetClientSecret(client.clone())], || {
+            not_found("client")
+        })
+        .await?;
+        self.forget_client(id);
         self.admin_audit(
             actor,
             "admin.client.secret_rotated",
@@ -469,13 +476,13 @@ impl AuthService {
                 "the built-in web client cannot be deleted; block it instead".into(),
             ));
         }
-        if !self.store.delete_client(id).await? {
-            return Err(not_found("client"));
-        }
-        self.client_changed(id).await;
-        // Gateways and services check tokens locally: tell them this client's tokens are dead.
-        self.log_change(ChangeKind::SubjectCutoff, id, Some(revocation_cutoff()))
-            .await;
+        // Gateways and services check tokens locally: the cutoff tells them its tokens are dead.
+        let deleted = Write::DeleteClient {
+            id: id.to_owned(),
+            cutoff: revocation_cutoff(),
+        };
+        self.commit(&[deleted], || not_found("client")).await?;
+        self.forget_client(id);
         self.admin_audit(actor, "admin.client.deleted", id, ctx, "")
             .await;
         Ok(())
@@ -525,39 +532,50 @@ impl AuthService {
         crate::validate::finish(errors)?;
         let now = now_unix();
         let mut kinds = Vec::new();
+        // Narrow writes, as for clients: a stale read above cannot undo a concurrent block or
+        // cut-off, and everything commits together.
+        let mut writes = Vec::new();
         if let Some(roles) = patch.roles {
+            // Tokens carry roles: taking one away ends the tokens issued before. Sessions go on
+            // and refresh into tokens with what the new roles allow.
+            if crate::model::roles_taken_away(&user.roles, &roles) {
+                user.not_before = user.not_before.max(revocation_cutoff());
+            }
             user.roles = roles;
+            writes.push(Write::SetUserRoles {
+                id: id.to_owned(),
+                roles: user.roles.clone(),
+                not_before: user.not_before,
+                now,
+            });
             kinds.push((
                 "admin.user.updated",
                 format!("roles: {}", user.roles.join(" ")),
             ));
         }
-        let mut blocked_now = false;
         match (patch.blocked, user.blocked_at) {
             (Some(true), None) => {
                 user.blocked_at = Some(now);
                 user.not_before = user.not_before.max(revocation_cutoff());
-                blocked_now = true;
+                writes.push(Write::BlockUser {
+                    id: id.to_owned(),
+                    not_before: user.not_before,
+                    now,
+                });
                 kinds.push(("admin.user.blocked", String::new()));
             }
             (Some(false), Some(_)) => {
                 user.blocked_at = None;
+                writes.push(Write::UnblockUser {
+                    id: id.to_owned(),
+                    now,
+                });
                 kinds.push(("admin.user.unblocked", String::new()));
             }
             _ => {}
         }
         user.updated_at = now;
-        if blocked_now {
-            // Sessions first, as for a password change.
-            self.store.revoke_user_families(id, now).await?;
-        }
-        if !self.store.update_user(&user).await? {
-            return Err(not_found("user"));
-        }
-        if blocked_now {
-            self.log_change(ChangeKind::SubjectCutoff, id, Some(user.not_before))
-                .await;
-        }
+        self.commit(&writes, || not_found("user")).await?;
         for (kind, detail) in kinds {
             self.admin_audit(actor, kind, id, ctx, &detail).await;
         }
@@ -575,11 +593,11 @@ impl AuthService {
                 "administrators cannot delete themselves".into(),
             ));
         }
-        if !self.store.delete_user(id).await? {
-            return Err(not_found("user"));
-        }
-        self.log_change(ChangeKind::SubjectCutoff, id, Some(revocation_cutoff()))
-            .await;
+        let deleted = Write::DeleteUser {
+            id: id.to_owned(),
+            cutoff: revocation_cutoff(),
+        };
+        self.commit(&[deleted], || not_found("user")).await?;
         self.admin_audit(actor, "admin.user.deleted", id, ctx, "")
             .await;
         Ok(())
@@ -690,16 +708,15 @@ impl AuthService {
             &self.kek,
             now + self.config.key_activation_delay_secs as i64,
         )?;
-        self.store.insert_signing_key(&record).await?;
         let retire_at = record.activates_at
             + self.config.access_token_ttl_secs as i64
             + self.config.token_leeway_secs as i64;
-        self.store
-            .retire_signing_keys(&record.kid, retire_at)
-            .await?;
+        let added = Write::AddSigningKey {
+            key: record.clone(),
+            retire_others_at: Some(retire_at),
+        };
+        self.commit(&[added], || ApiError::Internal).await?;
         self.reload_keys().await?;
-        self.log_change(ChangeKind::Keys, &record.kid, Some(retire_at))
-            .await;
         self.admin_audit(
             actor,
             "key.rotated",
@@ -880,13 +897,12 @@ impl AuthService {
         let scopes = parse_scopes(&role.scope, &mut errors);
         crate::validate::finish(errors)?;
         let scopes = scopes.unwrap_or_default();
-        self.store
-            .insert_role(&crate::Role {
-                name: role.name.clone(),
-                description: role.description.clone(),
-                scopes: scopes.clone(),
-            })
-            .await?;
+        let created = Write::InsertRole(crate::Role {
+            name: role.name.clone(),
+            description: role.description.clone(),
+            scopes: scopes.clone(),
+        });
+        self.commit(&[created], || ApiError::Internal).await?;
         self.admin_audit(
             actor,
             "admin.role.created",
@@ -917,10 +933,9 @@ impl AuthService {
             description: update.description,
             scopes: scopes.unwrap_or_default(),
         };
-        if !self.store.update_role(&role).await? {
-            return Err(not_found("role"));
-        }
-        self.role_changed(name).await;
+        self.commit(&[Write::UpdateRole(role.clone())], || not_found("role"))
+            .await?;
+        self.forget_all_clients();
         self.admin_audit(
             actor,
             "admin.role.updated",
@@ -955,8 +970,9 @@ impl AuthService {
                 "the role is still held by users or clients".into(),
             ));
         }
-        self.store.delete_role(name).await?;
-        self.role_changed(name).await;
+        self.commit(&[Write::DeleteRole(name.to_owned())], || not_found("role"))
+            .await?;
+        self.forget_all_clients();
         self.admin_audit(actor, "admin.role.deleted", name, ctx, "")
             .await;
         Ok(())
@@ -991,7 +1007,13 @@ impl AuthService {
             .family(id)
             .await?
             .ok_or_else(|| not_found("session"))?;
-        self.store.revoke_family(id, now_unix()).await?;
+        let now = now_unix();
+        let ended = Write::RevokeSession {
+            id: id.to_owned(),
+            now,
+            until: now + self.config.access_token_ttl_secs as i64,
+        };
+        self.commit(&[ended], || not_found("session")).await?;
         self.admin_audit(actor, "admin.session.revoked", &family.user_id, ctx, id)
             .await;
         Ok(())
@@ -1006,22 +1028,36 @@ impl AuthService {
     ) -> Result<RevokedAll, ApiError> {
         let now = now_unix();
         let cutoff = revocation_cutoff();
-        let sessions_revoked = if self.store.user(subject).await?.is_some() {
-            let n = self.store.revoke_user_families(subject, now).await?;
-            self.store.set_user_not_before(subject, cutoff).await?;
-            self.log_change(ChangeKind::SubjectCutoff, subject, Some(cutoff))
-                .await;
-            n
+        let filter = if self.store.user(subject).await?.is_some() {
+            crate::FamilyFilter {
+                user_id: Some(subject.to_owned()),
+                client_id: None,
+            }
         } else if self.store.client(subject).await?.is_some() {
-            let n = self.store.revoke_client_families(subject, now).await?;
-            self.store.set_client_not_before(subject, cutoff).await?;
-            self.client_changed(subject).await;
-            self.log_change(ChangeKind::SubjectCutoff, subject, Some(cutoff))
-                .await;
-            n
+            crate::FamilyFilter {
+                user_id: None,
+                client_id: Some(subject.to_owned()),
+            }
         } else {
             return Err(not_found("user or client"));
         };
+        let id = subject.to_owned();
+        let cut_off = match filter.user_id {
+            Some(_) => Write::CutOffUser {
+                id,
+                not_before: cutoff,
+                now,
+            },
+            None => Write::CutOffClient {
+                id,
+                not_before: cutoff,
+                now,
+            },
+        };
+        let sessions_revoked = self
+            .commit(&[cut_off], || not_found("user or client"))
+            .await?;
+        self.forget_client(subject);
         self.admin_audit(
             actor,
             "admin.revoke_all",

@@ -1,93 +1,230 @@
-//! Reading the change log in order, for the nodes' own follower and for the revocation feed that
-//! gateways follow (`GET /oauth2/revocations`).
+//! The change log as each node sees it: one reader per node follows the log in sequence order,
+//! applies what concerns this node's caches, and fans every batch out in process to the
+//! subscribers of the revocation feed (`GET /oauth2/revocations`), so database load does not grow
+//! with the number of gateways.
+//!
+//! PostgreSQL hands out sequence numbers before commit, so a number can become visible after a
+//! higher one (a *hole*). The reader remembers the holes it skipped and asks for exactly those
+//! numbers again until they appear or are given up as rolled back: cheap however many rows land at
+//! once, since holes are bounded by the transactions in flight, not by the rows written.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use gatehouse_token::now_unix;
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 use super::AuthService;
 use super::ClientAuth;
 use crate::{Change, ChangeKind, OAuthError, OAuthErrorCode, Store, StoreError};
 
-/// PostgreSQL sequence numbers can become visible out of order (a transaction that took a lower
-/// number commits later), so every read also looks back this far in time.
-const WINDOW_SECS: i64 = 10;
+/// The most entries one read of the log returns; a short read means the reader is at the end.
+pub const CHANGE_PAGE: usize = 2000;
 
-/// The most changes one read returns; a shorter read means the reader has caught up.
-pub const CHANGE_PAGE: usize = 1000;
+/// How long a skipped sequence number is looked for before it is taken for a rolled-back
+/// transaction. Every change-log transaction is short; this is far longer than any of them.
+const HOLE_PATIENCE_SECS: i64 = 30;
 
-/// A position in the change log that yields each change once, in sequence order per read.
+/// At most this many holes are tracked; beyond it the oldest are given up (a jump this large is
+/// a sequence reset or mass rollback, not transactions in flight).
+const MAX_HOLES: usize = 10_000;
+
+/// Batches kept for subscribers that fall behind; one further behind re-reads from the store.
+const BROADCAST_CAPACITY: usize = 1024;
+
+/// Under a flood of changes, reads are spaced at least this far apart so each takes a batch.
+const MIN_READ_SPACING: Duration = Duration::from_millis(5);
+
+/// Changes the node's reader found, in the order found, with where a subscriber that has seen
+/// this batch and everything before it may resume.
 #[derive(Debug)]
-pub struct ChangeCursor {
-    /// The highest sequence number seen; `None` before the first read of a cursor that starts at
-    /// a time instead.
-    last: Option<i64>,
-    /// For a cursor that starts at a time: the first read returns changes logged since then.
-    start_at: i64,
-    /// Sequence numbers already returned, with when they were logged, for the look-back window.
-    seen: HashMap<i64, i64>,
-    /// Whether the last read returned less than a full page: nothing older is waiting.
-    caught_up: bool,
+pub struct ChangeBatch {
+    pub changes: Vec<Change>,
+    pub resume_from: i64,
 }
 
-impl ChangeCursor {
-    /// Changes after sequence number `seq`.
-    pub fn after(seq: i64) -> Self {
+/// Where a reader of the log stands: the highest sequence number read, and the lower ones not
+/// yet visible when it read past them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct LogPosition {
+    high: i64,
+    /// Skipped sequence number → when it was first found missing (Unix seconds).
+    holes: BTreeMap<i64, i64>,
+}
+
+impl LogPosition {
+    fn at(seq: i64) -> Self {
         Self {
-            last: Some(seq),
-            start_at: 0,
-            seen: HashMap::new(),
-            caught_up: false,
+            high: seq,
+            holes: BTreeMap::new(),
         }
     }
 
-    /// Changes logged at or after `at` (Unix seconds), then everything new.
-    pub fn since(at: i64) -> Self {
-        Self {
-            last: None,
-            start_at: at,
-            seen: HashMap::new(),
-            caught_up: false,
-        }
-    }
-
-    /// Whether the last read found less than a full page, so the reader has seen everything.
-    pub fn caught_up(&self) -> bool {
-        self.caught_up
-    }
-
-    /// The highest sequence number returned so far.
-    pub fn position(&self) -> Option<i64> {
-        self.last
-    }
-
-    /// The changes not returned before.
-    pub async fn next(&mut self, store: &dyn Store) -> Result<Vec<Change>, StoreError> {
-        let now = now_unix();
-        let (after, since) = match self.last {
-            Some(last) => (last, now - WINDOW_SECS),
-            None => (i64::MAX, self.start_at),
-        };
-        let mut fresh = Vec::new();
-        let read = store
-            .changes_after(after, since, CHANGE_PAGE as u32)
-            .await?;
-        self.caught_up = read.len() < CHANGE_PAGE;
+    /// Takes a read of entries above `high` (in sequence order) and entries looked up as holes;
+    /// returns those not taken before.
+    fn take(&mut self, read: Vec<Change>, now: i64) -> Vec<Change> {
+        let mut fresh = Vec::with_capacity(read.len());
         for change in read {
-            if self.seen.insert(change.seq, change.at).is_none() {
-                self.last = Some(self.last.map_or(change.seq, |l| l.max(change.seq)));
+            if change.seq > self.high {
+                for missing in (self.high + 1)..change.seq {
+                    self.holes.insert(missing, now);
+                }
+                self.high = change.seq;
+                fresh.push(change);
+            } else if self.holes.remove(&change.seq).is_some() {
                 fresh.push(change);
             }
         }
-        if self.last.is_none() {
-            // Nothing logged since the start time: carry on from the log's end.
-            self.last = Some(store.latest_change().await?);
+        while self.holes.len() > MAX_HOLES {
+            self.holes.pop_first();
         }
-        let floor = now - 2 * WINDOW_SECS;
-        self.seen.retain(|_, at| *at >= floor);
-        Ok(fresh)
+        fresh
     }
+
+    /// Gives up holes older than the patience: their transactions rolled back.
+    fn forget_old_holes(&mut self, now: i64) {
+        self.holes
+            .retain(|_, noticed| now - *noticed < HOLE_PATIENCE_SECS);
+    }
+
+    fn missing(&self) -> Vec<i64> {
+        self.holes.keys().copied().collect()
+    }
+
+    /// Every sequence number up to here has been read or given up.
+    fn watermark(&self) -> i64 {
+        self.holes
+            .keys()
+            .next()
+            .map_or(self.high, |first| first - 1)
+    }
+}
+
+/// This node's view of the change log, shared by its reader and the feed's subscribers.
+pub struct ChangeHub {
+    sender: broadcast::Sender<Arc<ChangeBatch>>,
+    /// The highest sequence number broadcast (set before the broadcast).
+    high: AtomicI64,
+    /// Every sequence number up to here has been broadcast (set before the broadcast).
+    watermark: AtomicI64,
+    /// Where the node's reader starts.
+    start: LogPosition,
+}
+
+impl ChangeHub {
+    /// Starts a little before the end of the log, so a transaction that took its number before
+    /// this node started and commits after is still found.
+    pub(crate) async fn open(store: &dyn Store) -> Result<Self, StoreError> {
+        let start = match store
+            .first_change_since(now_unix() - HOLE_PATIENCE_SECS)
+            .await?
+        {
+            Some(seq) => seq - 1,
+            None => store.latest_change().await?,
+        };
+        let (sender, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Ok(Self {
+            sender,
+            high: AtomicI64::new(start),
+            watermark: AtomicI64::new(start),
+            start: LogPosition::at(start),
+        })
+    }
+
+    fn publish(&self, changes: Vec<Change>, position: &LogPosition) {
+        let resume_from = position.watermark();
+        self.high.store(position.high, Ordering::SeqCst);
+        self.watermark.store(resume_from, Ordering::SeqCst);
+        if !changes.is_empty() {
+            // No subscribers is not an error.
+            let _ = self.sender.send(Arc::new(ChangeBatch {
+                changes,
+                resume_from,
+            }));
+        }
+    }
+
+    /// How many feed subscribers this node serves.
+    pub fn subscribers(&self) -> usize {
+        self.sender.receiver_count()
+    }
+}
+
+impl AuthService {
+    /// This node's one reader of the change log: applies changes made through other nodes (or
+    /// the CLI) to this node's caches and hands every batch to the feed's subscribers. Woken by
+    /// this node's own commits and, on PostgreSQL, by other nodes' `NOTIFY`; polls every `poll`
+    /// as the safety net. Runs until the process ends.
+    pub async fn follow_changes(self: Arc<Self>, poll: Duration) {
+        let hub = &self.changes;
+        let mut position = hub.start.clone();
+        loop {
+            tokio::select! {
+                () = self.store.change_notified() => {}
+                () = tokio::time::sleep(poll) => {}
+            }
+            loop {
+                match read_log(self.store.as_ref(), &mut position).await {
+                    Ok((changes, more)) => {
+                        for change in &changes {
+                            self.apply_change(change).await;
+                        }
+                        hub.publish(changes, &position);
+                        if !more {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the change log failed");
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(MIN_READ_SPACING).await;
+        }
+    }
+
+    async fn apply_change(&self, change: &Change) {
+        match change.kind {
+            ChangeKind::Client => self.clients.invalidate(&change.subject),
+            ChangeKind::Role => self.clients.clear(),
+            ChangeKind::Keys => {
+                if let Err(e) = self.reload_keys().await {
+                    tracing::warn!(error = %e, "reloading keys after a change failed");
+                }
+            }
+            // Checked against the store on every use; nothing is cached here.
+            ChangeKind::TokenRevoked | ChangeKind::SubjectCutoff | ChangeKind::SessionRevoked => {}
+        }
+    }
+
+    /// This node's change hub (for metrics and tests).
+    pub fn change_hub(&self) -> &ChangeHub {
+        &self.changes
+    }
+}
+
+/// One read: new entries past the position, then the holes that have filled; `more` when the read
+/// was a full page and the reader should read again at once.
+async fn read_log(
+    store: &dyn Store,
+    position: &mut LogPosition,
+) -> Result<(Vec<Change>, bool), StoreError> {
+    let now = now_unix();
+    let mut read = store
+        .changes_between(position.high, i64::MAX, CHANGE_PAGE as u32)
+        .await?;
+    let more = read.len() == CHANGE_PAGE;
+    let missing = position.missing();
+    if !missing.is_empty() {
+        read.extend(store.changes_in(&missing).await?);
+    }
+    let fresh = position.take(read, now);
+    position.forget_old_holes(now);
+    Ok((fresh, more))
 }
 
 /// One event of the revocation feed.
@@ -98,6 +235,9 @@ pub enum FeedEvent {
     TokenRevoked { jti: String, until: i64 },
     /// Every token of this user or client issued before `not_before` is dead.
     SubjectCutoff { subject: String, not_before: i64 },
+    /// The sign-in session `sid` ended, and every access token carrying it; the last of them
+    /// would have expired at `until`.
+    SessionRevoked { sid: String, until: i64 },
     /// The key set changed: fetch the JWKS again.
     KeysChanged { kid: String },
 }
@@ -105,14 +245,19 @@ pub enum FeedEvent {
 impl FeedEvent {
     /// What a gateway needs of a change; changes that concern only the auth nodes give `None`.
     pub fn of(change: &Change) -> Option<Self> {
+        let until = change.until.unwrap_or_default();
         match change.kind {
             ChangeKind::TokenRevoked => Some(Self::TokenRevoked {
                 jti: change.subject.clone(),
-                until: change.until.unwrap_or_default(),
+                until,
             }),
             ChangeKind::SubjectCutoff => Some(Self::SubjectCutoff {
                 subject: change.subject.clone(),
-                not_before: change.until.unwrap_or_default(),
+                not_before: until,
+            }),
+            ChangeKind::SessionRevoked => Some(Self::SessionRevoked {
+                sid: change.subject.clone(),
+                until,
             }),
             ChangeKind::Keys => Some(Self::KeysChanged {
                 kid: change.subject.clone(),
@@ -125,8 +270,155 @@ impl FeedEvent {
         match self {
             Self::TokenRevoked { .. } => "token_revoked",
             Self::SubjectCutoff { .. } => "subject_cutoff",
+            Self::SessionRevoked { .. } => "session_revoked",
             Self::KeysChanged { .. } => "keys_changed",
         }
+    }
+
+    /// A revocation of tokens that have all expired (with the leeway) by `now` tells nobody
+    /// anything.
+    fn outlived(&self, now: i64, leeway: i64) -> bool {
+        match self {
+            Self::TokenRevoked { until, .. } | Self::SessionRevoked { until, .. } => {
+                *until + leeway < now
+            }
+            Self::SubjectCutoff { .. } | Self::KeysChanged { .. } => false,
+        }
+    }
+}
+
+/// What the feed sends: an event, and where a reader that has it may resume (`None` while that is
+/// not yet known), or the end of the backlog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedItem {
+    Event {
+        resume_from: Option<i64>,
+        event: FeedEvent,
+    },
+    /// Everything logged before the subscription has been sent: the reader's view is current.
+    CaughtUp { resume_from: i64 },
+}
+
+/// The entries still to replay from the store to a subscriber.
+#[derive(Debug)]
+struct Backlog {
+    after: i64,
+    upto: i64,
+    /// Everything up to here is in the backlog, so a reader past it may resume from here.
+    complete_to: i64,
+}
+
+/// One reader of the revocation feed. It replays the backlog from the store in pages, sending
+/// whatever the node's reader broadcasts meanwhile first, so a fresh revocation never waits
+/// behind a replay; then it sends each broadcast batch as it comes. A subscriber too slow for the
+/// broadcast replays from where it had got to. Sending an event twice is harmless: every event is
+/// idempotent.
+pub struct FeedSubscription {
+    store: Arc<dyn Store>,
+    hub: Arc<ChangeHub>,
+    receiver: broadcast::Receiver<Arc<ChangeBatch>>,
+    backlog: Option<Backlog>,
+    resume_from: i64,
+    leeway: i64,
+}
+
+impl FeedSubscription {
+    fn new(service: &AuthService, after: i64) -> Self {
+        let hub = service.changes.clone();
+        // Subscribe before reading the positions: a batch is then either received or covered.
+        let receiver = hub.sender.subscribe();
+        let mut subscription = Self {
+            store: service.store.clone(),
+            hub,
+            receiver,
+            backlog: None,
+            resume_from: after,
+            leeway: service.config.token_leeway_secs as i64,
+        };
+        subscription.replay_from(after);
+        subscription
+    }
+
+    fn replay_from(&mut self, after: i64) {
+        let complete_to = self.hub.watermark.load(Ordering::SeqCst);
+        let upto = self.hub.high.load(Ordering::SeqCst);
+        self.backlog = Some(Backlog {
+            after,
+            upto,
+            complete_to: complete_to.max(after),
+        });
+    }
+
+    /// The next items to send; `None` when the node is shutting down its reader.
+    pub async fn next(&mut self) -> Option<Result<Vec<FeedItem>, StoreError>> {
+        let now = now_unix();
+        if self.backlog.is_some() {
+            let mut items = Vec::new();
+            loop {
+                match self.receiver.try_recv() {
+                    Ok(batch) => items.extend(self.events(&batch.changes, None, now)),
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                        self.replay_from(self.resume_from);
+                    }
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                    Err(broadcast::error::TryRecvError::Closed) => return None,
+                }
+            }
+            return Some(self.replay_page(items, now).await);
+        }
+        match self.receiver.recv().await {
+            Ok(batch) => {
+                self.resume_from = self.resume_from.max(batch.resume_from);
+                Some(Ok(self.events(&batch.changes, Some(self.resume_from), now)))
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                self.replay_from(self.resume_from);
+                Some(Ok(Vec::new()))
+            }
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+
+    async fn replay_page(
+        &mut self,
+        mut items: Vec<FeedItem>,
+        now: i64,
+    ) -> Result<Vec<FeedItem>, StoreError> {
+        let Some(backlog) = &mut self.backlog else {
+            return Ok(items);
+        };
+        let page = self
+            .store
+            .changes_between(backlog.after, backlog.upto, CHANGE_PAGE as u32)
+            .await?;
+        let complete_to = backlog.complete_to;
+        let done = page.len() < CHANGE_PAGE;
+        if let Some(last) = page.last() {
+            backlog.after = last.seq;
+        }
+        for change in &page {
+            // Up to the watermark, an entry's own number is a safe place to resume.
+            let resume = change.seq.min(complete_to).max(self.resume_from);
+            self.resume_from = resume;
+            items.extend(self.events(std::slice::from_ref(change), Some(resume), now));
+        }
+        if done {
+            self.backlog = None;
+            self.resume_from = self.resume_from.max(complete_to);
+            items.push(FeedItem::CaughtUp {
+                resume_from: self.resume_from,
+            });
+        }
+        Ok(items)
+    }
+
+    fn events(&self, changes: &[Change], resume_from: Option<i64>, now: i64) -> Vec<FeedItem> {
+        changes
+            .iter()
+            .filter_map(FeedEvent::of)
+            .filter(|event| !event.outlived(now, self.leeway))
+            .map(|event| FeedItem::Event { resume_from, event })
+            .collect()
     }
 }
 
@@ -134,13 +426,13 @@ impl FeedEvent {
 pub const FEED_SCOPE: &str = "revocations:read";
 
 impl AuthService {
-    /// Authorizes a reader of the revocation feed and places its cursor: after `last_event_id`
-    /// when resuming, else far enough back that every still-valid token's revocation is replayed.
+    /// Authorizes a reader of the revocation feed and places it: after `last_event_id` when
+    /// resuming, else far enough back that every still-valid token's revocation is replayed.
     pub async fn open_revocation_feed(
         &self,
         auth: &ClientAuth,
         last_event_id: Option<i64>,
-    ) -> Result<ChangeCursor, OAuthError> {
+    ) -> Result<FeedSubscription, OAuthError> {
         let client = self.authenticate_client(auth).await?;
         if client.client.is_public() || !client.own_scopes.contains(FEED_SCOPE) {
             return Err(OAuthError::new(
@@ -148,13 +440,99 @@ impl AuthService {
                 "reading the revocation feed needs a confidential client with the revocations:read scope",
             ));
         }
-        Ok(match last_event_id {
-            Some(seq) => ChangeCursor::after(seq),
-            None => ChangeCursor::since(
-                now_unix()
-                    - self.config.access_token_ttl_secs as i64
-                    - self.config.token_leeway_secs as i64,
-            ),
-        })
+        // Older entries concern tokens that have all expired.
+        let window_start = now_unix()
+            - self.config.access_token_ttl_secs as i64
+            - self.config.token_leeway_secs as i64
+            - HOLE_PATIENCE_SECS;
+        let window_after = match self.store.first_change_since(window_start).await? {
+            Some(seq) => seq - 1,
+            None => self.changes.high.load(Ordering::SeqCst),
+        };
+        let after = last_event_id.map_or(window_after, |id| id.max(window_after));
+        Ok(FeedSubscription::new(self, after))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(seq: i64) -> Change {
+        Change {
+            seq,
+            at: 0,
+            kind: ChangeKind::TokenRevoked,
+            subject: format!("jti-{seq}"),
+            until: Some(100),
+        }
+    }
+
+    fn seqs(changes: &[Change]) -> Vec<i64> {
+        changes.iter().map(|c| c.seq).collect()
+    }
+
+    #[test]
+    fn entries_in_order_move_the_position_and_leave_no_holes() {
+        let mut position = LogPosition::at(0);
+        let fresh = position.take(vec![change(1), change(2), change(3)], 10);
+        assert_eq!(seqs(&fresh), [1, 2, 3]);
+        assert_eq!(position.watermark(), 3);
+        assert!(position.missing().is_empty());
+        // Read again (a look-up overlapping what was read): nothing is new.
+        assert!(position.take(vec![change(2), change(3)], 10).is_empty());
+    }
+
+    #[test]
+    fn a_late_commit_below_the_position_is_found_once() {
+        let mut position = LogPosition::at(0);
+        // 2 and 3 took their numbers but had not committed when 4 was read.
+        let fresh = position.take(vec![change(1), change(4)], 10);
+        assert_eq!(seqs(&fresh), [1, 4]);
+        assert_eq!(position.missing(), [2, 3]);
+        assert_eq!(position.watermark(), 1);
+        let fresh = position.take(vec![change(3)], 11);
+        assert_eq!(seqs(&fresh), [3]);
+        assert_eq!(position.missing(), [2]);
+        assert_eq!(position.watermark(), 1);
+        assert!(position.take(vec![change(3)], 11).is_empty());
+        let fresh = position.take(vec![change(2)], 12);
+        assert_eq!(seqs(&fresh), [2]);
+        assert_eq!(position.watermark(), 4);
+    }
+
+    #[test]
+    fn a_hole_that_never_fills_is_given_up_after_the_patience() {
+        let mut position = LogPosition::at(5);
+        position.take(vec![change(7)], 100);
+        position.forget_old_holes(100 + HOLE_PATIENCE_SECS - 1);
+        assert_eq!(position.missing(), [6]);
+        position.forget_old_holes(100 + HOLE_PATIENCE_SECS);
+        assert!(position.missing().is_empty());
+        assert_eq!(position.watermark(), 7);
+    }
+
+    #[test]
+    fn the_number_of_holes_is_bounded() {
+        let mut position = LogPosition::at(0);
+        position.take(vec![change(MAX_HOLES as i64 + 100)], 1);
+        assert_eq!(position.missing().len(), MAX_HOLES);
+        // The newest are kept: those are the transactions most likely still in flight.
+        assert_eq!(position.missing().last(), Some(&(MAX_HOLES as i64 + 99)));
+    }
+
+    #[test]
+    fn expired_revocations_are_not_sent() {
+        let revoked = FeedEvent::TokenRevoked {
+            jti: "a".into(),
+            until: 100,
+        };
+        assert!(!revoked.outlived(105, 10));
+        assert!(revoked.outlived(111, 10));
+        let cutoff = FeedEvent::SubjectCutoff {
+            subject: "u".into(),
+            not_before: 1,
+        };
+        assert!(!cutoff.outlived(1_000_000, 10));
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::AuthService;
-use crate::{ChangeKind, Client, OAuthError, ScopeSet, StoreError, secret};
+use crate::{Client, OAuthError, ScopeSet, StoreError, secret};
 
 /// How the client presented itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,16 +125,15 @@ impl AuthService {
         Ok(Some(cached))
     }
 
-    /// A client changed through this node: forget it here, and tell the other nodes.
-    pub(super) async fn client_changed(&self, id: &str) {
+    /// A client changed through this node: forget it here at once (other nodes learn of it from
+    /// the change log that the write went to).
+    pub(super) fn forget_client(&self, id: &str) {
         self.clients.invalidate(id);
-        self.log_change(ChangeKind::Client, id, None).await;
     }
 
     /// A role changed: every cached client's allowed scopes may be wrong now.
-    pub(super) async fn role_changed(&self, name: &str) {
+    pub(super) fn forget_all_clients(&self) {
         self.clients.clear();
-        self.log_change(ChangeKind::Role, name, None).await;
     }
 
     /// Authenticates the client of a token request. Every failure is the same `invalid_client`, so

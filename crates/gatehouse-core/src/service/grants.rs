@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{AuthService, ClientAuth, revocation_cutoff, user_is_usable};
 use crate::{
     Client, GrantType, OAuthError, OAuthErrorCode, RefreshFamily, RefreshTokenRecord,
-    RequestContext, RotateOutcome, ScopeSet, secret,
+    RequestContext, RotateOutcome, ScopeSet, Write, secret,
 };
 
 /// The parameters of a token request, already parsed from the form.
@@ -85,6 +85,7 @@ impl AuthService {
                     &scope,
                     roles,
                     client.client.not_before,
+                    None,
                 )?;
                 TokenResponse {
                     access_token,
@@ -187,18 +188,27 @@ impl AuthService {
             expires_at: self.refresh_expiry(now, &family),
             rotated_at: None,
         };
+        let mut not_before = user.not_before.max(client.client.not_before);
         if self.config.single_session {
-            let ended = self.store.revoke_user_families(&user.id, now).await?;
-            if ended > 0 {
-                self.audit(
-                    "session.replaced",
-                    Some(&user.id),
-                    Some(&client.client.id),
-                    ctx,
-                    &format!("{ended} earlier sessions ended by the single-session policy"),
-                )
-                .await;
-            }
+            // Every earlier session and access token of this person ends, at every gateway; the
+            // token issued below carries the cutoff as its `iat` and lives.
+            let cutoff = revocation_cutoff();
+            let ended = Write::CutOffUser {
+                id: user.id.clone(),
+                not_before: cutoff,
+                now,
+            };
+            self.commit(&[ended], || OAuthError::invalid_grant(BAD_LOGIN))
+                .await?;
+            not_before = not_before.max(cutoff);
+            self.audit(
+                "session.replaced",
+                Some(&user.id),
+                Some(&client.client.id),
+                ctx,
+                "earlier sessions and tokens ended by the single-session policy",
+            )
+            .await;
         }
         self.store.create_family(&family, &first).await?;
         let (access_token, expires_in) = self.issue_access_token(
@@ -206,7 +216,8 @@ impl AuthService {
             &client.client.id,
             &scope,
             Some(user.roles.clone()),
-            user.not_before.max(client.client.not_before),
+            not_before,
+            Some(&family.id),
         )?;
         self.audit(
             "login.success",
@@ -306,6 +317,7 @@ impl AuthService {
             &scope,
             Some(user.roles.clone()),
             user.not_before.max(client.client.not_before),
+            Some(&family.id),
         )?;
         Ok(TokenResponse {
             access_token,
@@ -348,24 +360,17 @@ impl AuthService {
         family: &RefreshFamily,
         ctx: &RequestContext,
     ) -> Result<(), OAuthError> {
-        let revoked = self
-            .store
-            .revoke_user_families(&family.user_id, now_unix())
+        let ended = Write::CutOffUser {
+            id: family.user_id.clone(),
+            not_before: revocation_cutoff(),
+            now: now_unix(),
+        };
+        // A user deleted meanwhile has nothing left to end.
+        self.commit(&[ended], || OAuthError::invalid_grant(BAD_REFRESH))
             .await?;
-        let cutoff = revocation_cutoff();
-        self.store
-            .set_user_not_before(&family.user_id, cutoff)
-            .await?;
-        self.log_change(
-            crate::ChangeKind::SubjectCutoff,
-            &family.user_id,
-            Some(cutoff),
-        )
-        .await;
         tracing::warn!(
             user = %family.user_id,
             family = %family.id,
-            revoked,
             "refresh token reuse detected; revoked every session of the user"
         );
         self.audit(
@@ -373,7 +378,10 @@ impl AuthService {
             Some(&family.user_id),
             Some(&family.client_id),
             ctx,
-            &format!("family {}; {revoked} sessions revoked", family.id),
+            &format!(
+                "family {}; every session and token of the user revoked",
+                family.id
+            ),
         )
         .await;
         Ok(())

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::clients::CachedClient;
 use super::{AuthService, ClientAuth, user_is_usable};
-use crate::{OAuthError, RequestContext, RevokedToken, TokenProblem, User, secret};
+use crate::{OAuthError, RequestContext, RevokedToken, TokenProblem, User, Write, secret};
 
 /// An access token that passed every check, with what it speaks for.
 #[derive(Debug)]
@@ -57,8 +57,9 @@ fn looks_like_jwt(token: &str) -> bool {
 
 impl AuthService {
     /// The check every place that accepts an access token makes: signature, type, issuer,
-    /// audience and lifetime; not revoked by `jti`; client and user still exist, are not blocked,
-    /// and did not move their not-before time past the token's `iat`.
+    /// audience and lifetime; not revoked by `jti`, nor with its sign-in session; client and user
+    /// still exist, are not blocked, and did not move their not-before time past the token's
+    /// `iat`.
     pub async fn check_access_token(&self, token: &str) -> Result<LiveToken, TokenProblem> {
         let claims = self
             .keys
@@ -75,6 +76,13 @@ impl AuthService {
             .ok_or(TokenProblem::Invalid(REVOKED.into()))?;
         if client.client.blocked_at.is_some() || claims.iat < client.client.not_before {
             return Err(TokenProblem::Invalid(REVOKED.into()));
+        }
+        // A person's token dies with its sign-in session (logout, session revoked).
+        if let Some(sid) = &claims.sid {
+            match self.store.family(sid).await? {
+                Some(family) if family.revoked_at.is_none() => {}
+                _ => return Err(TokenProblem::Invalid(REVOKED.into())),
+            }
         }
         // client_credentials tokens are issued with the client as their subject.
         let user = if claims.sub == claims.client_id {
@@ -110,25 +118,17 @@ impl AuthService {
             if &claims.client_id != client_id {
                 return Err(not_yours());
             }
-            self.store
-                .revoke_access_token(&RevokedToken {
-                    jti: claims.jti.clone(),
-                    subject: claims.sub.clone(),
-                    client_id: claims.client_id.clone(),
-                    expires_at: claims.exp,
-                    revoked_at: now_unix(),
-                })
-                .await?;
-            self.log_change(
-                crate::ChangeKind::TokenRevoked,
-                &claims.jti,
-                Some(claims.exp),
-            )
-            .await;
-            self.audit(
-                "token.revoked",
-                Some(&claims.sub),
-                Some(client_id),
+            let revoked = Write::RevokeAccessToken(RevokedToken {
+                jti: claims.jti.clone(),
+                subject: claims.sub.clone(),
+                client_id: claims.client_id.clone(),
+                expires_at: claims.exp,
+                revoked_at: now_unix(),
+            });
+            self.commit(&[revoked], OAuthError::server_error).await?;
+            self.audit_revocation(
+                &claims.sub,
+                client_id,
                 ctx,
                 &format!("access token {}", claims.jti),
             )
@@ -144,13 +144,18 @@ impl AuthService {
             if &family.client_id != client_id {
                 return Err(not_yours());
             }
-            self.store.revoke_family(&family.id, now_unix()).await?;
-            self.audit(
-                "token.revoked",
-                Some(&family.user_id),
-                Some(client_id),
+            let now = now_unix();
+            let ended = Write::RevokeSession {
+                id: family.id.clone(),
+                now,
+                until: now + self.config.access_token_ttl_secs as i64,
+            };
+            self.commit(&[ended], OAuthError::server_error).await?;
+            self.audit_revocation(
+                &family.user_id,
+                client_id,
                 ctx,
-                &format!("refresh family {}", family.id),
+                &format!("refresh family {} and its access tokens", family.id),
             )
             .await;
         }
@@ -228,9 +233,13 @@ impl AuthService {
         })
     }
 
-    /// Removes expired deny entries and refresh families.
+    /// Removes expired deny entries and refresh families, and records the revocation sums whose
+    /// minute has passed.
     pub async fn purge_expired(&self) -> Result<u64, crate::StoreError> {
         let now = now_unix();
+        let closed = self.revocation_tally.closed(now);
+        self.audit_revocation_summaries(closed, &RequestContext::default())
+            .await;
         let audit_before = (self.config.audit_retention_days > 0)
             .then(|| now - i64::from(self.config.audit_retention_days) * 24 * 3600);
         // A token is accepted until `exp` plus the leeway: keep its deny entry that long.

@@ -6,6 +6,7 @@ mod clients;
 mod grants;
 mod lifecycle;
 mod registration;
+mod tally;
 mod users;
 
 use std::sync::Arc;
@@ -17,7 +18,7 @@ pub use admin::{
     KeyInfo, NewClient, Page, PageRequest, RevokeAll, RevokedAll, RoleUpdate, RoleView,
     RotatedSecret, SessionQuery, SessionView, UserPatch,
 };
-pub use changes::{ChangeCursor, FEED_SCOPE, FeedEvent};
+pub use changes::{ChangeBatch, ChangeHub, FEED_SCOPE, FeedEvent, FeedItem, FeedSubscription};
 pub use clients::{ClientAuth, PresentedAuth};
 pub use grants::{TokenRequest, TokenResponse};
 pub use lifecycle::{Introspection, LiveToken};
@@ -39,6 +40,10 @@ pub struct AuthService {
     hasher: PasswordHasher,
     clients: clients::ClientCache,
     throttle: crate::throttle::LoginThrottle,
+    /// This node's one reader of the change log, and the feed subscribers it serves.
+    changes: Arc<ChangeHub>,
+    /// Clients' revocations of their own tokens, summarised for the audit log.
+    revocation_tally: tally::RevocationTally,
     /// Derives each refresh token's successor from it, so concurrent duplicates agree on one.
     refresh_successor_key: [u8; 32],
 }
@@ -57,7 +62,10 @@ impl AuthService {
         };
         let keys = KeyRing::load_or_create(store.as_ref(), &kek, verifier_config).await?;
         let hasher = PasswordHasher::new(config.max_concurrent_password_hashes)?;
+        let changes = Arc::new(ChangeHub::open(store.as_ref()).await?);
         let service = Self {
+            changes,
+            revocation_tally: tally::RevocationTally::default(),
             clients: clients::ClientCache::new(config.client_cache_ttl_secs),
             throttle: crate::throttle::LoginThrottle::new(config.throttle_settings()),
             refresh_successor_key: kek.derive("gatehouse/refresh-successor/v1"),
@@ -115,7 +123,8 @@ impl AuthService {
         }
     }
 
-    /// Signs an access token for `subject` with the given scope (and roles, for people).
+    /// Signs an access token for `subject` with the given scope (and roles and sign-in session,
+    /// for people).
     ///
     /// `not_before` is the subject's cutoff: tokens with an earlier `iat` are dead. A cutoff is set a
     /// second ahead (see [`revocation_cutoff`]), so a token minted just after a revocation carries
@@ -127,6 +136,7 @@ impl AuthService {
         scope: &ScopeSet,
         roles: Option<Vec<String>>,
         not_before: i64,
+        session: Option<&str>,
     ) -> Result<(String, u64), OAuthError> {
         let now = now_unix();
         let ttl = self.config.access_token_ttl_secs;
@@ -140,6 +150,7 @@ impl AuthService {
             client_id: client_id.to_owned(),
             scope: scope.to_string(),
             roles,
+            sid: session.map(str::to_owned),
         };
         let token = self.keys.view().signer.sign(&claims).map_err(|e| {
             tracing::error!(error = %e, "signing an access token failed");
@@ -157,52 +168,16 @@ impl AuthService {
             .fold(ScopeSet::default(), |acc, r| acc.union(&r.scopes)))
     }
 
-    /// Appends to the change log that other nodes follow; a failure is logged (the change itself
-    /// is stored, and other nodes' caches expire within `client_cache_ttl_secs` regardless).
-    async fn log_change(&self, kind: crate::ChangeKind, subject: &str, until: Option<i64>) {
-        if let Err(e) = self.store.append_change(kind, subject, until).await {
-            tracing::error!(error = %e, kind = kind.as_str(), "could not log a change for other nodes");
-        }
-    }
-
-    /// Follows the change log so that changes made through other nodes (or the CLI) apply here
-    /// within `every`: forgets changed clients, reloads keys. Runs until the process ends.
-    pub async fn follow_changes(self: Arc<Self>, every: std::time::Duration) {
-        let mut cursor = match self.store.latest_change().await {
-            Ok(seq) => changes::ChangeCursor::after(seq),
-            Err(e) => {
-                // Applying a change twice is harmless: replay what the log still holds.
-                tracing::warn!(error = %e, "cannot read the change log; replaying it");
-                changes::ChangeCursor::after(0)
-            }
-        };
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            match cursor.next(self.store.as_ref()).await {
-                Ok(changes) => {
-                    for change in changes {
-                        self.apply_change(&change).await;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "reading the change log failed"),
-            }
-        }
-    }
-
-    async fn apply_change(&self, change: &crate::Change) {
-        use crate::ChangeKind;
-        match change.kind {
-            ChangeKind::Client => self.clients.invalidate(&change.subject),
-            ChangeKind::Role => self.clients.clear(),
-            ChangeKind::Keys => {
-                if let Err(e) = self.reload_keys().await {
-                    tracing::warn!(error = %e, "reloading keys after a change failed");
-                }
-            }
-            // Checked against the store on every use; nothing is cached here.
-            ChangeKind::TokenRevoked | ChangeKind::SubjectCutoff => {}
+    /// Stores `writes` with the change-log entries they imply, in one transaction; a target
+    /// that does not exist is `missing`, with nothing stored. Returns how many sessions ended.
+    async fn commit<E: From<StoreError>>(
+        &self,
+        writes: &[crate::Write],
+        missing: impl FnOnce() -> E,
+    ) -> Result<u64, E> {
+        match self.store.commit(writes).await? {
+            crate::Committed::Done { sessions_ended } => Ok(sessions_ended),
+            crate::Committed::Missing => Err(missing()),
         }
     }
 
@@ -217,6 +192,41 @@ impl AuthService {
     ) {
         self.record_audit(kind, subject, client_id, None, ctx, detail)
             .await;
+    }
+
+    /// A client's revocation of a token it holds: recorded as it happens at most once a minute
+    /// per client, the rest as one summary (a client must not be able to flood the audit log).
+    async fn audit_revocation(
+        &self,
+        subject: &str,
+        client_id: &str,
+        ctx: &RequestContext,
+        detail: &str,
+    ) {
+        let outcome = self.revocation_tally.count(client_id, now_unix());
+        self.audit_revocation_summaries(outcome.summaries, ctx)
+            .await;
+        if outcome.record_this {
+            self.audit("token.revoked", Some(subject), Some(client_id), ctx, detail)
+                .await;
+        }
+    }
+
+    async fn audit_revocation_summaries(
+        &self,
+        summaries: Vec<(String, u64, i64)>,
+        ctx: &RequestContext,
+    ) {
+        for (client_id, count, since) in summaries {
+            self.audit(
+                "token.revoked.summary",
+                None,
+                Some(&client_id),
+                ctx,
+                &format!("{count} more tokens revoked by this client since {since}"),
+            )
+            .await;
+        }
     }
 
     /// Every audit record goes through here, with the acting administrator when there is one.

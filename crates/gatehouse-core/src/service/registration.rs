@@ -3,9 +3,9 @@
 use gatehouse_token::now_unix;
 use serde::{Deserialize, Serialize};
 
-use super::AuthService;
+use super::{AuthService, revocation_cutoff};
 use crate::config::RegistrationMode;
-use crate::{AuthMethod, Client, GrantType, OAuthError, RequestContext, ScopeSet, secret};
+use crate::{AuthMethod, Client, GrantType, OAuthError, RequestContext, ScopeSet, Write, secret};
 
 /// The client metadata a registration request may carry (RFC 7591 §2). Unknown members are ignored,
 /// as the RFC requires.
@@ -162,13 +162,21 @@ impl AuthService {
             }
         }
         let valid = self.validate_metadata(&request)?;
+        let before = client.clone();
         client.name = valid.name;
         client.grant_types = valid.grant_types;
         client.scopes = Some(valid.scopes);
         client.auth_method = valid.auth_method;
         client.updated_at = now_unix();
-        self.store.update_client(&client).await?;
-        self.client_changed(client_id).await;
+        let update = Write::UpdateClient {
+            cutoff: before.takes_away(&client).then(revocation_cutoff),
+            client: client.clone(),
+        };
+        self.commit(&[update], || {
+            OAuthError::invalid_token(BAD_REGISTRATION_TOKEN)
+        })
+        .await?;
+        self.forget_client(client_id);
         self.audit("client.updated", Some(client_id), Some(client_id), ctx, "")
             .await;
         Ok(self.metadata_of(&client))
@@ -183,8 +191,15 @@ impl AuthService {
     ) -> Result<(), OAuthError> {
         self.client_for_registration(client_id, registration_token)
             .await?;
-        self.store.delete_client(client_id).await?;
-        self.client_changed(client_id).await;
+        let deleted = Write::DeleteClient {
+            id: client_id.to_owned(),
+            cutoff: revocation_cutoff(),
+        };
+        self.commit(&[deleted], || {
+            OAuthError::invalid_token(BAD_REGISTRATION_TOKEN)
+        })
+        .await?;
+        self.forget_client(client_id);
         self.audit("client.deleted", Some(client_id), Some(client_id), ctx, "")
             .await;
         Ok(())

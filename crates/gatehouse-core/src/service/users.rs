@@ -164,22 +164,20 @@ impl AuthService {
         let hash = self.hasher.hash(&change.new_password).await?;
         // Sessions first: a refresh racing this change then fails on its revoked family instead of
         // minting an access token dated at the new cutoff.
-        let revoked = self
-            .store
-            .revoke_user_families(&user.id, now_unix())
+        let changed = crate::Write::SetUserPassword {
+            id: user.id.clone(),
+            password_hash: hash,
+            not_before: revocation_cutoff(),
+            now: now_unix(),
+        };
+        self.commit(&[changed], || ApiError::NotFound("user".into()))
             .await?;
-        let cutoff = revocation_cutoff();
-        self.store
-            .set_user_password(&user.id, &hash, cutoff)
-            .await?;
-        self.log_change(crate::ChangeKind::SubjectCutoff, &user.id, Some(cutoff))
-            .await;
         self.audit(
             "password.changed",
             Some(&user.id),
             None,
             ctx,
-            &format!("{revoked} sessions revoked"),
+            "every session and token revoked",
         )
         .await;
         Ok(())

@@ -6,22 +6,20 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
 use gatehouse_core::OAuthError;
-use gatehouse_core::service::{ClientAuth, FeedEvent, PresentedAuth};
+use gatehouse_core::service::{ClientAuth, FeedItem, PresentedAuth};
 
 use crate::AppState;
 use crate::error::OAuthReply;
 use crate::extract::basic_credentials;
 
-/// How often a feed looks for new changes; with the gateway's own handling this keeps a
-/// revocation's way to every gateway well under a second.
-const POLL: Duration = Duration::from_millis(200);
 /// Readers treat a feed silent for longer than their staleness budget (default 30 s) as lost.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
-/// The revocation feed for gateways: server-sent events, each with the change log's sequence
-/// number as its `id`, resumable with `Last-Event-ID`. Without one, it starts with every change
-/// that can still matter (those of the last access-token lifetime); a `caught_up` event follows
-/// the backlog. A comment every 5 s keeps the connection visibly alive. Needs a confidential client
+/// The revocation feed for gateways: server-sent events, resumable with `Last-Event-ID`. Without
+/// one, it starts with every change that can still matter (those of the last access-token
+/// lifetime); a `caught_up` event follows that backlog. New revocations are sent as they happen,
+/// during the backlog too (those carry no `id`, since resuming from them would skip the rest of
+/// the backlog). A comment every 5 s keeps the connection visibly alive. Needs a confidential client
 /// with the `revocations:read` scope, authenticated with HTTP Basic.
 #[utoipa::path(get, path = "/oauth2/revocations", tag = "oauth2",
     params(("Last-Event-ID" = Option<i64>, Header, description = "resume after this event")),
@@ -53,57 +51,47 @@ pub async fn revocations(
         secret: Some(secret),
         method: PresentedAuth::Basic,
     };
-    let cursor = state
+    let subscription = state
         .service
         .open_revocation_feed(&auth, last_event_id)
         .await?;
-    let service = state.service.clone();
     let stopped = state.stopped();
-    let updates = stream::unfold(
-        (service, cursor, true, false),
-        |(service, mut cursor, first, announced)| async move {
-            if !first {
-                tokio::time::sleep(POLL).await;
+    let updates = stream::unfold(subscription, |mut subscription| async move {
+        let items = match subscription.next().await? {
+            Ok(items) => items,
+            Err(e) => {
+                // The subscriber sees the connection end and resumes, on this node or another.
+                tracing::warn!(error = %e, "the revocation feed could not read the change log");
+                return None;
             }
-            let events: Vec<Result<Event, Infallible>> = match cursor
-                .next(service.store().as_ref())
-                .await
-            {
-                Ok(changes) => changes
-                    .iter()
-                    .filter_map(|change| {
-                        let event = FeedEvent::of(change)?;
-                        Event::default()
-                            .id(change.seq.to_string())
-                            .event(event.name())
-                            .json_data(&event)
-                            .ok()
-                    })
-                    .map(Ok)
-                    .collect(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "the revocation feed could not read the change log");
-                    Vec::new()
-                }
-            };
-            // Once the backlog is out, say so: readers trust their view only from then on.
-            let mut events = events;
-            let announce = !announced && cursor.caught_up();
-            if announce {
-                events.push(Ok(Event::default()
-                    .event("caught_up")
-                    .data(r#"{"type":"caught_up"}"#)));
-            }
-            Some((
-                stream::iter(events),
-                (service, cursor, false, announced || announce),
-            ))
-        },
-    )
+        };
+        let events: Vec<Result<Event, Infallible>> =
+            items.iter().filter_map(sse_event).map(Ok).collect();
+        Some((stream::iter(events), subscription))
+    })
     .flatten();
     // A first comment tells the reader it is subscribed before any change arrives.
     let hello = stream::once(async { Ok(Event::default().comment("subscribed")) });
     // Ends when the server shuts down: readers reconnect (to another node) with Last-Event-ID.
     let events = hello.chain(updates).take_until(stopped);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// One feed item as a server-sent event; an `id` is set only where resuming from it is safe.
+fn sse_event(item: &FeedItem) -> Option<Event> {
+    match item {
+        FeedItem::Event { resume_from, event } => {
+            let sse = Event::default().event(event.name()).json_data(event).ok()?;
+            Some(match resume_from {
+                Some(id) => sse.id(id.to_string()),
+                None => sse,
+            })
+        }
+        FeedItem::CaughtUp { resume_from } => Some(
+            Event::default()
+                .id(resume_from.to_string())
+                .event("caught_up")
+                .data(r#"{"type":"caught_up"}"#),
+        ),
+    }
 }

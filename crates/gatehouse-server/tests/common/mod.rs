@@ -292,6 +292,7 @@ impl TestApp {
             client_id: "gatehouse-web".into(),
             scope: String::new(),
             roles: Some(vec!["user".into()]),
+            sid: None,
         }
     }
 

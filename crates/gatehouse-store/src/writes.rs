@@ -1,0 +1,392 @@
+//! [`Store::commit`](gatehouse_core::Store::commit): the writes that change whether a token is
+//! valid, each stored in one transaction with the change-log entries it implies.
+
+use gatehouse_core::{Committed, StoreError, Write};
+use sqlx::{Any, Transaction};
+
+use crate::rows::{ClientRow, join_list};
+use crate::{Backend, SqlStore, backend_error};
+
+/// The PostgreSQL channel that wakes other nodes' change-log readers.
+macro_rules! change_channel {
+    () => {
+        "gatehouse_changes"
+    };
+}
+pub(crate) const CHANGE_CHANNEL: &str = change_channel!();
+
+/// `SET not_before = $2`, except that it only ever moves forward.
+macro_rules! forward_not_before {
+    () => {
+        "not_before = CASE WHEN not_before > $2 THEN not_before ELSE $2 END"
+    };
+}
+
+impl SqlStore {
+    pub(crate) async fn commit_writes(&self, writes: &[Write]) -> Result<Committed, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut sessions_ended = 0;
+        for write in writes {
+            match apply(&mut tx, write).await? {
+                Applied::Done => {}
+                Applied::EndedSessions(n) => sessions_ended += n,
+                Applied::Missing => {
+                    tx.rollback().await.map_err(backend_error)?;
+                    return Ok(Committed::Missing);
+                }
+            }
+        }
+        let now = gatehouse_core::now();
+        let mut logged = false;
+        for change in writes.iter().flat_map(Write::changes) {
+            sqlx::query(
+                "INSERT INTO change_log (at, kind, subject, until) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(now)
+            .bind(change.kind.as_str())
+            .bind(change.subject)
+            .bind(change.until)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+            logged = true;
+        }
+        if logged && self.backend == Backend::Postgres {
+            // Delivered at commit, so a woken reader finds the rows.
+            sqlx::query(concat!("NOTIFY ", change_channel!()))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+        }
+        tx.commit().await.map_err(backend_error)?;
+        if logged {
+            self.changed.wake();
+        }
+        Ok(Committed::Done { sessions_ended })
+    }
+
+    /// A transaction that will write. SQLite takes its write lock up front, so concurrent writers
+    /// queue instead of failing when a deferred transaction would upgrade its lock.
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(backend_error)
+    }
+}
+
+enum Applied {
+    Done,
+    EndedSessions(u64),
+    /// The row the write names does not exist.
+    Missing,
+}
+
+fn found(rows_affected: u64) -> Applied {
+    match rows_affected {
+        0 => Applied::Missing,
+        _ => Applied::Done,
+    }
+}
+
+/// Applies one write.
+async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Applied, StoreError> {
+    let affected = match write {
+        Write::UpdateClient { client, cutoff } => {
+            let row = ClientRow::from(client);
+            sqlx::query(concat!(
+                "UPDATE clients SET ",
+                forward_not_before!(),
+                ", name = $3, auth_method = $4, grant_types = $5, scopes = $6, roles = $7, \
+                 updated_at = $8 WHERE id = $1"
+            ))
+            .bind(row.id)
+            .bind(cutoff.unwrap_or(0))
+            .bind(row.name)
+            .bind(row.auth_method)
+            .bind(row.grant_types)
+            .bind(row.scopes)
+            .bind(row.roles)
+            .bind(row.updated_at)
+            .execute(&mut **tx)
+            .await
+        }
+        Write::BlockClient {
+            id,
+            not_before,
+            now,
+        } => {
+            let updated = sqlx::query(concat!(
+                "UPDATE clients SET ",
+                forward_not_before!(),
+                ", blocked_at = COALESCE(blocked_at, $3), updated_at = $3 WHERE id = $1"
+            ))
+            .bind(id)
+            .bind(*not_before)
+            .bind(*now)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend_error)?
+            .rows_affected();
+            return and_end_sessions(tx, updated, "client_id", id, *now).await;
+        }
+        Write::UnblockClient { id, now } => {
+            sqlx::query("UPDATE clients SET blocked_at = NULL, updated_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(*now)
+                .execute(&mut **tx)
+                .await
+        }
+        Write::SetClientSecret(c) => {
+            sqlx::query(
+                "UPDATE clients SET secret_hash = $2, previous_secret_hash = $3, \
+                 previous_secret_expires_at = $4, updated_at = $5 WHERE id = $1",
+            )
+            .bind(&c.id)
+            .bind(&c.secret_hash)
+            .bind(&c.previous_secret_hash)
+            .bind(c.previous_secret_expires_at)
+            .bind(c.updated_at)
+            .execute(&mut **tx)
+            .await
+        }
+        Write::CutOffClient {
+            id,
+            not_before,
+            now,
+        } => {
+            let updated = sqlx::query(concat!(
+                "UPDATE clients SET ",
+                forward_not_before!(),
+                ", updated_at = $3 WHERE id = $1"
+            ))
+            .bind(id)
+            .bind(*not_before)
+            .bind(*now)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend_error)?
+            .rows_affected();
+            return and_end_sessions(tx, updated, "client_id", id, *now).await;
+        }
+        Write::DeleteClient { id, .. } => {
+            sqlx::query("DELETE FROM clients WHERE id = $1")
+                .bind(id)
+                .execute(&mut **tx)
+                .await
+        }
+        Write::SetUserRoles {
+            id,
+            roles,
+            not_before,
+            now,
+        } => {
+            sqlx::query(concat!(
+                "UPDATE users SET ",
+                forward_not_before!(),
+                ", roles = $3, updated_at = $4 WHERE id = $1"
+            ))
+            .bind(id)
+            .bind(*not_before)
+            .bind(join_list(roles))
+            .bind(*now)
+            .execute(&mut **tx)
+            .await
+        }
+        Write::BlockUser {
+            id,
+            not_before,
+            now,
+        } => {
+            let updated = sqlx::query(concat!(
+                "UPDATE users SET ",
+                forward_not_before!(),
+                ", blocked_at = COALESCE(blocked_at, $3), updated_at = $3 WHERE id = $1"
+            ))
+            .bind(id)
+            .bind(*not_before)
+            .bind(*now)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend_error)?
+            .rows_affected();
+            return and_end_sessions(tx, updated, "user_id", id, *now).await;
+        }
+        Write::UnblockUser { id, now } => {
+            sqlx::query("UPDATE users SET blocked_at = NULL, updated_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(*now)
+                .execute(&mut **tx)
+                .await
+        }
+        Write::SetUserPassword {
+            id,
+            password_hash,
+            not_before,
+            now,
+        } => {
+            let updated = sqlx::query(concat!(
+                "UPDATE users SET ",
+                forward_not_before!(),
+                ", password_hash = $3, updated_at = $4 WHERE id = $1"
+            ))
+            .bind(id)
+            .bind(*not_before)
+            .bind(password_hash)
+            .bind(*now)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend_error)?
+            .rows_affected();
+            return and_end_sessions(tx, updated, "user_id", id, *now).await;
+        }
+        Write::CutOffUser {
+            id,
+            not_before,
+            now,
+        } => {
+            let updated = sqlx::query(concat!(
+                "UPDATE users SET ",
+                forward_not_before!(),
+                ", updated_at = $3 WHERE id = $1"
+            ))
+            .bind(id)
+            .bind(*not_before)
+            .bind(*now)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend_error)?
+            .rows_affected();
+            return and_end_sessions(tx, updated, "user_id", id, *now).await;
+        }
+        Write::DeleteUser { id, .. } => {
+            sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(id)
+                .execute(&mut **tx)
+                .await
+        }
+        Write::RevokeSession { id, now, .. } => {
+            sqlx::query(
+                "UPDATE refresh_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            )
+            .bind(id)
+            .bind(*now)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend_error)?;
+            return Ok(Applied::Done);
+        }
+        Write::RevokeAccessToken(r) => {
+            sqlx::query(
+                "INSERT INTO revoked_tokens (jti, subject, client_id, expires_at, revoked_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (jti) DO NOTHING",
+            )
+            .bind(&r.jti)
+            .bind(&r.subject)
+            .bind(&r.client_id)
+            .bind(r.expires_at)
+            .bind(r.revoked_at)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend_error)?;
+            return Ok(Applied::Done);
+        }
+        Write::AddSigningKey {
+            key,
+            retire_others_at,
+        } => {
+            sqlx::query(
+                "INSERT INTO signing_keys \
+                 (kid, alg, sealed_private_key, public_jwk, created_at, activates_at, retired_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(&key.sealed_private_key)
+            .bind(&key.public_jwk)
+            .bind(key.created_at)
+            .bind(key.activates_at)
+            .bind(key.retired_at)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend_error)?;
+            if let Some(retired_at) = retire_others_at {
+                sqlx::query(
+                    "UPDATE signing_keys SET retired_at = $2 \
+                     WHERE kid <> $1 AND retired_at IS NULL",
+                )
+                .bind(&key.kid)
+                .bind(*retired_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(backend_error)?;
+            }
+            return Ok(Applied::Done);
+        }
+        Write::InsertRole(role) => {
+            sqlx::query("INSERT INTO roles (name, description, scopes) VALUES ($1, $2, $3)")
+                .bind(&role.name)
+                .bind(&role.description)
+                .bind(role.scopes.to_string())
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| match backend_error(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict("that role exists".into()),
+                    other => other,
+                })?;
+            return Ok(Applied::Done);
+        }
+        Write::UpdateRole(role) => {
+            sqlx::query("UPDATE roles SET description = $2, scopes = $3 WHERE name = $1")
+                .bind(&role.name)
+                .bind(&role.description)
+                .bind(role.scopes.to_string())
+                .execute(&mut **tx)
+                .await
+        }
+        Write::DeleteRole(name) => {
+            sqlx::query("DELETE FROM roles WHERE name = $1")
+                .bind(name)
+                .execute(&mut **tx)
+                .await
+        }
+    };
+    Ok(found(affected.map_err(backend_error)?.rows_affected()))
+}
+
+/// After an update of `updated` user or client rows: ends that one's sessions too.
+async fn and_end_sessions(
+    tx: &mut Transaction<'static, Any>,
+    updated: u64,
+    owner_column: &'static str,
+    id: &str,
+    now: i64,
+) -> Result<Applied, StoreError> {
+    if updated == 0 {
+        return Ok(Applied::Missing);
+    }
+    Ok(Applied::EndedSessions(
+        end_sessions(tx, owner_column, id, now).await?,
+    ))
+}
+
+/// Ends every live session (refresh family) of a user or client.
+async fn end_sessions(
+    tx: &mut Transaction<'static, Any>,
+    owner_column: &'static str,
+    id: &str,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let sql = format!(
+        "UPDATE refresh_families SET revoked_at = $2 WHERE {owner_column} = $1 \
+         AND revoked_at IS NULL"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend_error)
+        .map(|done| done.rows_affected())
+}
