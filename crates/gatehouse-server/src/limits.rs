@@ -1,5 +1,6 @@
-//! Rate limits on the endpoints anyone can call: the token endpoint (per client IP and per client),
-//! registration and signup (per client IP). Over the limit: 429 with `Retry-After`.
+//! Rate limits on the endpoints anyone can call: the token, revocation and introspection endpoints
+//! (per client IP, and per client once it is authenticated), registration and signup (per client
+//! IP). Over the limit: 429 with `Retry-After`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -23,6 +24,14 @@ pub struct RateLimitConfig {
     pub token_per_ip_per_second: u32,
     /// Token requests per second for one client id.
     pub token_per_client_per_second: u32,
+    /// Revocation requests (RFC 7009) per second from one IP address.
+    pub revoke_per_ip_per_second: u32,
+    /// Revocation requests per second for one client id.
+    pub revoke_per_client_per_second: u32,
+    /// Introspection requests (RFC 7662) per second from one IP address.
+    pub introspect_per_ip_per_second: u32,
+    /// Introspection requests per second for one client id.
+    pub introspect_per_client_per_second: u32,
     /// Client registrations per minute from one IP address.
     pub registration_per_ip_per_minute: u32,
     /// Signups per minute from one IP address.
@@ -34,6 +43,12 @@ impl Default for RateLimitConfig {
         Self {
             token_per_ip_per_second: 2000,
             token_per_client_per_second: 1000,
+            // Revocation writes to the store and reaches every gateway: legitimate callers
+            // revoke on logout, far below token issuance.
+            revoke_per_ip_per_second: 200,
+            revoke_per_client_per_second: 100,
+            introspect_per_ip_per_second: 2000,
+            introspect_per_client_per_second: 1000,
             registration_per_ip_per_minute: 30,
             signup_per_ip_per_minute: 30,
         }
@@ -46,6 +61,10 @@ impl RateLimitConfig {
         Self {
             token_per_ip_per_second: 0,
             token_per_client_per_second: 0,
+            revoke_per_ip_per_second: 0,
+            revoke_per_client_per_second: 0,
+            introspect_per_ip_per_second: 0,
+            introspect_per_client_per_second: 0,
             registration_per_ip_per_minute: 0,
             signup_per_ip_per_minute: 0,
         }
@@ -54,9 +73,33 @@ impl RateLimitConfig {
 
 type Limiter<K> = Option<DefaultKeyedRateLimiter<K>>;
 
+/// The OAuth endpoints limited per IP and per authenticated client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Token,
+    Revoke,
+    Introspect,
+}
+
+struct EndpointLimits {
+    per_ip: Limiter<IpAddr>,
+    per_client: Limiter<String>,
+}
+
+impl EndpointLimits {
+    fn new(per_ip_per_second: u32, per_client_per_second: u32) -> Self {
+        let second = Duration::from_secs(1);
+        Self {
+            per_ip: limiter(per_ip_per_second, second),
+            per_client: limiter(per_client_per_second, second),
+        }
+    }
+}
+
 pub struct RateLimits {
-    token_per_ip: Limiter<IpAddr>,
-    token_per_client: Limiter<String>,
+    token: EndpointLimits,
+    revoke: EndpointLimits,
+    introspect: EndpointLimits,
     registration_per_ip: Limiter<IpAddr>,
     signup_per_ip: Limiter<IpAddr>,
 }
@@ -85,24 +128,43 @@ fn check<K: std::hash::Hash + Eq + Clone>(
 
 impl RateLimits {
     pub fn new(config: &RateLimitConfig) -> Self {
-        let second = Duration::from_secs(1);
         let minute = Duration::from_secs(60);
         Self {
-            token_per_ip: limiter(config.token_per_ip_per_second, second),
-            token_per_client: limiter(config.token_per_client_per_second, second),
+            token: EndpointLimits::new(
+                config.token_per_ip_per_second,
+                config.token_per_client_per_second,
+            ),
+            revoke: EndpointLimits::new(
+                config.revoke_per_ip_per_second,
+                config.revoke_per_client_per_second,
+            ),
+            introspect: EndpointLimits::new(
+                config.introspect_per_ip_per_second,
+                config.introspect_per_client_per_second,
+            ),
             registration_per_ip: limiter(config.registration_per_ip_per_minute, minute),
             signup_per_ip: limiter(config.signup_per_ip_per_minute, minute),
         }
     }
 
-    /// The per-client token limit, charged once the client is authenticated. A public client is
-    /// shared by everyone who logs in through it, so it is limited per caller.
+    fn endpoint(&self, endpoint: Endpoint) -> &EndpointLimits {
+        match endpoint {
+            Endpoint::Token => &self.token,
+            Endpoint::Revoke => &self.revoke,
+            Endpoint::Introspect => &self.introspect,
+        }
+    }
+
+    /// An endpoint's per-client limit, charged once the client is authenticated (so nobody can
+    /// spend another client's limit with wrong secrets). A public client is shared by everyone
+    /// who signs in through it, so it is limited per caller.
     pub fn check_client(
         &self,
+        endpoint: Endpoint,
         client: &gatehouse_core::Client,
         caller_ip: &str,
     ) -> Result<(), Limited> {
-        let Some(limiter) = &self.token_per_client else {
+        let Some(limiter) = &self.endpoint(endpoint).per_client else {
             return Ok(());
         };
         let key = if client.is_public() {
@@ -113,20 +175,35 @@ impl RateLimits {
         check(Some(limiter), &key)
     }
 
+    /// The admission check the core asks for once a client is authenticated: `Err` carries
+    /// the seconds to wait.
+    pub fn admission(
+        self: &Arc<Self>,
+        endpoint: Endpoint,
+        caller_ip: Option<&str>,
+    ) -> impl Fn(&gatehouse_core::Client) -> Result<(), u64> + Send + Sync + 'static {
+        let limits = self.clone();
+        let ip = caller_ip.unwrap_or_default().to_owned();
+        move |client| {
+            limits
+                .check_client(endpoint, client, &ip)
+                .map_err(|Limited(wait)| wait.as_secs().max(1))
+        }
+    }
+
     /// Forgets keys whose limits are back to full, so the maps do not grow without end.
     pub fn forget_idle(&self) {
-        for l in [
-            &self.token_per_ip,
-            &self.registration_per_ip,
-            &self.signup_per_ip,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        let per_ip = [&self.token, &self.revoke, &self.introspect]
+            .map(|e| &e.per_ip)
+            .into_iter()
+            .chain([&self.registration_per_ip, &self.signup_per_ip]);
+        for l in per_ip.flatten() {
             l.retain_recent();
         }
-        if let Some(l) = &self.token_per_client {
-            l.retain_recent();
+        for e in [&self.token, &self.revoke, &self.introspect] {
+            if let Some(l) = &e.per_client {
+                l.retain_recent();
+            }
         }
     }
 }
@@ -187,7 +264,9 @@ pub async fn per_ip(
         return next.run(request).await;
     };
     let limiter = match (request.method(), request.uri().path()) {
-        (&Method::POST, "/oauth2/token") => &limits.token_per_ip,
+        (&Method::POST, "/oauth2/token") => &limits.token.per_ip,
+        (&Method::POST, "/oauth2/revoke") => &limits.revoke.per_ip,
+        (&Method::POST, "/oauth2/introspect") => &limits.introspect.per_ip,
         (&Method::POST, "/oauth2/register") => &limits.registration_per_ip,
         (&Method::POST, "/users") => &limits.signup_per_ip,
         _ => return next.run(request).await,

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Backend, TestApp};
+use common::{Backend, TestApp, event_id_of, jti_of, read_until, subscribe};
 use serde_json::{Value, json};
 
 on_both_stores!(
@@ -24,70 +24,6 @@ async fn app_with_reader(backend: Backend) -> (TestApp, String, String) {
     .await;
     let (id, secret, _) = app.register_client("revocations:read").await;
     (app, id, secret)
-}
-
-async fn subscribe(app: &TestApp, id: &str, secret: &str, last: Option<&str>) -> reqwest::Response {
-    let mut request = app
-        .http
-        .get(app.url("/oauth2/revocations"))
-        .basic_auth(id, Some(secret));
-    if let Some(last) = last {
-        request = request.header("last-event-id", last);
-    }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
-    response
-}
-
-/// Reads the stream until `needle` appears in it, for at most `within`; returns all read so far.
-async fn read_until(
-    stream: &mut reqwest::Response,
-    seen: &mut String,
-    needle: &str,
-    within: Duration,
-) {
-    let deadline = Instant::now() + within;
-    while !seen.contains(needle) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "{needle:?} did not arrive within {within:?}; got:\n{seen}"
-        );
-        match tokio::time::timeout(left, stream.chunk()).await {
-            Ok(Ok(Some(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
-            Ok(Ok(None)) => panic!("the feed ended; got:\n{seen}"),
-            Ok(Err(e)) => panic!("reading the feed failed: {e}"),
-            Err(_) => {}
-        }
-    }
-}
-
-fn jti_of(token: &str) -> String {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
-    claims["jti"].as_str().unwrap().to_owned()
-}
-
-/// The `id:` of the event whose data mentions `needle`.
-fn event_id_of(stream_text: &str, needle: &str) -> String {
-    stream_text
-        .split("\n\n")
-        .find(|event| event.contains(needle))
-        .and_then(|event| event.lines().find_map(|l| l.strip_prefix("id:")))
-        .map(|id| id.trim().to_owned())
-        .unwrap()
 }
 
 async fn revocations_reach_a_reader_within_a_second(backend: Backend) {

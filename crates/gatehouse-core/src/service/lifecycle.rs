@@ -101,14 +101,18 @@ impl AuthService {
     }
 
     /// `POST /oauth2/revoke` (RFC 7009). Unknown, malformed and expired tokens are fine: there is
-    /// nothing to revoke, and the answer must not tell a caller which tokens exist.
+    /// nothing to revoke, and the answer must not tell a caller which tokens exist. `admit` is
+    /// asked once the client is authenticated; it answers how many seconds to wait when over a
+    /// rate limit.
     pub async fn revoke(
         &self,
         auth: ClientAuth,
         token: Option<String>,
         ctx: &RequestContext,
+        admit: &(dyn Fn(&crate::Client) -> Result<(), u64> + Send + Sync),
     ) -> Result<(), OAuthError> {
         let client = self.authenticate_client(&auth).await?;
+        admit(&client.client).map_err(OAuthError::rate_limited)?;
         let token = token.ok_or_else(|| OAuthError::invalid_request("token is required"))?;
         let client_id = &client.client.id;
         if looks_like_jwt(&token) {
@@ -162,13 +166,16 @@ impl AuthService {
         Ok(())
     }
 
-    /// `POST /oauth2/introspect` (RFC 7662), for authenticated confidential clients.
+    /// `POST /oauth2/introspect` (RFC 7662), for authenticated confidential clients; `admit` as
+    /// for [`AuthService::revoke`].
     pub async fn introspect(
         &self,
         auth: ClientAuth,
         token: Option<String>,
+        admit: &(dyn Fn(&crate::Client) -> Result<(), u64> + Send + Sync),
     ) -> Result<Introspection, OAuthError> {
         let client = self.authenticate_client(&auth).await?;
+        admit(&client.client).map_err(OAuthError::rate_limited)?;
         if client.client.is_public() {
             return Err(OAuthError::invalid_client(
                 "introspection needs an authenticated confidential client",

@@ -8,6 +8,7 @@ use super::token::client_auth;
 use crate::AppState;
 use crate::error::OAuthReply;
 use crate::extract::{Ctx, OAuthForm};
+use crate::limits::Endpoint;
 
 /// Revokes an access or refresh token (RFC 7009). Unknown, malformed and expired tokens answer 200.
 #[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth2",
@@ -17,6 +18,7 @@ use crate::extract::{Ctx, OAuthForm};
         (status = 200, description = "Revoked, or nothing to revoke"),
         (status = 400, description = "RFC 6749 §5.2 error, e.g. the token belongs to another client"),
         (status = 401, description = "Client authentication failed"),
+        (status = 429, description = "Over a rate limit; see Retry-After"),
     ),
     security((), ("client_basic" = [])))]
 pub async fn revoke(
@@ -26,7 +28,11 @@ pub async fn revoke(
     mut form: OAuthForm,
 ) -> Result<impl IntoResponse, OAuthReply> {
     let auth = client_auth(&headers, &mut form)?;
-    state.service.revoke(auth, form.take("token"), &ctx).await?;
+    let admit = state.limits.admission(Endpoint::Revoke, ctx.ip.as_deref());
+    state
+        .service
+        .revoke(auth, form.take("token"), &ctx, &admit)
+        .await?;
     Ok([(header::CACHE_CONTROL, "no-store")])
 }
 
@@ -37,15 +43,23 @@ pub async fn revoke(
     responses(
         (status = 200, body = Introspection),
         (status = 401, description = "Client authentication failed"),
+        (status = 429, description = "Over a rate limit; see Retry-After"),
     ),
     security(("client_basic" = [])))]
 pub async fn introspect(
     State(state): State<AppState>,
+    Ctx(ctx): Ctx,
     headers: HeaderMap,
     mut form: OAuthForm,
 ) -> Result<impl IntoResponse, OAuthReply> {
     let auth = client_auth(&headers, &mut form)?;
-    let answer = state.service.introspect(auth, form.take("token")).await?;
+    let admit = state
+        .limits
+        .admission(Endpoint::Introspect, ctx.ip.as_deref());
+    let answer = state
+        .service
+        .introspect(auth, form.take("token"), &admit)
+        .await?;
     Ok((
         [
             (header::CACHE_CONTROL, "no-store"),

@@ -33,13 +33,9 @@ pub async fn token(
         password: form.take("password"),
         refresh_token: form.take("refresh_token"),
     };
-    let limits = state.limits.clone();
-    let ip = ctx.ip.clone().unwrap_or_default();
-    let admit = move |client: &gatehouse_core::Client| {
-        limits
-            .check_client(client, &ip)
-            .map_err(|crate::limits::Limited(wait)| wait.as_secs().max(1))
-    };
+    let admit = state
+        .limits
+        .admission(crate::limits::Endpoint::Token, ctx.ip.as_deref());
     let (grant, response) = state.service.token(request, auth, &ctx, &admit).await?;
     crate::metrics::token_issued(grant.as_str());
     Ok((

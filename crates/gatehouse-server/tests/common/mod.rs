@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use gatehouse_core::{AuthConfig, AuthService, Store};
 use gatehouse_server::AppState;
@@ -346,6 +347,7 @@ impl Drop for TestApp {
 }
 
 const TABLES: &[&str] = &[
+    "change_log",
     "clients",
     "users",
     "roles",
@@ -393,4 +395,74 @@ macro_rules! on_both_stores {
             )*
         }
     };
+}
+
+/// Subscribes to the revocation feed as the given client, resuming after `last` if given.
+pub async fn subscribe(
+    app: &TestApp,
+    id: &str,
+    secret: &str,
+    last: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .http
+        .get(app.url("/oauth2/revocations"))
+        .basic_auth(id, Some(secret));
+    if let Some(last) = last {
+        request = request.header("last-event-id", last);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    response
+}
+
+/// Reads the stream until `needle` appears in it, for at most `within`; returns all read so far.
+pub async fn read_until(
+    stream: &mut reqwest::Response,
+    seen: &mut String,
+    needle: &str,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    while !seen.contains(needle) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "{needle:?} did not arrive within {within:?}; got:\n{seen}"
+        );
+        match tokio::time::timeout(left, stream.chunk()).await {
+            Ok(Ok(Some(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            Ok(Ok(None)) => panic!("the feed ended; got:\n{seen}"),
+            Ok(Err(e)) => panic!("reading the feed failed: {e}"),
+            Err(_) => {}
+        }
+    }
+}
+
+pub fn jti_of(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+/// The `id:` of the event whose data mentions `needle`.
+pub fn event_id_of(stream_text: &str, needle: &str) -> String {
+    stream_text
+        .split("\n\n")
+        .find(|event| event.contains(needle))
+        .and_then(|event| event.lines().find_map(|l| l.strip_prefix("id:")))
+        .map(|id| id.trim().to_owned())
+        .unwrap()
 }
