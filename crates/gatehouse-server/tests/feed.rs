@@ -7,12 +7,16 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, TestApp, event_id_of, jti_of, read_until, subscribe};
+use gatehouse_server::limits::RateLimitConfig;
+use gatehouse_token::now_unix;
 use serde_json::{Value, json};
 
 on_both_stores!(
     revocations_reach_a_reader_within_a_second,
     a_fresh_reader_gets_recent_revocations_and_a_reader_can_resume,
     only_authorized_clients_may_read_the_feed,
+    a_new_revocation_is_not_queued_behind_a_long_backlog,
+    a_late_commit_below_newer_entries_still_reaches_readers,
 );
 
 async fn app_with_reader(backend: Backend) -> (TestApp, String, String) {
@@ -130,4 +134,110 @@ async fn only_authorized_clients_may_read_the_feed(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(bad_resume.status(), 400);
+}
+
+/// Entries logged a minute ago: inside a fresh reader's replay window, and old enough that the
+/// server's own reader, starting after them, never broadcasts them.
+const BACKLOG: i64 = 100_000;
+
+async fn a_new_revocation_is_not_queued_behind_a_long_backlog(backend: Backend) {
+    let app = TestApp::spawn_seeded(
+        backend,
+        |c| {
+            c.registration
+                .allowed_scopes
+                .push("revocations:read".into())
+        },
+        RateLimitConfig::off(),
+        |store| async move {
+            let at = now_unix() - 60;
+            let sql = match backend {
+                Backend::Sqlite => {
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $3) \
+                     INSERT INTO change_log (at, kind, subject, until) \
+                     SELECT $1, 'token_revoked', 'old-' || i, $2 FROM n"
+                }
+                Backend::Postgres => {
+                    "INSERT INTO change_log (at, kind, subject, until) \
+                     SELECT $1, 'token_revoked', 'old-' || i, $2 FROM generate_series(1, $3) AS i"
+                }
+            };
+            sqlx::query(sql)
+                .bind(at)
+                .bind(at + 3600)
+                .bind(BACKLOG)
+                .execute(store.pool())
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+    let (id, secret, _) = app.register_client("revocations:read").await;
+    app.sign_up("alice", "correct-horse").await;
+    let session = app.login("alice", "correct-horse").await;
+    let access = session["access_token"].as_str().unwrap();
+
+    let mut feed = subscribe(&app, &id, &secret, None).await;
+    assert_eq!(app.revoke_as_web(access).await.status(), 200);
+    let mut seen = String::new();
+    let jti = jti_of(access);
+    read_until(&mut feed, &mut seen, &jti, Duration::from_secs(5)).await;
+    assert!(
+        !seen.contains("caught_up"),
+        "the new revocation came before the end of the backlog"
+    );
+    // Sent out of turn, it carries no id: resuming from it would skip the rest of the backlog.
+    let event = seen.split("\n\n").find(|e| e.contains(&jti)).unwrap();
+    assert!(
+        !event.contains("\nid:") && !event.starts_with("id:"),
+        "{event}"
+    );
+    read_until(&mut feed, &mut seen, "caught_up", Duration::from_secs(60)).await;
+    assert!(
+        seen.contains(&format!("old-{BACKLOG}")),
+        "the whole backlog is replayed"
+    );
+}
+
+async fn a_late_commit_below_newer_entries_still_reaches_readers(backend: Backend) {
+    if backend == Backend::Sqlite {
+        // SQLite commits one writer at a time, in sequence order: no entry can commit late.
+        return;
+    }
+    let (app, id, secret) = app_with_reader(backend).await;
+    let mut feed = subscribe(&app, &id, &secret, None).await;
+    let mut seen = String::new();
+    read_until(&mut feed, &mut seen, "caught_up", Duration::from_secs(5)).await;
+
+    // A transaction takes its sequence number now and commits after a later one.
+    let mut slow = app.store.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO change_log (at, kind, subject, until) \
+         VALUES ($1, 'token_revoked', 'committed-late', $2)",
+    )
+    .bind(now_unix())
+    .bind(now_unix() + 600)
+    .execute(&mut *slow)
+    .await
+    .unwrap();
+    app.sign_up("alice", "correct-horse").await;
+    let session = app.login("alice", "correct-horse").await;
+    let access = session["access_token"].as_str().unwrap();
+    assert_eq!(app.revoke_as_web(access).await.status(), 200);
+    read_until(
+        &mut feed,
+        &mut seen,
+        &jti_of(access),
+        Duration::from_secs(1),
+    )
+    .await;
+    assert!(!seen.contains("committed-late"));
+    slow.commit().await.unwrap();
+    read_until(
+        &mut feed,
+        &mut seen,
+        "committed-late",
+        Duration::from_secs(1),
+    )
+    .await;
 }

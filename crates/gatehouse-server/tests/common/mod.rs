@@ -81,6 +81,16 @@ impl TestApp {
         configure: impl FnOnce(&mut AuthConfig),
         limits: RateLimitConfig,
     ) -> Self {
+        Self::spawn_seeded(backend, configure, limits, |_| async {}).await
+    }
+
+    /// With `seed` run on the store before the server starts (as data an earlier run left).
+    pub async fn spawn_seeded<F: std::future::Future<Output = ()>>(
+        backend: Backend,
+        configure: impl FnOnce(&mut AuthConfig),
+        limits: RateLimitConfig,
+        seed: impl FnOnce(SqlStore) -> F,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (store, dir) = match backend {
@@ -97,6 +107,7 @@ impl TestApp {
                 (SqlStore::connect(&url).await.unwrap(), None)
             }
         };
+        seed(store.clone()).await;
         let mut config = AuthConfig {
             issuer: format!("http://{address}"),
             ..AuthConfig::default()
@@ -430,11 +441,20 @@ pub async fn read_until(
     within: Duration,
 ) {
     let deadline = Instant::now() + within;
-    while !seen.contains(needle) {
+    // Only what arrived since the last look is searched: a long replay stays linear.
+    let mut searched: usize = 0;
+    loop {
+        let from = seen.floor_char_boundary(searched.saturating_sub(needle.len()));
+        if seen[from..].contains(needle) {
+            return;
+        }
+        searched = seen.len();
         let left = deadline.saturating_duration_since(Instant::now());
         assert!(
             !left.is_zero(),
-            "{needle:?} did not arrive within {within:?}; got:\n{seen}"
+            "{needle:?} did not arrive within {within:?}; got ({} bytes), ending:\n{}",
+            seen.len(),
+            &seen[seen.floor_char_boundary(seen.len().saturating_sub(2000))..]
         );
         match tokio::time::timeout(left, stream.chunk()).await {
             Ok(Ok(Some(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
