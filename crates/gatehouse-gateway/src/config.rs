@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use gatehouse_sdk::{Policy, ScopeRule};
+use gatehouse_sdk::{DEFAULT_AUDIENCE, Policy, ScopeRule};
 use http::{Method, Uri};
 use serde::Deserialize;
 
@@ -21,6 +21,8 @@ pub enum ConfigError {
     },
     #[error("{path} is not valid: {message}")]
     Syntax { path: String, message: String },
+    #[error("[gateway] {0}")]
+    Gateway(String),
     #[error("route {route}: {message}")]
     Route { route: String, message: String },
 }
@@ -46,6 +48,9 @@ pub struct GatewaySection {
     /// secret comes from `GATEHOUSE_GATEWAY_CLIENT_SECRET` or `feed_client_secret_file`.
     pub feed_client_id: Option<String>,
     pub feed_client_secret_file: Option<String>,
+    /// What a token's `aud` must contain on every route that names no `audience` of its own
+    /// (RFC 9068 §4). The issuer's configured audience; Gatehouse's default unless changed.
+    pub audience: String,
     pub leeway_secs: u64,
     pub jwks_cooldown_secs: u64,
     pub staleness_budget_secs: u64,
@@ -62,6 +67,7 @@ impl Default for GatewaySection {
             issuer: None,
             feed_client_id: None,
             feed_client_secret_file: None,
+            audience: DEFAULT_AUDIENCE.to_owned(),
             leeway_secs: 30,
             jwks_cooldown_secs: 10,
             staleness_budget_secs: 30,
@@ -130,7 +136,7 @@ pub struct RouteSpec {
     /// Pass WebSocket upgrades through (no other protocol is ever upgraded to).
     #[serde(default)]
     pub websocket: bool,
-    /// The token's `aud` must contain this.
+    /// The token's `aud` must contain this instead of the `[gateway]` audience.
     pub audience: Option<String>,
     /// Time allowed for the upstream's response headers.
     #[serde(default = "default_timeout_ms")]
@@ -162,6 +168,8 @@ pub struct RouteRule {
     pub policy: Policy,
     pub anonymous: bool,
     pub websocket: bool,
+    /// The route's own audience; `None` means the gateway's.
+    pub audience: Option<String>,
     pub timeout: Duration,
     pub max_body_bytes: u64,
     pub rate_limit: Option<RateLimitSpec>,
@@ -189,6 +197,9 @@ impl GatewayFile {
             path: origin.to_owned(),
             message: e.to_string(),
         })?;
+        if !is_audience(&file.gateway.audience) {
+            return Err(ConfigError::Gateway("audience must not be empty".into()));
+        }
         file.rules()?;
         Ok(file)
     }
@@ -304,6 +315,9 @@ impl RouteSpec {
                 "an anonymous route cannot also require scopes or roles".into(),
             ));
         }
+        if self.audience.as_deref().is_some_and(|a| !is_audience(a)) {
+            return Err(fail("audience must not be empty".into()));
+        }
         if self.timeout_ms == 0 {
             return Err(fail("timeout_ms must be positive".into()));
         }
@@ -332,11 +346,16 @@ impl RouteSpec {
             policy: policy_with(scopes_default),
             anonymous: self.anonymous,
             websocket: self.websocket,
+            audience: self.audience.clone(),
             timeout: Duration::from_millis(self.timeout_ms),
             max_body_bytes: self.max_body_bytes,
             rate_limit: self.rate_limit.clone(),
         })
     }
+}
+
+fn is_audience(name: &str) -> bool {
+    !name.trim().is_empty()
 }
 
 impl RouteRule {
@@ -401,6 +420,7 @@ mod tests {
             rule.policy_for(&Method::POST).scopes,
             Some(ScopeRule::AnyOf(vec!["fx:write".into(), "admin".into()]))
         );
+        assert_eq!(rule.audience.as_deref(), Some("fx"));
         assert_eq!(
             rule.policy_for(&Method::GET).audience.as_deref(),
             Some("fx")
@@ -431,6 +451,29 @@ mod tests {
         let rules = file.rules().unwrap();
         assert_eq!(rules.len(), 2);
         assert!(rules.iter().any(|r| r.anonymous));
+    }
+
+    #[test]
+    fn the_audience_is_the_gateways_unless_a_route_names_its_own() {
+        let file = GatewayFile::parse(
+            "[[route]]\nprefix = \"/a\"\nupstream = \"http://a\"\n",
+            "test.toml",
+        )
+        .unwrap();
+        assert_eq!(file.gateway.audience, DEFAULT_AUDIENCE);
+        assert_eq!(file.rules().unwrap()[0].audience, None);
+        let file = GatewayFile::parse(
+            "[gateway]\naudience = \"api\"\n[[route]]\nprefix = \"/a\"\nupstream = \"http://a\"\n",
+            "test.toml",
+        )
+        .unwrap();
+        assert_eq!(file.gateway.audience, "api");
+        for empty in ["[gateway]\naudience = \"\"", "[gateway]\naudience = \" \""] {
+            let error = GatewayFile::parse(empty, "test.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("[gateway] audience"), "{error}");
+        }
     }
 
     #[test]
@@ -479,6 +522,10 @@ mod tests {
             (
                 "prefix = \"/a\"\nupstream = \"http://a\"\nbogus = 1",
                 "bogus",
+            ),
+            (
+                "prefix = \"/a\"\nupstream = \"http://a\"\naudience = \"\"",
+                "audience",
             ),
             (
                 "prefix = \"/a\"\nupstream = \"http://a\"\nscopes = { GET = [\"r\"] }",

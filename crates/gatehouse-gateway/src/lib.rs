@@ -78,6 +78,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// A gateway over `rules`; `routes_file` is where [`Gateway::reload`] reads them again.
+    /// Routes that name no audience expect the verifier's ([`TokenVerifier::audience`]).
     pub fn new(
         rules: Vec<RouteRule>,
         routes_file: Option<PathBuf>,

@@ -187,7 +187,16 @@ async fn authenticate(
         }
         return Err(Rejection::MissingToken.into());
     };
-    let (verdict, from_cache) = gateway.verifier.verify_reporting_cache(token).await;
+    // RFC 9068 §4: every route checks `aud`, against its own audience or the gateway's.
+    let audience = route
+        .rule
+        .audience
+        .as_deref()
+        .unwrap_or(gateway.verifier.audience());
+    let (verdict, from_cache) = gateway
+        .verifier
+        .verify_reporting_cache(token, audience)
+        .await;
     route.metrics.cache(from_cache);
     Ok(Some(verdict?))
 }

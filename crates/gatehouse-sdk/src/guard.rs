@@ -72,14 +72,16 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
     Ok(Some(token))
 }
 
-/// Verifies the request's bearer token and checks it against `policy`.
+/// Verifies the request's bearer token, for the policy's audience or else the verifier's, and
+/// checks it against `policy`.
 pub async fn authorize(
     verifier: &TokenVerifier,
     policy: &Policy,
     headers: &HeaderMap,
 ) -> Result<Arc<Verified>, Rejection> {
     let token = bearer_token(headers)?.ok_or(Rejection::MissingToken)?;
-    let verified = verifier.verify(token).await?;
+    let audience = policy.audience.as_deref().unwrap_or(verifier.audience());
+    let verified = verifier.verify_reporting_cache(token, audience).await.0?;
     policy.check(&verified.claims)?;
     Ok(verified)
 }

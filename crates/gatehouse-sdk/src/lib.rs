@@ -23,7 +23,7 @@ mod verifier;
 pub use client::{Grant, TokenClient, TokenClientConfig};
 pub use discovery::{IssuerMetadata, discover};
 pub use error::SdkError;
-pub use gatehouse_token::{AccessClaims, Audience};
+pub use gatehouse_token::{AccessClaims, Audience, DEFAULT_AUDIENCE};
 pub use guard::{Authenticated, Require, RequireLayer, authorize, bearer_token, require};
 pub use policy::{Policy, ScopeRule};
 pub use rejection::{REALM, Rejection, problem};

@@ -13,10 +13,11 @@ pub enum ScopeRule {
     AnyOf(Vec<String>),
 }
 
-/// The requirements of one route. The default asks only for a valid token.
+/// The requirements of one route. The default asks only for a valid token (whose `aud` holds
+/// the verifier's audience).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
-    /// `aud` must contain this.
+    /// `aud` must contain this instead of the verifier's audience.
     pub audience: Option<String>,
     pub scopes: Option<ScopeRule>,
     /// The holder needs at least one of these roles.
@@ -47,7 +48,7 @@ impl Policy {
             && !claims.aud.contains(audience)
         {
             return Err(Rejection::InvalidToken(
-                "the token is not meant for this audience".into(),
+                gatehouse_token::VerifyError::WrongAudience.to_string(),
             ));
         }
         match &self.scopes {

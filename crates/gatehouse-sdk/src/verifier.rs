@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_token::{AccessClaims, VerifierConfig, VerifyError, key_id, now_unix};
+use gatehouse_token::{
+    AccessClaims, DEFAULT_AUDIENCE, VerifierConfig, VerifyError, key_id, now_unix,
+};
 use quick_cache::sync::Cache;
 
 use crate::discovery::{IssuerMetadata, discover};
@@ -18,8 +20,10 @@ use crate::revocations::{self, FeedCredentials, FeedStatus, Revocations};
 #[derive(Debug, Clone)]
 pub struct VerifierSettings {
     pub issuer: String,
-    /// When set, every token's `aud` must contain it.
-    pub audience: Option<String>,
+    /// What every token's `aud` must contain (RFC 9068 §4), unless a [`crate::Policy`] names
+    /// an audience of its own. Defaults to [`DEFAULT_AUDIENCE`], the audience a Gatehouse issuer
+    /// puts in its tokens unless configured otherwise.
+    pub audience: String,
     /// Clock skew tolerated for `exp` and `iat`.
     pub leeway_secs: u64,
     /// A token naming an unknown key fetches the JWKS again at most once per this.
@@ -40,7 +44,7 @@ impl VerifierSettings {
     pub fn new(issuer: impl Into<String>) -> Self {
         Self {
             issuer: issuer.into(),
-            audience: None,
+            audience: DEFAULT_AUDIENCE.to_owned(),
             leeway_secs: 30,
             jwks_cooldown: Duration::from_secs(10),
             cache_capacity: 100_000,
@@ -65,6 +69,8 @@ pub struct TokenVerifier {
     keys: Arc<RemoteKeys>,
     revocations: Arc<Revocations>,
     cache: Option<Cache<[u8; 32], Arc<Verified>>>,
+    /// Checked on every answer, cached or not; a policy may name another.
+    audience: String,
     leeway_secs: i64,
     /// Set when stale views fall back to introspection.
     introspection: Option<Introspection>,
@@ -92,7 +98,8 @@ impl TokenVerifier {
                 metadata.jwks_uri.clone(),
                 VerifierConfig {
                     issuer: metadata.issuer.clone(),
-                    audience: settings.audience.clone(),
+                    // Checked per request instead, so one cached verdict serves every audience.
+                    audience: None,
                     leeway_secs: settings.leeway_secs,
                 },
                 settings.jwks_cooldown,
@@ -144,6 +151,7 @@ impl TokenVerifier {
             keys,
             revocations,
             cache: (settings.cache_capacity > 0).then(|| Cache::new(settings.cache_capacity)),
+            audience: settings.audience,
             leeway_secs: settings.leeway_secs as i64,
             introspection,
         }))
@@ -151,6 +159,11 @@ impl TokenVerifier {
 
     pub fn metadata(&self) -> &IssuerMetadata {
         &self.metadata
+    }
+
+    /// What a token's `aud` must contain when the caller names no other audience.
+    pub fn audience(&self) -> &str {
+        &self.audience
     }
 
     pub fn feed_status(&self) -> FeedStatus {
@@ -163,22 +176,44 @@ impl TokenVerifier {
         self.revocations.status() != FeedStatus::Stale || self.introspection.is_some()
     }
 
+    /// Waits, at most `within`, until tokens can be checked: the revocation feed has sent its
+    /// backlog (or stale views fall back to introspection). Until then protected routes answer
+    /// 503, so a process waits here before it says it is ready. Whether it got there.
+    pub async fn wait_until_current(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.can_verify() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// How long since the revocation feed last proved current (zero when none is followed).
     pub fn feed_silence(&self) -> Duration {
         self.revocations.silence()
     }
 
-    /// Checks a bearer token; see [`TokenVerifier::verify_reporting_cache`].
+    /// Checks a bearer token meant for this verifier's [audience](TokenVerifier::audience); see
+    /// [`TokenVerifier::verify_reporting_cache`].
     pub async fn verify(&self, token: &str) -> Result<Arc<Verified>, Rejection> {
-        self.verify_reporting_cache(token).await.0
+        self.verify_reporting_cache(token, &self.audience).await.0
     }
 
-    /// Checks a bearer token, and tells whether the verdict came from the cache. A cached
-    /// verdict still ends at the token's expiry, its revocation, or its key's retirement.
+    /// Checks a bearer token whose `aud` must contain `audience`, and tells whether the verdict
+    /// came from the cache. A cached verdict still ends at the token's expiry, its revocation, or
+    /// its key's retirement.
     pub async fn verify_reporting_cache(
         &self,
         token: &str,
+        audience: &str,
     ) -> (Result<Arc<Verified>, Rejection>, bool) {
+        let (verdict, from_cache) = self.verify_any_audience(token).await;
+        (verdict.and_then(|v| meant_for(v, audience)), from_cache)
+    }
+
+    async fn verify_any_audience(&self, token: &str) -> (Result<Arc<Verified>, Rejection>, bool) {
         if self.revocations.status() == FeedStatus::Stale {
             return match &self.introspection {
                 None => (Err(Rejection::Unavailable), false),
@@ -268,6 +303,16 @@ impl TokenVerifier {
             return Err(Rejection::revoked());
         }
         Ok(verified)
+    }
+}
+
+/// RFC 9068 §4: a token whose `aud` does not name this resource is refused as invalid.
+fn meant_for(verified: Arc<Verified>, audience: &str) -> Result<Arc<Verified>, Rejection> {
+    match verified.claims.aud.contains(audience) {
+        true => Ok(verified),
+        false => Err(Rejection::InvalidToken(
+            VerifyError::WrongAudience.to_string(),
+        )),
     }
 }
 

@@ -19,6 +19,10 @@ pub use verify::{Verifier, VerifierConfig, VerifyError, key_id};
 /// The JOSE `typ` every Gatehouse access token carries (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 
+/// The `aud` an authorization server puts in its access tokens unless configured otherwise, and
+/// so what gateways and services expect unless told otherwise (RFC 9068 §4: they must check it).
+pub const DEFAULT_AUDIENCE: &str = "gatehouse";
+
 /// Current Unix time in whole seconds.
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()

@@ -1,6 +1,9 @@
 use std::collections::HashMap;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Deserializer};
 
 use crate::{ACCESS_TOKEN_TYPE, AccessClaims, Jwk, JwkSet};
 
@@ -25,6 +28,8 @@ pub enum VerifyError {
     WrongIssuer,
     #[error("the token is not meant for this audience")]
     WrongAudience,
+    #[error("the token requires header extensions (crit) that this verifier does not understand")]
+    UnsupportedCritical,
 }
 
 #[derive(Debug, Clone)]
@@ -68,7 +73,8 @@ impl Verifier {
 
     /// Like [`Verifier::verify`], also giving the `kid` of the key that signed the token.
     pub fn verify_keyed(&self, token: &str) -> Result<(AccessClaims, String), VerifyError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        let header = JoseHeader::of(token)?;
+        header.refuse_critical_extensions()?;
         if header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE)
             && header.typ.as_deref() != Some("application/at+jwt")
         {
@@ -101,7 +107,55 @@ impl Verifier {
 
 /// The `kid` a token's header names, if it has a readable header.
 pub fn key_id(token: &str) -> Option<String> {
-    jsonwebtoken::decode_header(token).ok()?.kid
+    JoseHeader::of(token).ok()?.kid
+}
+
+/// The protected header members a verifier reads (RFC 7515 §4.1). Parsed here rather than by
+/// jsonwebtoken, which never enforces `crit` and reads `"crit": null` as no `crit` at all.
+#[derive(Deserialize)]
+struct JoseHeader {
+    alg: Algorithm,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    /// `Some` whenever the member is present, whatever its value (`null` included).
+    #[serde(default, deserialize_with = "present")]
+    crit: Option<serde_json::Value>,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+impl JoseHeader {
+    /// The header of a compact JWS. A repeated member of those above makes it unreadable, so no
+    /// two parsers can disagree about which copy counts.
+    fn of(token: &str) -> Result<Self, VerifyError> {
+        let encoded = token.split('.').next().ok_or(VerifyError::Malformed)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(encoded)
+            .map_err(|_| VerifyError::Malformed)?;
+        serde_json::from_slice(&json).map_err(|_| VerifyError::Malformed)
+    }
+
+    /// RFC 7515 §4.1.11: a recipient must refuse a JWS whose `crit` names an extension it does
+    /// not understand. We understand none, so any `crit` is refused; one that is not a non-empty
+    /// list of names is malformed besides.
+    fn refuse_critical_extensions(&self) -> Result<(), VerifyError> {
+        match &self.crit {
+            None => Ok(()),
+            Some(serde_json::Value::Array(names))
+                if !names.is_empty()
+                    && names
+                        .iter()
+                        .all(|n| n.as_str().is_some_and(|n| !n.is_empty())) =>
+            {
+                Err(VerifyError::UnsupportedCritical)
+            }
+            Some(_) => Err(VerifyError::Malformed),
+        }
+    }
 }
 
 fn verification_key(jwk: &Jwk) -> Option<VerificationKey> {
@@ -149,6 +203,7 @@ mod tests {
             client_id: "svc".into(),
             scope: "a b".into(),
             roles: None,
+            sid: None,
         }
     }
 
@@ -256,23 +311,79 @@ mod tests {
         );
     }
 
+    /// A token with `header` as its protected header, genuinely signed by `key`.
+    fn signed_with_header(key: &SigningKey, header: &str, claims: &AccessClaims) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap())
+        );
+        let pair =
+            aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.pkcs8()).unwrap();
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes()))
+        )
+    }
+
     #[test]
     fn rejects_tokens_without_at_jwt_type() {
         let key = SigningKey::generate().unwrap();
         let v = verifier(&key, None);
-        let c = claims(60);
         let header = format!(r#"{{"alg":"EdDSA","typ":"JWT","kid":"{}"}}"#, key.kid());
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(&header),
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap())
-        );
-        let pair =
-            aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.pkcs8()).unwrap();
-        let token = format!(
-            "{input}.{}",
-            URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes()))
-        );
+        let token = signed_with_header(&key, &header, &claims(60));
         assert_eq!(v.verify(&token), Err(VerifyError::WrongType));
+    }
+
+    #[test]
+    fn refuses_any_critical_header_extension_and_malformed_crit() {
+        let key = SigningKey::generate().unwrap();
+        let v = verifier(&key, Some("api"));
+        let c = claims(60);
+        let kid = key.kid();
+        // The same header without crit verifies, so each refusal below is about crit alone.
+        let plain = format!(r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"{kid}"}}"#);
+        assert_eq!(
+            v.verify(&signed_with_header(&key, &plain, &c)),
+            Ok(c.clone())
+        );
+        for (crit, expected) in [
+            (r#"["b64"],"b64":false"#, VerifyError::UnsupportedCritical),
+            (r#"["exp"],"exp":1"#, VerifyError::UnsupportedCritical),
+            (
+                r#"["x-unknown","x-other"]"#,
+                VerifyError::UnsupportedCritical,
+            ),
+            ("[]", VerifyError::Malformed),
+            (r#""b64""#, VerifyError::Malformed),
+            ("null", VerifyError::Malformed),
+            ("{}", VerifyError::Malformed),
+            ("[1]", VerifyError::Malformed),
+            (r#"[""]"#, VerifyError::Malformed),
+        ] {
+            let header = format!(r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"{kid}","crit":{crit}}}"#);
+            assert_eq!(
+                v.verify(&signed_with_header(&key, &header, &c)),
+                Err(expected),
+                "crit: {crit}"
+            );
+        }
+        // A second crit cannot hide behind a first that a lenient parser would keep.
+        let twice = format!(
+            r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"{kid}","crit":["b64"],"crit":["b64"]}}"#
+        );
+        assert_eq!(
+            v.verify(&signed_with_header(&key, &twice, &c)),
+            Err(VerifyError::Malformed)
+        );
+    }
+
+    #[test]
+    fn key_id_reads_the_header_and_tolerates_garbage() {
+        let key = SigningKey::generate().unwrap();
+        let token = key.sign(&claims(60)).unwrap();
+        assert_eq!(key_id(&token).as_deref(), Some(key.kid()));
+        assert_eq!(key_id("garbage"), None);
+        assert_eq!(key_id(""), None);
     }
 }

@@ -102,10 +102,12 @@ pub async fn run_alone(
     let verifier = TokenVerifier::connect(gatehouse_sdk::VerifierSettings {
         feed,
         leeway_secs: settings.auth.token_leeway_secs,
+        audience: settings.auth.audience.clone(),
         ..gatehouse_sdk::VerifierSettings::new(&settings.auth.issuer)
     })
     .await
     .context("cannot reach the issuer")?;
+    crate::gateway_run::until_current(&verifier, "the app").await;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

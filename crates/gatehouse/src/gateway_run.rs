@@ -86,6 +86,8 @@ pub async fn build(
     feed: Option<FeedCredentials>,
 ) -> anyhow::Result<Arc<Gateway>> {
     let settings = VerifierSettings {
+        // The default for routes that name no audience of their own.
+        audience: section.audience.clone(),
         leeway_secs: section.leeway_secs,
         jwks_cooldown: Duration::from_secs(section.jwks_cooldown_secs),
         cache_capacity: section.token_cache_capacity,
@@ -106,6 +108,7 @@ pub async fn build(
             Err(e) => return Err(e).context("cannot reach the issuer"),
         }
     };
+    until_current(&verifier, "the gateway").await;
     Ok(Gateway::new(
         rules,
         routes_file,
@@ -113,6 +116,19 @@ pub async fn build(
         verifier,
         gatehouse_server::install_metrics(),
     ))
+}
+
+/// Waits until `verifier` knows the revocations made before this process started (its feed's
+/// backlog has arrived), so that a process that says it is running does not answer its first
+/// requests with 503. After a while it goes on anyway: protected routes fail closed meanwhile.
+pub async fn until_current(verifier: &TokenVerifier, what: &str) {
+    const PATIENCE: Duration = Duration::from_secs(15);
+    if !verifier.wait_until_current(PATIENCE).await {
+        tracing::warn!(
+            "{what} has not caught up with the revocation feed after {PATIENCE:?}; protected \
+             routes answer 503 until it has"
+        );
+    }
 }
 
 /// SIGHUP reads the route file again; a broken file is refused and the old routes stay.

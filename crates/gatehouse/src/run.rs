@@ -185,6 +185,7 @@ async fn start_gateway(
     let section = gatehouse_gateway::GatewaySection {
         staleness_budget_secs: settings.gateway.staleness_budget_secs,
         leeway_secs: settings.auth.token_leeway_secs,
+        audience: settings.auth.audience.clone(),
         ..file.gateway.clone()
     };
     let gateway = crate::gateway_run::build(

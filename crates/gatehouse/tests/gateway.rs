@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::fakes::{FakeIssuer, Upstream, fake_issuer, upstream};
-use gatehouse_token::SigningKey;
+use gatehouse_token::{Audience, SigningKey};
 use serde_json::json;
 
 fn routes(upstream: &Upstream) -> String {
@@ -30,6 +30,12 @@ name = "open"
 prefix = "/open"
 upstream = "{0}"
 anonymous = true
+
+[[route]]
+name = "billing"
+prefix = "/billing"
+upstream = "{0}"
+audience = "billing"
 "#,
         upstream.url
     )
@@ -458,4 +464,91 @@ async fn a_stale_view_can_fall_back_to_introspection() {
     // An issuer that cannot answer: 503, never a guess.
     *issuer.inactive.lock().unwrap() = None;
     assert_eq!(common::status_of(http, &url, &good).await, 503);
+}
+
+/// The `WWW-Authenticate` challenge of a 401, after checking the status.
+async fn refused_as_invalid(http: &reqwest::Client, url: &str, token: &str) -> String {
+    let response = http.get(url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(response.status(), 401, "{url}");
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    challenge
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_checks_the_audience_its_own_or_the_gateways() {
+    let rig = rig("").await;
+    let (issuer, upstream, gateway, http) = (&rig.issuer, &rig.upstream, &rig.gateway, &rig.http);
+    let echo = format!("{}/echo/x", gateway.base);
+    let billing = format!("{}/billing/x", gateway.base);
+    let foreign = issuer.token_for("echo:read", Audience::One("billing".into()));
+
+    // No audience on the route: the gateway's default, which is the issuer's default.
+    assert_eq!(
+        common::status_of(http, &echo, issuer.token("echo:read")).await,
+        200
+    );
+    let challenge = refused_as_invalid(http, &echo, &foreign).await;
+    assert!(challenge.contains("audience"), "{challenge}");
+    let both = issuer.token_for(
+        "echo:read",
+        Audience::Many(vec!["billing".into(), "gatehouse".into()]),
+    );
+    assert_eq!(common::status_of(http, &echo, &both).await, 200);
+    // Even an anonymous route refuses a token that is sent for someone else.
+    refused_as_invalid(http, &format!("{}/open", gateway.base), &foreign).await;
+    // A route's own audience replaces the default.
+    assert_eq!(common::status_of(http, &billing, &foreign).await, 200);
+    refused_as_invalid(http, &billing, &issuer.token("")).await;
+    assert_eq!(
+        upstream.count(),
+        3,
+        "a refused request reached the upstream"
+    );
+
+    // [gateway] audience moves the default for every route without its own.
+    let rig = self::rig("audience = \"api\"").await;
+    let (issuer, gateway, http) = (&rig.issuer, &rig.gateway, &rig.http);
+    let echo = format!("{}/echo/x", gateway.base);
+    refused_as_invalid(http, &echo, &issuer.token("echo:read")).await;
+    let for_api = issuer.token_for("echo:read", Audience::One("api".into()));
+    assert_eq!(common::status_of(http, &echo, &for_api).await, 200);
+    refused_as_invalid(http, &format!("{}/billing/x", gateway.base), &for_api).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_sign_in_session_ends_its_tokens_and_no_others() {
+    let rig = rig("").await;
+    let (issuer, gateway, http) = (&rig.issuer, &rig.gateway, &rig.http);
+    let url = format!("{}/echo/x", gateway.base);
+    let session = [
+        issuer.person_token("echo:read", "fam-1"),
+        issuer.person_token("echo:read", "fam-1"),
+    ];
+    let other_session = issuer.person_token("echo:read", "fam-2");
+    let machine = issuer.token("echo:read");
+    // Each is verified once and its verdict cached.
+    for token in session.iter().chain([&other_session, &machine]) {
+        assert_eq!(common::status_of(http, &url, token).await, 200);
+    }
+    issuer.await_feed_requests(1).await;
+
+    issuer.revoke_session("fam-1");
+    common::within_a_second("the gateway ending a revoked session", || {
+        let (http, url, session) = (http.clone(), url.clone(), session.clone());
+        async move {
+            common::status_of(&http, &url, &session[0]).await == 401
+                && common::status_of(&http, &url, &session[1]).await == 401
+        }
+    })
+    .await;
+    let challenge = refused_as_invalid(http, &url, &session[0]).await;
+    assert!(challenge.contains("revoked"), "{challenge}");
+    // A token of that session the gateway has not seen before is refused too.
+    refused_as_invalid(http, &url, &issuer.person_token("echo:read", "fam-1")).await;
+    assert_eq!(common::status_of(http, &url, &other_session).await, 200);
+    assert_eq!(common::status_of(http, &url, &machine).await, 200);
 }

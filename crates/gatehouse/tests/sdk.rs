@@ -85,6 +85,7 @@ async fn the_extractor_and_route_guards_protect_a_service() {
     })
     .await
     .unwrap();
+    assert!(verifier.wait_until_current(Duration::from_secs(5)).await);
     let app = Router::new()
         .route(
             "/me",
@@ -310,4 +311,63 @@ async fn the_token_client_refreshes_a_person_and_retries_once_on_401() {
     ));
     let error = wrong.access_token().await.unwrap_err().to_string();
     assert!(error.contains("invalid_grant"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logging_out_ends_the_sessions_access_tokens_at_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let (feed_id, feed_secret) = admin_client(&http, &server.base, "revocations:read").await;
+    let verifier = TokenVerifier::connect(VerifierSettings {
+        feed: Some(FeedCredentials {
+            client_id: feed_id,
+            client_secret: feed_secret,
+        }),
+        ..VerifierSettings::new(&server.base)
+    })
+    .await
+    .unwrap();
+    assert!(verifier.wait_until_current(Duration::from_secs(5)).await);
+    let login = || async {
+        let body: Value = http
+            .post(format!("{}/oauth2/token", server.base))
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", "gatehouse-web"),
+                ("username", "root"),
+                ("password", "root-password-1"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            body["access_token"].as_str().unwrap().to_owned(),
+            body["refresh_token"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (access, refresh) = login().await;
+    let (other_access, _) = login().await;
+    let claims = &verifier.verify(&access).await.unwrap().claims;
+    assert!(claims.sid.is_some(), "a person's token carries its session");
+    assert!(verifier.verify(&other_access).await.is_ok());
+
+    // Logout (RFC 7009): the refresh token is revoked, and with it the session.
+    let revoked = http
+        .post(format!("{}/oauth2/revoke", server.base))
+        .form(&[("client_id", "gatehouse-web"), ("token", refresh.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    common::within_a_second("the service refusing the ended session's token", || {
+        let (verifier, access) = (verifier.clone(), access.clone());
+        async move { verifier.verify(&access).await.is_err() }
+    })
+    .await;
+    // Another sign-in of the same person is another session.
+    assert!(verifier.verify(&other_access).await.is_ok());
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -103,6 +103,10 @@ async fn ws_echo(ws: WebSocketUpgrade) -> Response {
     })
 }
 
+/// One event for the feed's live subscribers: SSE event name, JSON data, SSE `id` (none: no
+/// `id:` line at all).
+pub type FeedItem = (String, Value, Option<String>);
+
 /// An issuer the test controls: it publishes `published` keys, signs with `signer`, counts JWKS
 /// fetches, and serves a revocation feed that can be cut.
 #[derive(Clone)]
@@ -114,7 +118,13 @@ pub struct FakeIssuer {
     pub feed_up: Arc<AtomicBool>,
     /// Whether a new feed connection is told it has caught up.
     pub catch_up: Arc<AtomicBool>,
-    pub feed_events: tokio::sync::broadcast::Sender<(String, Value)>,
+    pub feed_events: tokio::sync::broadcast::Sender<FeedItem>,
+    /// The `Last-Event-ID` of every request to the feed, in order (refused ones included).
+    pub feed_requests: Arc<Mutex<Vec<Option<String>>>>,
+    /// How often the feed sends a keep-alive comment (the real issuer: every 5 s).
+    pub keep_alive_ms: Arc<AtomicU64>,
+    /// The id `announce` gives the next event (ids are issuer-wide, like sequence numbers).
+    pub next_id: Arc<AtomicU64>,
     /// `jti`s its introspection endpoint calls inactive; `None` makes the endpoint fail.
     pub inactive: Arc<Mutex<Option<Vec<String>>>>,
     pub introspections: Arc<AtomicUsize>,
@@ -132,6 +142,9 @@ pub async fn fake_issuer() -> FakeIssuer {
         feed_up: Arc::new(AtomicBool::new(true)),
         catch_up: Arc::new(AtomicBool::new(true)),
         feed_events: tokio::sync::broadcast::channel(64).0,
+        feed_requests: Arc::new(Mutex::new(Vec::new())),
+        keep_alive_ms: Arc::new(AtomicU64::new(200)),
+        next_id: Arc::new(AtomicU64::new(1)),
         inactive: Arc::new(Mutex::new(Some(Vec::new()))),
         introspections: Arc::new(AtomicUsize::new(0)),
     };
@@ -195,11 +208,17 @@ async fn jwks(State(issuer): State<FakeIssuer>) -> Response {
     axum::Json(JwkSet { keys }).into_response()
 }
 
-async fn feed(State(issuer): State<FakeIssuer>) -> Response {
+async fn feed(State(issuer): State<FakeIssuer>, headers: HeaderMap) -> Response {
+    let resume = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap().to_owned());
     if !issuer.feed_up.load(Ordering::SeqCst) {
+        issuer.feed_requests.lock().unwrap().push(resume);
         return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    // Subscribed before the request is counted: a test that saw the count may announce.
     let events = tokio_stream_of(issuer.feed_events.subscribe());
+    issuer.feed_requests.lock().unwrap().push(resume);
     let up = issuer.feed_up.clone();
     let mut hello = vec![Ok::<_, Infallible>(Event::default().comment("subscribed"))];
     if issuer.catch_up.load(Ordering::SeqCst) {
@@ -219,24 +238,25 @@ async fn feed(State(issuer): State<FakeIssuer>) -> Response {
             async move { up }
         })
         .filter_map(|item| async move { item.map(Ok::<_, Infallible>) });
+    let keep_alive = Duration::from_millis(issuer.keep_alive_ms.load(Ordering::SeqCst));
     Sse::new(hello.chain(merged))
-        .keep_alive(KeepAlive::new().interval(Duration::from_millis(200)))
+        .keep_alive(KeepAlive::new().interval(keep_alive))
         .into_response()
 }
 
 fn tokio_stream_of(
-    receiver: tokio::sync::broadcast::Receiver<(String, Value)>,
+    receiver: tokio::sync::broadcast::Receiver<FeedItem>,
 ) -> impl futures::Stream<Item = Event> {
-    futures::stream::unfold((receiver, 0u64), |(mut receiver, seq)| async move {
+    futures::stream::unfold(receiver, |mut receiver| async move {
         loop {
             match receiver.recv().await {
-                Ok((name, data)) => {
-                    let event = Event::default()
-                        .id((seq + 1).to_string())
-                        .event(name)
-                        .json_data(data)
-                        .unwrap();
-                    return Some((event, (receiver, seq + 1)));
+                Ok((name, data, id)) => {
+                    let event = Event::default().event(name).json_data(data).unwrap();
+                    let event = match id {
+                        Some(id) => event.id(id),
+                        None => event,
+                    };
+                    return Some((event, receiver));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(_) => return None,
@@ -259,6 +279,7 @@ impl FakeIssuer {
             client_id: "svc".into(),
             scope: scope.into(),
             roles: None,
+            sid: None,
         }
     }
 
@@ -270,8 +291,59 @@ impl FakeIssuer {
         self.sign(&self.claims(scope))
     }
 
+    /// A person's token in sign-in session `sid`.
+    pub fn person_token(&self, scope: &str, sid: &str) -> String {
+        let mut claims = self.claims(scope);
+        claims.sub = "alice".into();
+        claims.client_id = "gatehouse-web".into();
+        claims.sid = Some(sid.into());
+        self.sign(&claims)
+    }
+
+    /// A machine token whose `aud` is `audience`.
+    pub fn token_for(&self, scope: &str, audience: Audience) -> String {
+        let mut claims = self.claims(scope);
+        claims.aud = audience;
+        self.sign(&claims)
+    }
+
+    /// Sends an event to the feed's subscribers with the next issuer-wide id.
     pub fn announce(&self, name: &str, data: Value) {
-        let _ = self.feed_events.send((name.to_owned(), data));
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        self.announce_with_id(name, data, Some(&id.to_string()));
+    }
+
+    /// Sends an event with exactly this `id`, or with no `id:` line at all.
+    pub fn announce_with_id(&self, name: &str, data: Value, id: Option<&str>) {
+        let _ = self
+            .feed_events
+            .send((name.to_owned(), data, id.map(str::to_owned)));
+    }
+
+    /// Ends the sign-in session `sid` as the issuer does on logout.
+    pub fn revoke_session(&self, sid: &str) {
+        self.announce(
+            "session_revoked",
+            json!({"type": "session_revoked", "sid": sid, "until": now_unix() + 300}),
+        );
+    }
+
+    /// Requests to the feed so far.
+    pub fn feed_request_count(&self) -> usize {
+        self.feed_requests.lock().unwrap().len()
+    }
+
+    /// Polls until the feed has had `count` requests; fails after 10 s.
+    pub async fn await_feed_requests(&self, count: usize) {
+        let started = std::time::Instant::now();
+        while self.feed_request_count() < count {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the feed got {} requests, not {count}",
+                self.feed_request_count()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Token forgeries that must all fail, by name.
