@@ -1,4 +1,4 @@
-# Shared helpers of the benchmark scripts (tokens.sh, gateway.sh).
+# Shared helpers of the benchmark scripts (tokens.sh, gateway.sh, revocations.sh).
 #
 # Sourced, never run: `source "$SCRIPT_DIR/lib.sh"`. It only defines
 # functions; each script sets its own knobs, state variables (WORK_DIR,
