@@ -116,21 +116,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Appl
             id,
             not_before,
             now,
-        } => {
-            let updated = sqlx::query(concat!(
-                "UPDATE clients SET ",
-                forward_not_before!(),
-                ", blocked_at = COALESCE(blocked_at, $3), updated_at = $3 WHERE id = $1"
-            ))
-            .bind(id)
-            .bind(*not_before)
-            .bind(*now)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend_error)?
-            .rows_affected();
-            return and_end_sessions(tx, updated, "client_id", id, *now).await;
-        }
+        } => return cut_off(tx, Owner::Client, id, *not_before, *now, true).await,
         Write::UnblockClient { id, now } => {
             sqlx::query("UPDATE clients SET blocked_at = NULL, updated_at = $2 WHERE id = $1")
                 .bind(id)
@@ -155,21 +141,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Appl
             id,
             not_before,
             now,
-        } => {
-            let updated = sqlx::query(concat!(
-                "UPDATE clients SET ",
-                forward_not_before!(),
-                ", updated_at = $3 WHERE id = $1"
-            ))
-            .bind(id)
-            .bind(*not_before)
-            .bind(*now)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend_error)?
-            .rows_affected();
-            return and_end_sessions(tx, updated, "client_id", id, *now).await;
-        }
+        } => return cut_off(tx, Owner::Client, id, *not_before, *now, false).await,
         Write::DeleteClient { id, .. } => {
             sqlx::query("DELETE FROM clients WHERE id = $1")
                 .bind(id)
@@ -198,21 +170,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Appl
             id,
             not_before,
             now,
-        } => {
-            let updated = sqlx::query(concat!(
-                "UPDATE users SET ",
-                forward_not_before!(),
-                ", blocked_at = COALESCE(blocked_at, $3), updated_at = $3 WHERE id = $1"
-            ))
-            .bind(id)
-            .bind(*not_before)
-            .bind(*now)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend_error)?
-            .rows_affected();
-            return and_end_sessions(tx, updated, "user_id", id, *now).await;
-        }
+        } => return cut_off(tx, Owner::User, id, *not_before, *now, true).await,
         Write::UnblockUser { id, now } => {
             sqlx::query("UPDATE users SET blocked_at = NULL, updated_at = $2 WHERE id = $1")
                 .bind(id)
@@ -239,27 +197,13 @@ async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Appl
             .await
             .map_err(backend_error)?
             .rows_affected();
-            return and_end_sessions(tx, updated, "user_id", id, *now).await;
+            return and_end_sessions(tx, updated, Owner::User, id, *now).await;
         }
         Write::CutOffUser {
             id,
             not_before,
             now,
-        } => {
-            let updated = sqlx::query(concat!(
-                "UPDATE users SET ",
-                forward_not_before!(),
-                ", updated_at = $3 WHERE id = $1"
-            ))
-            .bind(id)
-            .bind(*not_before)
-            .bind(*now)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend_error)?
-            .rows_affected();
-            return and_end_sessions(tx, updated, "user_id", id, *now).await;
-        }
+        } => return cut_off(tx, Owner::User, id, *not_before, *now, false).await,
         Write::DeleteUser { id, .. } => {
             sqlx::query("DELETE FROM users WHERE id = $1")
                 .bind(id)
@@ -355,38 +299,78 @@ async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Appl
     Ok(found(affected.map_err(backend_error)?.rows_affected()))
 }
 
-/// After an update of `updated` user or client rows: ends that one's sessions too.
+/// Whose sessions a write ends.
+#[derive(Clone, Copy)]
+enum Owner {
+    User,
+    Client,
+}
+
+/// Moves a user's or client's not-before time forward (blocking it too when asked), then ends its
+/// sessions.
+async fn cut_off(
+    tx: &mut Transaction<'static, Any>,
+    owner: Owner,
+    id: &str,
+    not_before: i64,
+    now: i64,
+    block: bool,
+) -> Result<Applied, StoreError> {
+    macro_rules! update {
+        ($table:literal, $block:literal) => {
+            concat!(
+                "UPDATE ",
+                $table,
+                " SET ",
+                forward_not_before!(),
+                $block,
+                ", updated_at = $3 WHERE id = $1"
+            )
+        };
+    }
+    let sql = match (owner, block) {
+        (Owner::User, false) => update!("users", ""),
+        (Owner::User, true) => update!("users", ", blocked_at = COALESCE(blocked_at, $3)"),
+        (Owner::Client, false) => update!("clients", ""),
+        (Owner::Client, true) => update!("clients", ", blocked_at = COALESCE(blocked_at, $3)"),
+    };
+    let updated = sqlx::query(sql)
+        .bind(id)
+        .bind(not_before)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend_error)?
+        .rows_affected();
+    and_end_sessions(tx, updated, owner, id, now).await
+}
+
+/// After an update of `updated` user or client rows: ends that one's live sessions too.
 async fn and_end_sessions(
     tx: &mut Transaction<'static, Any>,
     updated: u64,
-    owner_column: &'static str,
+    owner: Owner,
     id: &str,
     now: i64,
 ) -> Result<Applied, StoreError> {
     if updated == 0 {
         return Ok(Applied::Missing);
     }
-    Ok(Applied::EndedSessions(
-        end_sessions(tx, owner_column, id, now).await?,
-    ))
-}
-
-/// Ends every live session (refresh family) of a user or client.
-async fn end_sessions(
-    tx: &mut Transaction<'static, Any>,
-    owner_column: &'static str,
-    id: &str,
-    now: i64,
-) -> Result<u64, StoreError> {
-    let sql = format!(
-        "UPDATE refresh_families SET revoked_at = $2 WHERE {owner_column} = $1 \
-         AND revoked_at IS NULL"
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    let sql = match owner {
+        Owner::User => {
+            "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL"
+        }
+        Owner::Client => {
+            "UPDATE refresh_families SET revoked_at = $2 WHERE client_id = $1 \
+             AND revoked_at IS NULL"
+        }
+    };
+    let ended = sqlx::query(sql)
         .bind(id)
         .bind(now)
         .execute(&mut **tx)
         .await
-        .map_err(backend_error)
-        .map(|done| done.rows_affected())
+        .map_err(backend_error)?
+        .rows_affected();
+    Ok(Applied::EndedSessions(ended))
 }

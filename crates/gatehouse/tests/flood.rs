@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-
 /// Flooding clients; each loops token → revoke, alternating between the nodes.
 const FLOODERS: usize = 3;
 /// The flood never runs longer than this, whatever happens to the test.
@@ -24,28 +22,6 @@ async fn upstream() -> String {
     let app = axum::Router::new().fallback(|| async { "ok" });
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{address}")
-}
-
-async fn admin_client(
-    http: &reqwest::Client,
-    base: &str,
-    admin: &str,
-    scope: &str,
-) -> (String, String) {
-    let created: Value = http
-        .post(format!("{base}/admin/clients"))
-        .bearer_auth(admin)
-        .json(&json!({"name": "flood test", "scope": scope}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        created["client_id"].as_str().unwrap().to_owned(),
-        created["client_secret"].as_str().unwrap().to_owned(),
-    )
 }
 
 async fn revoke(http: &reqwest::Client, base: &str, id: &str, secret: &str, token: &str) {
@@ -116,8 +92,9 @@ async fn revocations_reach_gateways_within_a_second_during_a_flood() {
     let a = common::start(&["auth", "--database-url", &url], &a_env);
     let http = reqwest::Client::new();
     let admin = common::login(&http, &a.base, "root", "root-password-1").await;
-    let (feed_id, feed_secret) = admin_client(&http, &a.base, &admin, "revocations:read").await;
-    let (probe_id, probe_secret) = admin_client(&http, &a.base, &admin, "rates:read").await;
+    let (feed_id, feed_secret) =
+        common::admin_client(&http, &a.base, &admin, "revocations:read").await;
+    let (probe_id, probe_secret) = common::admin_client(&http, &a.base, &admin, "rates:read").await;
 
     let upstream = upstream().await;
     let dir = tempfile::tempdir().unwrap();
@@ -148,7 +125,7 @@ async fn revocations_reach_gateways_within_a_second_during_a_flood() {
     let revoked = Arc::new(AtomicU64::new(0));
     let mut flooders = Vec::new();
     for n in 0..FLOODERS {
-        let (id, secret) = admin_client(&http, &a.base, &admin, "rates:read").await;
+        let (id, secret) = common::admin_client(&http, &a.base, &admin, "rates:read").await;
         let nodes = [a.base.clone(), b.base.clone()];
         let (http, stop, revoked) = (http.clone(), stop.clone(), revoked.clone());
         flooders.push(tokio::spawn(async move {

@@ -32,20 +32,7 @@ async fn password_token(http: &reqwest::Client, base: &str) -> String {
 /// A client made through the admin API: (id, secret).
 async fn admin_client(http: &reqwest::Client, base: &str, scope: &str) -> (String, String) {
     let admin = password_token(http, base).await;
-    let created: Value = http
-        .post(format!("{base}/admin/clients"))
-        .bearer_auth(admin)
-        .json(&json!({"name": "svc", "scope": scope}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        created["client_id"].as_str().unwrap().to_owned(),
-        created["client_secret"].as_str().unwrap().to_owned(),
-    )
+    common::admin_client(http, base, &admin, scope).await
 }
 
 async fn tokens_issued(http: &reqwest::Client, base: &str, grant: &str) -> u64 {

@@ -267,3 +267,27 @@ pub async fn status_of(
         .status()
         .as_u16()
 }
+
+/// A client made through the admin API with `scope`, by the administrator holding `admin`:
+/// (id, secret).
+pub async fn admin_client(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    scope: &str,
+) -> (String, String) {
+    let created: serde_json::Value = http
+        .post(format!("{base}/admin/clients"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"name": "svc", "scope": scope}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        created["client_id"].as_str().unwrap().to_owned(),
+        created["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
