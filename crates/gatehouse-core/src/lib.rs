@@ -23,4 +23,6 @@ pub use gatehouse_token::now_unix as now;
 pub use model::*;
 pub use scope::ScopeSet;
 pub use service::AuthService;
-pub use store::{Committed, EventFilter, FamilyFilter, LoggedChange, RotateOutcome, Store, Write};
+pub use store::{
+    Committed, EventFilter, FamilyFilter, LoggedChange, RotateOutcome, Store, Write, WriteEffect,
+};

@@ -248,6 +248,8 @@ pub enum ChangeKind {
     /// A sign-in session ended, with every access token issued in it (subject: the refresh
     /// family's id, the tokens' `sid`; until: when the last of them expires).
     SessionRevoked,
+    /// Logged by a newer version of Gatehouse: read, and skipped. Never written.
+    Unknown,
 }
 
 impl ChangeKind {
@@ -267,6 +269,7 @@ impl ChangeKind {
             Self::TokenRevoked => "token_revoked",
             Self::SubjectCutoff => "subject_cutoff",
             Self::SessionRevoked => "session_revoked",
+            Self::Unknown => "unknown",
         }
     }
 }

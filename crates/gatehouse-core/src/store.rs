@@ -11,6 +11,11 @@ use crate::{
 /// the store only through [`Store::commit`], which appends the change-log entries each implies in
 /// the same transaction: there is no way to store one and forget to tell the other nodes, the
 /// gateways and the services.
+///
+/// Writes that end sessions carry `tokens_expire_by`, when every access token issued so far has
+/// expired: each ended session is published (`session_revoked`) until then, so its tokens die at
+/// every gateway even when a cut-off in the same second leaves their `iat` at the not-before
+/// time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
     /// Replaces the client's metadata (name, auth method, grant types, scopes, roles) and nothing
@@ -25,6 +30,7 @@ pub enum Write {
         id: String,
         not_before: i64,
         now: i64,
+        tokens_expire_by: i64,
     },
     UnblockClient {
         id: String,
@@ -37,6 +43,7 @@ pub enum Write {
         id: String,
         not_before: i64,
         now: i64,
+        tokens_expire_by: i64,
     },
     /// Deletes the client and its sessions; its tokens die at `cutoff`.
     DeleteClient {
@@ -56,6 +63,7 @@ pub enum Write {
         id: String,
         not_before: i64,
         now: i64,
+        tokens_expire_by: i64,
     },
     UnblockUser {
         id: String,
@@ -67,12 +75,14 @@ pub enum Write {
         password_hash: String,
         not_before: i64,
         now: i64,
+        tokens_expire_by: i64,
     },
     /// Kills every token of the user issued before `not_before` and ends every session.
     CutOffUser {
         id: String,
         not_before: i64,
         now: i64,
+        tokens_expire_by: i64,
     },
     /// Deletes the user and their sessions; their tokens die at `cutoff`.
     DeleteUser {
@@ -106,9 +116,54 @@ pub struct LoggedChange {
     pub until: Option<i64>,
 }
 
+/// What applying one [`Write`] did, as the store found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteEffect {
+    /// Nothing changed (the token or session was already revoked): nothing to publish.
+    pub changed_nothing: bool,
+    /// The live sessions (refresh families) the write ended.
+    pub ended_sessions: Vec<String>,
+}
+
 impl Write {
-    /// What other nodes and the revocation feed must learn of this write.
-    pub fn changes(&self) -> Vec<LoggedChange> {
+    /// What other nodes and the revocation feed must learn of this write, given its effect.
+    pub fn changes(&self, effect: &WriteEffect) -> Vec<LoggedChange> {
+        if effect.changed_nothing {
+            return Vec::new();
+        }
+        let mut entries = self.own_changes();
+        if let Some(until) = self.tokens_expire_by() {
+            entries.extend(effect.ended_sessions.iter().map(|sid| LoggedChange {
+                kind: ChangeKind::SessionRevoked,
+                subject: sid.clone(),
+                until: Some(until),
+            }));
+        }
+        entries
+    }
+
+    fn tokens_expire_by(&self) -> Option<i64> {
+        match self {
+            Self::BlockClient {
+                tokens_expire_by, ..
+            }
+            | Self::CutOffClient {
+                tokens_expire_by, ..
+            }
+            | Self::BlockUser {
+                tokens_expire_by, ..
+            }
+            | Self::SetUserPassword {
+                tokens_expire_by, ..
+            }
+            | Self::CutOffUser {
+                tokens_expire_by, ..
+            } => Some(*tokens_expire_by),
+            _ => None,
+        }
+    }
+
+    fn own_changes(&self) -> Vec<LoggedChange> {
         fn entry(kind: ChangeKind, subject: &str, until: Option<i64>) -> LoggedChange {
             LoggedChange {
                 kind,
@@ -228,12 +283,16 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<RefreshFamily>, StoreError>;
 
-    /// Stores a new family with its first token.
+    /// Stores a new family with its first token, only if its user is still unblocked and has not
+    /// been cut off past `user_not_before` (the not-before time read when the sign-in began), so
+    /// a sign-in that raced a block, a password change or a "revoke all" leaves no session
+    /// behind; `false` when it did not store it.
     async fn create_family(
         &self,
         family: &RefreshFamily,
         first: &RefreshTokenRecord,
-    ) -> Result<(), StoreError>;
+        user_not_before: i64,
+    ) -> Result<bool, StoreError>;
     async fn refresh_token(
         &self,
         hash: &str,
@@ -264,7 +323,7 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Change>, StoreError>;
     /// The change-log entries among `seqs` that exist (committed since a reader found them
-    /// missing).
+    /// missing). At most the first 500 of `seqs` are looked up; callers page longer lists.
     async fn changes_in(&self, seqs: &[i64]) -> Result<Vec<Change>, StoreError>;
     /// The first sequence number logged at or after `at` (Unix seconds), if any.
     async fn first_change_since(&self, at: i64) -> Result<Option<i64>, StoreError>;

@@ -1137,6 +1137,7 @@ async fn a_stale_registration_update_cannot_undo_a_block(backend: Backend) {
         id: id.clone(),
         not_before: 5,
         now: 1,
+        tokens_expire_by: 601,
     };
     assert!(matches!(
         app.store.commit(&[block]).await.unwrap(),

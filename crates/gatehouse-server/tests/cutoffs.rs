@@ -21,6 +21,7 @@ on_both_stores!(
     a_new_sign_in_ends_every_earlier_token_under_single_session,
     revocation_and_introspection_are_rate_limited,
     a_clients_own_revocations_do_not_flood_the_audit_log,
+    a_sign_in_that_raced_a_cut_off_leaves_no_session,
 );
 
 async fn app_with_reader(backend: Backend, single_session: bool) -> (TestApp, String, String) {
@@ -338,6 +339,11 @@ async fn a_new_sign_in_ends_every_earlier_token_under_single_session(backend: Ba
     let second = app.login("alice", "correct-horse").await;
     read_until(&mut feed, &mut seen, &alice_id, Duration::from_secs(1)).await;
     assert!(seen.contains("event: subject_cutoff"), "{seen}");
+    // A cut-off in the same second as the first sign-in's leaves its `iat` at the not-before
+    // time: the ended session is what kills that token at gateways.
+    let first_sid = claims_of(first_access)["sid"].as_str().unwrap().to_owned();
+    read_until(&mut feed, &mut seen, &first_sid, Duration::from_secs(1)).await;
+    assert!(seen.contains("event: session_revoked"), "{seen}");
     assert_eq!(
         app.me(first_access).await.status(),
         401,
@@ -463,4 +469,58 @@ async fn a_clients_own_revocations_do_not_flood_the_audit_log(backend: Backend) 
         .await
         .unwrap();
     assert_eq!(denied, 20, "every revocation itself is stored");
+}
+
+async fn a_sign_in_that_raced_a_cut_off_leaves_no_session(backend: Backend) {
+    use gatehouse_core::{RefreshFamily, RefreshTokenRecord};
+    let app = TestApp::spawn(backend).await;
+    let root = app.admin_token().await;
+    app.sign_up("alice", "correct-horse").await;
+    let alice = app.login("alice", "correct-horse").await;
+    let alice_id = user_id(&app, alice["access_token"].as_str().unwrap()).await;
+    let read_before = app.store.user(&alice_id).await.unwrap().unwrap().not_before;
+    let revoke_all = admin_call(
+        &app,
+        &root,
+        reqwest::Method::POST,
+        "/admin/revoke-all",
+        json!({"subject": alice_id}),
+    )
+    .await;
+    assert_eq!(revoke_all, 200);
+    // The sign-in read the user before the cut-off and stores its session after it.
+    let family = RefreshFamily {
+        id: "raced".into(),
+        user_id: alice_id.clone(),
+        client_id: "gatehouse-web".into(),
+        scope: "rates:read".into(),
+        created_at: 1,
+        last_used_at: 1,
+        expires_at: i64::MAX,
+        revoked_at: None,
+        ip: None,
+        user_agent: None,
+    };
+    let first = RefreshTokenRecord {
+        hash: "raced-hash".into(),
+        family_id: "raced".into(),
+        created_at: 1,
+        expires_at: i64::MAX,
+        rotated_at: None,
+    };
+    let before = app.snapshot().await;
+    assert!(
+        !app.store
+            .create_family(&family, &first, read_before)
+            .await
+            .unwrap()
+    );
+    assert_eq!(app.snapshot().await, before, "no session was stored");
+    let now_read = app.store.user(&alice_id).await.unwrap().unwrap().not_before;
+    assert!(
+        app.store
+            .create_family(&family, &first, now_read)
+            .await
+            .unwrap()
+    );
 }

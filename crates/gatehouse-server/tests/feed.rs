@@ -72,6 +72,7 @@ async fn a_fresh_reader_gets_recent_revocations_and_a_reader_can_resume(backend:
     let mut seen = String::new();
     let first_jti = jti_of(first_access);
     read_until(&mut feed, &mut seen, &first_jti, Duration::from_secs(2)).await;
+    read_until(&mut feed, &mut seen, "caught_up", Duration::from_secs(2)).await;
     let resume_from = event_id_of(&seen, &first_jti);
     drop(feed);
 

@@ -12,8 +12,8 @@ use crate::rows::ChangeRow;
 use crate::writes::CHANGE_CHANNEL;
 use crate::{SqlStore, backend_error};
 
-/// The most sequence numbers asked for in one `IN (…)` list.
-pub(crate) const MAX_LOOKUP: usize = 200;
+/// The most sequence numbers asked for in one `IN (…)` list; callers page longer lists.
+pub(crate) const MAX_LOOKUP: usize = 500;
 
 impl SqlStore {
     pub(crate) async fn read_changes_between(
@@ -131,7 +131,7 @@ async fn listen(url: String, signal: Weak<ChangeSignal>) {
                 // Quiet: look again whether the store is still there.
                 Err(_) => {}
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "change-log notifications interrupted; reconnecting");
+                    tracing::warn!(error = %crate::redact(&e.to_string(), &url), "change-log notifications interrupted; reconnecting");
                     signal.wake();
                     break;
                 }

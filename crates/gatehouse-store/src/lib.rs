@@ -382,8 +382,31 @@ impl Store for SqlStore {
         &self,
         f: &RefreshFamily,
         first: &RefreshTokenRecord,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        user_not_before: i64,
+    ) -> Result<bool, StoreError> {
+        // SQLite's write lock, or PostgreSQL's share lock on the user row, keeps a block or
+        // cut-off from committing between this check and the insert; one that commits after
+        // finds the new family and ends it.
+        let mut tx = self.begin_write().await?;
+        let lock = match self.backend {
+            Backend::Sqlite => {
+                "SELECT 1 FROM users WHERE id = $1 AND blocked_at IS NULL AND not_before <= $2"
+            }
+            Backend::Postgres => {
+                "SELECT 1 FROM users WHERE id = $1 AND blocked_at IS NULL AND not_before <= $2 \
+                 FOR SHARE"
+            }
+        };
+        let usable: Option<i64> = sqlx::query_scalar(lock)
+            .bind(&f.user_id)
+            .bind(user_not_before)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        if usable.is_none() {
+            tx.rollback().await.map_err(backend_error)?;
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, last_used_at, \
              expires_at, revoked_at, ip, user_agent) \
@@ -403,7 +426,8 @@ impl Store for SqlStore {
         .await
         .map_err(backend_error)?;
         insert_token(&mut tx, first).await?;
-        tx.commit().await.map_err(backend_error)
+        tx.commit().await.map_err(backend_error)?;
+        Ok(true)
     }
 
     async fn refresh_token(
@@ -489,12 +513,15 @@ impl Store for SqlStore {
             .execute(&self.pool)
             .await
             .map_err(backend_error)?;
-        // A day of changes is plenty for any node or gateway to catch up.
-        let changes = sqlx::query("DELETE FROM change_log WHERE at < $1")
-            .bind(now - 24 * 3600)
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
+        // A day of changes is plenty for any node or gateway to catch up. The newest entry stays:
+        // it tells a starting reader where the sequence stands.
+        let changes = sqlx::query(
+            "DELETE FROM change_log WHERE at < $1 AND seq < (SELECT MAX(seq) FROM change_log)",
+        )
+        .bind(now - 24 * 3600)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
         let events = match audit_before {
             Some(before) => sqlx::query("DELETE FROM audit_events WHERE at < $1")
                 .bind(before)

@@ -297,10 +297,9 @@ impl TryFrom<ChangeRow> for Change {
     type Error = StoreError;
     fn try_from(r: ChangeRow) -> Result<Self, StoreError> {
         Ok(Change {
-            kind: r
-                .kind
-                .parse::<ChangeKind>()
-                .map_err(|()| corrupt("change kind", &r.kind))?,
+            // A kind written by a newer node (during a rolling upgrade) must not stop this
+            // node's reader: it passes as `Unknown` and is skipped, keeping the sequence whole.
+            kind: r.kind.parse::<ChangeKind>().unwrap_or(ChangeKind::Unknown),
             seq: r.seq,
             at: r.at,
             subject: r.subject,

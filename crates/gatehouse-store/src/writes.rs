@@ -1,7 +1,7 @@
 //! [`Store::commit`](gatehouse_core::Store::commit): the writes that change whether a token is
 //! valid, each stored in one transaction with the change-log entries it implies.
 
-use gatehouse_core::{Committed, StoreError, Write};
+use gatehouse_core::{Committed, StoreError, Write, WriteEffect};
 use sqlx::{Any, Transaction};
 
 use crate::rows::{ClientRow, join_list};
@@ -26,19 +26,18 @@ impl SqlStore {
     pub(crate) async fn commit_writes(&self, writes: &[Write]) -> Result<Committed, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut sessions_ended = 0;
+        let mut changes = Vec::new();
         for write in writes {
-            match apply(&mut tx, write).await? {
-                Applied::Done => {}
-                Applied::EndedSessions(n) => sessions_ended += n,
-                Applied::Missing => {
-                    tx.rollback().await.map_err(backend_error)?;
-                    return Ok(Committed::Missing);
-                }
-            }
+            let Some(effect) = apply(&mut tx, write).await? else {
+                tx.rollback().await.map_err(backend_error)?;
+                return Ok(Committed::Missing);
+            };
+            sessions_ended += effect.ended_sessions.len() as u64;
+            changes.extend(write.changes(&effect));
         }
         let now = gatehouse_core::now();
         let mut logged = false;
-        for change in writes.iter().flat_map(Write::changes) {
+        for change in changes {
             sqlx::query(
                 "INSERT INTO change_log (at, kind, subject, until) VALUES ($1, $2, $3, $4)",
             )
@@ -76,22 +75,24 @@ impl SqlStore {
     }
 }
 
-enum Applied {
-    Done,
-    EndedSessions(u64),
-    /// The row the write names does not exist.
-    Missing,
+/// The effect of an update that must find its row: `None` when it did not.
+fn found(rows_affected: u64) -> Option<WriteEffect> {
+    (rows_affected > 0).then(WriteEffect::default)
 }
 
-fn found(rows_affected: u64) -> Applied {
-    match rows_affected {
-        0 => Applied::Missing,
-        _ => Applied::Done,
-    }
+/// The effect of a write that may find nothing left to change.
+fn changed(rows_affected: u64) -> Option<WriteEffect> {
+    Some(WriteEffect {
+        changed_nothing: rows_affected == 0,
+        ended_sessions: Vec::new(),
+    })
 }
 
-/// Applies one write.
-async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Applied, StoreError> {
+/// Applies one write; `None` when the row it names does not exist.
+async fn apply(
+    tx: &mut Transaction<'static, Any>,
+    write: &Write,
+) -> Result<Option<WriteEffect>, StoreError> {
     let affected = match write {
         Write::UpdateClient { client, cutoff } => {
             let row = ClientRow::from(client);
@@ -116,6 +117,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Appl
             id,
             not_before,
             now,
+            ..
         } => return cut_off(tx, Owner::Client, id, *not_before, *now, true).await,
         Write::UnblockClient { id, now } => {
             sqlx::query("UPDATE clients SET blocked_at = NULL, updated_at = $2 WHERE id = $1")
@@ -141,6 +143,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Appl
             id,
             not_before,
             now,
+            ..
         } => return cut_off(tx, Owner::Client, id, *not_before, *now, false).await,
         Write::DeleteClient { id, .. } => {
             sqlx::query("DELETE FROM clients WHERE id = $1")
@@ -170,6 +173,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Appl
             id,
             not_before,
             now,
+            ..
         } => return cut_off(tx, Owner::User, id, *not_before, *now, true).await,
         Write::UnblockUser { id, now } => {
             sqlx::query("UPDATE users SET blocked_at = NULL, updated_at = $2 WHERE id = $1")
@@ -183,6 +187,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Appl
             password_hash,
             not_before,
             now,
+            ..
         } => {
             let updated = sqlx::query(concat!(
                 "UPDATE users SET ",
@@ -203,6 +208,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Appl
             id,
             not_before,
             now,
+            ..
         } => return cut_off(tx, Owner::User, id, *not_before, *now, false).await,
         Write::DeleteUser { id, .. } => {
             sqlx::query("DELETE FROM users WHERE id = $1")
@@ -211,7 +217,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Appl
                 .await
         }
         Write::RevokeSession { id, now, .. } => {
-            sqlx::query(
+            let done = sqlx::query(
                 "UPDATE refresh_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
             )
             .bind(id)
@@ -219,10 +225,10 @@ async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Appl
             .execute(&mut **tx)
             .await
             .map_err(backend_error)?;
-            return Ok(Applied::Done);
+            return Ok(changed(done.rows_affected()));
         }
         Write::RevokeAccessToken(r) => {
-            sqlx::query(
+            let done = sqlx::query(
                 "INSERT INTO revoked_tokens (jti, subject, client_id, expires_at, revoked_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (jti) DO NOTHING",
             )
@@ -234,7 +240,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Appl
             .execute(&mut **tx)
             .await
             .map_err(backend_error)?;
-            return Ok(Applied::Done);
+            return Ok(changed(done.rows_affected()));
         }
         Write::AddSigningKey {
             key,
@@ -266,7 +272,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Appl
                 .await
                 .map_err(backend_error)?;
             }
-            return Ok(Applied::Done);
+            return Ok(Some(WriteEffect::default()));
         }
         Write::InsertRole(role) => {
             sqlx::query("INSERT INTO roles (name, description, scopes) VALUES ($1, $2, $3)")
@@ -279,7 +285,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, write: &Write) -> Result<Appl
                     StoreError::Conflict(_) => StoreError::Conflict("that role exists".into()),
                     other => other,
                 })?;
-            return Ok(Applied::Done);
+            return Ok(Some(WriteEffect::default()));
         }
         Write::UpdateRole(role) => {
             sqlx::query("UPDATE roles SET description = $2, scopes = $3 WHERE name = $1")
@@ -315,7 +321,7 @@ async fn cut_off(
     not_before: i64,
     now: i64,
     block: bool,
-) -> Result<Applied, StoreError> {
+) -> Result<Option<WriteEffect>, StoreError> {
     macro_rules! update {
         ($table:literal, $block:literal) => {
             concat!(
@@ -352,25 +358,28 @@ async fn and_end_sessions(
     owner: Owner,
     id: &str,
     now: i64,
-) -> Result<Applied, StoreError> {
+) -> Result<Option<WriteEffect>, StoreError> {
     if updated == 0 {
-        return Ok(Applied::Missing);
+        return Ok(None);
     }
     let sql = match owner {
         Owner::User => {
-            "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL"
+            "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 \
+             AND revoked_at IS NULL RETURNING id"
         }
         Owner::Client => {
             "UPDATE refresh_families SET revoked_at = $2 WHERE client_id = $1 \
-             AND revoked_at IS NULL"
+             AND revoked_at IS NULL RETURNING id"
         }
     };
-    let ended = sqlx::query(sql)
+    let ended_sessions: Vec<String> = sqlx::query_scalar(sql)
         .bind(id)
         .bind(now)
-        .execute(&mut **tx)
+        .fetch_all(&mut **tx)
         .await
-        .map_err(backend_error)?
-        .rows_affected();
-    Ok(Applied::EndedSessions(ended))
+        .map_err(backend_error)?;
+    Ok(Some(WriteEffect {
+        changed_nothing: false,
+        ended_sessions,
+    }))
 }

@@ -397,6 +397,7 @@ impl AuthService {
                     id: id.to_owned(),
                     not_before: client.not_before,
                     now,
+                    tokens_expire_by: self.tokens_expire_by(now),
                 });
                 block_change = Some("admin.client.blocked");
             }
@@ -561,6 +562,7 @@ impl AuthService {
                     id: id.to_owned(),
                     not_before: user.not_before,
                     now,
+                    tokens_expire_by: self.tokens_expire_by(now),
                 });
                 kinds.push(("admin.user.blocked", String::new()));
             }
@@ -1011,7 +1013,7 @@ impl AuthService {
         let ended = Write::RevokeSession {
             id: id.to_owned(),
             now,
-            until: now + self.config.access_token_ttl_secs as i64,
+            until: self.tokens_expire_by(now),
         };
         self.commit(&[ended], || not_found("session")).await?;
         self.admin_audit(actor, "admin.session.revoked", &family.user_id, ctx, id)
@@ -1047,11 +1049,13 @@ impl AuthService {
                 id,
                 not_before: cutoff,
                 now,
+                tokens_expire_by: self.tokens_expire_by(now),
             },
             None => Write::CutOffClient {
                 id,
                 not_before: cutoff,
                 now,
+                tokens_expire_by: self.tokens_expire_by(now),
             },
         };
         let sessions_revoked = self

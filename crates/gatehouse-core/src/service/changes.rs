@@ -32,6 +32,9 @@ const HOLE_PATIENCE_SECS: i64 = 30;
 /// a sequence reset or mass rollback, not transactions in flight).
 const MAX_HOLES: usize = 10_000;
 
+/// Holes asked for in one look-up.
+const HOLE_LOOKUP: usize = 200;
+
 /// Batches kept for subscribers that fall behind; one further behind re-reads from the store.
 const BROADCAST_CAPACITY: usize = 1024;
 
@@ -69,7 +72,10 @@ impl LogPosition {
         let mut fresh = Vec::with_capacity(read.len());
         for change in read {
             if change.seq > self.high {
-                for missing in (self.high + 1)..change.seq {
+                // A jump wider than the holes kept (a long-purged log, a sequence reset) is not
+                // transactions in flight: only its top is worth looking for.
+                let lowest = (self.high + 1).max(change.seq - MAX_HOLES as i64);
+                for missing in lowest..change.seq {
                     self.holes.insert(missing, now);
                 }
                 self.high = change.seq;
@@ -198,6 +204,12 @@ impl AuthService {
             }
             // Checked against the store on every use; nothing is cached here.
             ChangeKind::TokenRevoked | ChangeKind::SubjectCutoff | ChangeKind::SessionRevoked => {}
+            ChangeKind::Unknown => {
+                tracing::debug!(
+                    seq = change.seq,
+                    "skipping a change of a kind this version does not know"
+                );
+            }
         }
     }
 
@@ -218,9 +230,8 @@ async fn read_log(
         .changes_between(position.high, i64::MAX, CHANGE_PAGE as u32)
         .await?;
     let more = read.len() == CHANGE_PAGE;
-    let missing = position.missing();
-    if !missing.is_empty() {
-        read.extend(store.changes_in(&missing).await?);
+    for missing in position.missing().chunks(HOLE_LOOKUP) {
+        read.extend(store.changes_in(missing).await?);
     }
     let fresh = position.take(read, now);
     position.forget_old_holes(now);
@@ -262,7 +273,7 @@ impl FeedEvent {
             ChangeKind::Keys => Some(Self::KeysChanged {
                 kid: change.subject.clone(),
             }),
-            ChangeKind::Client | ChangeKind::Role => None,
+            ChangeKind::Client | ChangeKind::Role | ChangeKind::Unknown => None,
         }
     }
 
@@ -450,7 +461,14 @@ impl AuthService {
             None => self.changes.high.load(Ordering::SeqCst),
         };
         let after = last_event_id.map_or(window_after, |id| id.max(window_after));
-        Ok(FeedSubscription::new(self, after))
+        let mut subscription = FeedSubscription::new(self, after);
+        // A node that has just started may not have read the log's end yet: the backlog goes
+        // there, so `caught_up` never comes before what was logged until now.
+        let logged = self.store.latest_change().await?;
+        if let Some(backlog) = &mut subscription.backlog {
+            backlog.upto = backlog.upto.max(logged);
+        }
+        Ok(subscription)
     }
 }
 
@@ -519,6 +537,12 @@ mod tests {
         assert_eq!(position.missing().len(), MAX_HOLES);
         // The newest are kept: those are the transactions most likely still in flight.
         assert_eq!(position.missing().last(), Some(&(MAX_HOLES as i64 + 99)));
+        // A jump of hundreds of millions (a purged log, a starting reader) costs no more.
+        let mut position = LogPosition::at(0);
+        let fresh = position.take(vec![change(500_000_000)], 1);
+        assert_eq!(seqs(&fresh), [500_000_000]);
+        assert_eq!(position.missing().len(), MAX_HOLES);
+        assert_eq!(position.missing()[0], 500_000_000 - MAX_HOLES as i64);
     }
 
     #[test]

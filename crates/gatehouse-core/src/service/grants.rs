@@ -188,7 +188,7 @@ impl AuthService {
             expires_at: self.refresh_expiry(now, &family),
             rotated_at: None,
         };
-        let mut not_before = user.not_before.max(client.client.not_before);
+        let mut user_not_before = user.not_before;
         if self.config.single_session {
             // Every earlier session and access token of this person ends, at every gateway; the
             // token issued below carries the cutoff as its `iat` and lives.
@@ -197,10 +197,11 @@ impl AuthService {
                 id: user.id.clone(),
                 not_before: cutoff,
                 now,
+                tokens_expire_by: self.tokens_expire_by(now),
             };
             self.commit(&[ended], || OAuthError::invalid_grant(BAD_LOGIN))
                 .await?;
-            not_before = not_before.max(cutoff);
+            user_not_before = user_not_before.max(cutoff);
             self.audit(
                 "session.replaced",
                 Some(&user.id),
@@ -210,13 +211,20 @@ impl AuthService {
             )
             .await;
         }
-        self.store.create_family(&family, &first).await?;
+        if !self
+            .store
+            .create_family(&family, &first, user_not_before)
+            .await?
+        {
+            // Blocked, deleted or cut off while the password was being checked.
+            return Err(OAuthError::invalid_grant(BAD_LOGIN));
+        }
         let (access_token, expires_in) = self.issue_access_token(
             &user.id,
             &client.client.id,
             &scope,
             Some(user.roles.clone()),
-            not_before,
+            user_not_before.max(client.client.not_before),
             Some(&family.id),
         )?;
         self.audit(
@@ -360,10 +368,12 @@ impl AuthService {
         family: &RefreshFamily,
         ctx: &RequestContext,
     ) -> Result<(), OAuthError> {
+        let now = now_unix();
         let ended = Write::CutOffUser {
             id: family.user_id.clone(),
             not_before: revocation_cutoff(),
-            now: now_unix(),
+            now,
+            tokens_expire_by: self.tokens_expire_by(now),
         };
         // A user deleted meanwhile has nothing left to end.
         self.commit(&[ended], || OAuthError::invalid_grant(BAD_REFRESH))

@@ -152,7 +152,7 @@ impl AuthService {
             let ended = Write::RevokeSession {
                 id: family.id.clone(),
                 now,
-                until: now + self.config.access_token_ttl_secs as i64,
+                until: self.tokens_expire_by(now),
             };
             self.commit(&[ended], OAuthError::server_error).await?;
             self.audit_revocation(
@@ -216,12 +216,12 @@ impl AuthService {
             && record.expires_at > now
             && family.revoked_at.is_none()
             && family.expires_at > now;
+        // As at the token endpoint: a client's cut-off ends its sessions by revoking them (seen
+        // above); one that only narrowed its scopes lets them go on with what is left.
         let client_ok = self
             .cached_client(&family.client_id)
             .await?
-            .is_some_and(|c| {
-                c.client.blocked_at.is_none() && family.created_at >= c.client.not_before
-            });
+            .is_some_and(|c| c.client.blocked_at.is_none());
         let user = match self.store.user(&family.user_id).await? {
             Some(u) if live && client_ok && user_is_usable(&u) => u,
             _ => return Ok(Introspection::default()),

@@ -168,6 +168,11 @@ impl AuthService {
             .fold(ScopeSet::default(), |acc, r| acc.union(&r.scopes)))
     }
 
+    /// When every access token issued until `now` has expired.
+    fn tokens_expire_by(&self, now: i64) -> i64 {
+        now + self.config.access_token_ttl_secs as i64
+    }
+
     /// Stores `writes` with the change-log entries they imply, in one transaction; a target
     /// that does not exist is `missing`, with nothing stored. Returns how many sessions ended.
     async fn commit<E: From<StoreError>>(
@@ -203,7 +208,10 @@ impl AuthService {
         ctx: &RequestContext,
         detail: &str,
     ) {
-        let outcome = self.revocation_tally.count(client_id, now_unix());
+        // Per client and subject: everyone's logouts go through the one public web client.
+        let outcome = self
+            .revocation_tally
+            .count(&format!("{client_id} {subject}"), now_unix());
         self.audit_revocation_summaries(outcome.summaries, ctx)
             .await;
         if outcome.record_this {
@@ -217,13 +225,16 @@ impl AuthService {
         summaries: Vec<(String, u64, i64)>,
         ctx: &RequestContext,
     ) {
-        for (client_id, count, since) in summaries {
+        for (key, count, since) in summaries {
+            let (client_id, subject) = key.split_once(' ').unwrap_or((key.as_str(), ""));
             self.audit(
                 "token.revoked.summary",
-                None,
-                Some(&client_id),
+                Some(subject).filter(|s| !s.is_empty()),
+                Some(client_id),
                 ctx,
-                &format!("{count} more tokens revoked by this client since {since}"),
+                &format!(
+                    "{count} more tokens of this subject revoked by this client since {since}"
+                ),
             )
             .await;
         }

@@ -162,13 +162,15 @@ impl AuthService {
         }
         self.throttle.record_success(&user.username);
         let hash = self.hasher.hash(&change.new_password).await?;
-        // Sessions first: a refresh racing this change then fails on its revoked family instead of
-        // minting an access token dated at the new cutoff.
+        // Sessions end in the same transaction: a refresh racing this change then fails on its
+        // revoked family, or its token dies with the session it names.
+        let now = now_unix();
         let changed = crate::Write::SetUserPassword {
             id: user.id.clone(),
             password_hash: hash,
             not_before: revocation_cutoff(),
-            now: now_unix(),
+            now,
+            tokens_expire_by: self.tokens_expire_by(now),
         };
         self.commit(&[changed], || ApiError::NotFound("user".into()))
             .await?;

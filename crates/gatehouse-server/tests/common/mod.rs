@@ -477,12 +477,13 @@ pub fn jti_of(token: &str) -> String {
     claims["jti"].as_str().unwrap().to_owned()
 }
 
-/// The `id:` of the event whose data mentions `needle`.
+/// The `id:` of the first event with one whose data mentions `needle` (an event can come twice:
+/// out of turn without an id, then in the backlog with one).
 pub fn event_id_of(stream_text: &str, needle: &str) -> String {
     stream_text
         .split("\n\n")
-        .find(|event| event.contains(needle))
-        .and_then(|event| event.lines().find_map(|l| l.strip_prefix("id:")))
+        .filter(|event| event.contains(needle))
+        .find_map(|event| event.lines().find_map(|l| l.strip_prefix("id:")))
         .map(|id| id.trim().to_owned())
         .unwrap()
 }
