@@ -17,6 +17,7 @@ on_both_stores!(
     only_authorized_clients_may_read_the_feed,
     a_new_revocation_is_not_queued_behind_a_long_backlog,
     a_late_commit_below_newer_entries_still_reaches_readers,
+    a_node_that_cannot_read_its_change_log_ends_its_feeds,
 );
 
 async fn app_with_reader(backend: Backend) -> (TestApp, String, String) {
@@ -241,4 +242,22 @@ async fn a_late_commit_below_newer_entries_still_reaches_readers(backend: Backen
         Duration::from_secs(1),
     )
     .await;
+}
+
+async fn a_node_that_cannot_read_its_change_log_ends_its_feeds(backend: Backend) {
+    let (app, id, secret) = app_with_reader(backend).await;
+    let mut feed = subscribe(&app, &id, &secret, None).await;
+    let mut seen = String::new();
+    read_until(&mut feed, &mut seen, "caught_up", Duration::from_secs(5)).await;
+    // Keep-alives alone would keep a gateway trusting a view that no longer moves.
+    app.execute("ALTER TABLE change_log RENAME TO change_log_unreadable")
+        .await;
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(bytes) = feed.chunk().await.ok()? {
+            seen.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        Some(())
+    })
+    .await;
+    assert!(ended.is_ok(), "the feed went on; got:\n{seen}");
 }

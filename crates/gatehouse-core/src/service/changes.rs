@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use gatehouse_token::now_unix;
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use super::AuthService;
 use super::ClientAuth;
@@ -37,6 +37,9 @@ const HOLE_LOOKUP: usize = 200;
 
 /// Batches kept for subscribers that fall behind; one further behind re-reads from the store.
 const BROADCAST_CAPACITY: usize = 1024;
+
+/// How long the node's reader may fail before the feed's subscribers are cut off.
+const READER_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Under a flood of changes, reads are spaced at least this far apart so each takes a batch.
 const MIN_READ_SPACING: Duration = Duration::from_millis(5);
@@ -118,6 +121,9 @@ pub struct ChangeHub {
     watermark: AtomicI64,
     /// Where the node's reader starts.
     start: LogPosition,
+    /// Set while the reader has failed for longer than [`READER_PATIENCE`]: subscribers then end
+    /// their streams, so gateways see their view go stale instead of trusting keep-alives.
+    failing: watch::Sender<bool>,
 }
 
 impl ChangeHub {
@@ -132,7 +138,9 @@ impl ChangeHub {
             None => store.latest_change().await?,
         };
         let (sender, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (failing, _) = watch::channel(false);
         Ok(Self {
+            failing,
             sender,
             high: AtomicI64::new(start),
             watermark: AtomicI64::new(start),
@@ -167,6 +175,7 @@ impl AuthService {
     pub async fn follow_changes(self: Arc<Self>, poll: Duration) {
         let hub = &self.changes;
         let mut position = hub.start.clone();
+        let mut failing_since: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 () = self.store.change_notified() => {}
@@ -179,12 +188,20 @@ impl AuthService {
                             self.apply_change(change).await;
                         }
                         hub.publish(changes, &position);
+                        failing_since = None;
+                        hub.failing
+                            .send_if_modified(|failing| std::mem::replace(failing, false));
                         if !more {
                             break;
                         }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "reading the change log failed");
+                        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                        if since.elapsed() >= READER_PATIENCE {
+                            hub.failing
+                                .send_if_modified(|failing| !std::mem::replace(failing, true));
+                        }
                         break;
                     }
                 }
@@ -328,6 +345,7 @@ pub struct FeedSubscription {
     store: Arc<dyn Store>,
     hub: Arc<ChangeHub>,
     receiver: broadcast::Receiver<Arc<ChangeBatch>>,
+    failing: watch::Receiver<bool>,
     backlog: Option<Backlog>,
     resume_from: i64,
     leeway: i64,
@@ -338,10 +356,12 @@ impl FeedSubscription {
         let hub = service.changes.clone();
         // Subscribe before reading the positions: a batch is then either received or covered.
         let receiver = hub.sender.subscribe();
+        let failing = hub.failing.subscribe();
         let mut subscription = Self {
             store: service.store.clone(),
             hub,
             receiver,
+            failing,
             backlog: None,
             resume_from: after,
             leeway: service.config.token_leeway_secs as i64,
@@ -360,8 +380,13 @@ impl FeedSubscription {
         });
     }
 
-    /// The next items to send; `None` when the node is shutting down its reader.
+    /// The next items to send; `None` when the node is shutting down its reader, an error when
+    /// this node can no longer tell what changed (the stream should end: its reader reconnects,
+    /// perhaps to another node).
     pub async fn next(&mut self) -> Option<Result<Vec<FeedItem>, StoreError>> {
+        if *self.failing.borrow_and_update() {
+            return Some(Err(reader_failing()));
+        }
         let now = now_unix();
         if self.backlog.is_some() {
             let mut items = Vec::new();
@@ -377,7 +402,17 @@ impl FeedSubscription {
             }
             return Some(self.replay_page(items, now).await);
         }
-        match self.receiver.recv().await {
+        let received = loop {
+            tokio::select! {
+                received = self.receiver.recv() => break received,
+                changed = self.failing.changed() => {
+                    if changed.is_err() || *self.failing.borrow_and_update() {
+                        return Some(Err(reader_failing()));
+                    }
+                }
+            }
+        };
+        match received {
             Ok(batch) => {
                 self.resume_from = self.resume_from.max(batch.resume_from);
                 Some(Ok(self.events(&batch.changes, Some(self.resume_from), now)))
@@ -431,6 +466,10 @@ impl FeedSubscription {
             .map(|event| FeedItem::Event { resume_from, event })
             .collect()
     }
+}
+
+fn reader_failing() -> StoreError {
+    StoreError::Unavailable("this node cannot read the change log".into())
 }
 
 /// The scope a client needs to read the revocation feed.
