@@ -50,12 +50,12 @@ pub enum Write {
         id: String,
         cutoff: i64,
     },
-    /// Replaces the user's roles; tokens issued before `not_before` die (they may carry roles or
-    /// scopes taken away), sessions go on with what the new roles allow.
+    /// Replaces the user's roles; with `cutoff` (a role taken away) tokens issued before it die,
+    /// as they may carry what was taken, and sessions go on with what the new roles allow.
     SetUserRoles {
         id: String,
         roles: Vec<String>,
-        not_before: i64,
+        cutoff: Option<i64>,
         now: i64,
     },
     /// Blocks the user: not-before moves forward and every session ends.
@@ -104,7 +104,12 @@ pub enum Write {
         retire_others_at: Option<i64>,
     },
     InsertRole(Role),
-    UpdateRole(Role),
+    /// Replaces a role's description and scopes. `cutoff`, for a change that takes scopes away,
+    /// kills the tokens every holder of the role (user or client) was issued before it.
+    UpdateRole {
+        role: Role,
+        cutoff: Option<i64>,
+    },
     DeleteRole(String),
 }
 
@@ -123,6 +128,12 @@ pub struct WriteEffect {
     pub changed_nothing: bool,
     /// The live sessions (refresh families) the write ended.
     pub ended_sessions: Vec<String>,
+    /// Where the write left its user's or client's not-before time, when it moved it: past the
+    /// time asked for if an earlier cut-off in the same second had already reached that.
+    pub not_before: Option<i64>,
+    /// The users and clients whose not-before time the write moved (a role's holders), with
+    /// where it now stands.
+    pub cut_off_subjects: Vec<(String, i64)>,
 }
 
 impl Write {
@@ -132,6 +143,24 @@ impl Write {
             return Vec::new();
         }
         let mut entries = self.own_changes();
+        // Publish the not-before time as stored, which a same-second cut-off may have advanced.
+        if let Some(stored) = effect.not_before {
+            for entry in &mut entries {
+                if entry.kind == ChangeKind::SubjectCutoff {
+                    entry.until = Some(stored);
+                }
+            }
+        }
+        entries.extend(
+            effect
+                .cut_off_subjects
+                .iter()
+                .map(|(subject, not_before)| LoggedChange {
+                    kind: ChangeKind::SubjectCutoff,
+                    subject: subject.clone(),
+                    until: Some(*not_before),
+                }),
+        );
         if let Some(until) = self.tokens_expire_by() {
             entries.extend(effect.ended_sessions.iter().map(|sid| LoggedChange {
                 kind: ChangeKind::SessionRevoked,
@@ -190,7 +219,12 @@ impl Write {
             } => vec![client(id), cutoff(id, *not_before)],
             Self::UnblockClient { id, .. } => vec![client(id)],
             Self::SetClientSecret(c) => vec![client(&c.id)],
-            Self::SetUserRoles { id, not_before, .. }
+            Self::SetUserRoles { cutoff: None, .. } | Self::UnblockUser { .. } => vec![],
+            Self::SetUserRoles {
+                id,
+                cutoff: Some(not_before),
+                ..
+            }
             | Self::BlockUser { id, not_before, .. }
             | Self::SetUserPassword { id, not_before, .. }
             | Self::CutOffUser { id, not_before, .. }
@@ -198,7 +232,6 @@ impl Write {
                 id,
                 cutoff: not_before,
             } => vec![cutoff(id, *not_before)],
-            Self::UnblockUser { .. } => vec![],
             Self::RevokeSession { id, until, .. } => {
                 vec![entry(ChangeKind::SessionRevoked, id, Some(*until))]
             }
@@ -209,7 +242,7 @@ impl Write {
                 key,
                 retire_others_at,
             } => vec![entry(ChangeKind::Keys, &key.kid, *retire_others_at)],
-            Self::InsertRole(role) | Self::UpdateRole(role) => {
+            Self::InsertRole(role) | Self::UpdateRole { role, .. } => {
                 vec![entry(ChangeKind::Role, &role.name, None)]
             }
             Self::DeleteRole(name) => vec![entry(ChangeKind::Role, name, None)],

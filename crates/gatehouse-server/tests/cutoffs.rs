@@ -22,6 +22,7 @@ on_both_stores!(
     revocation_and_introspection_are_rate_limited,
     a_clients_own_revocations_do_not_flood_the_audit_log,
     a_sign_in_that_raced_a_cut_off_leaves_no_session,
+    taking_scopes_from_a_role_ends_its_holders_earlier_tokens,
 );
 
 async fn app_with_reader(backend: Backend, single_session: bool) -> (TestApp, String, String) {
@@ -522,5 +523,80 @@ async fn a_sign_in_that_raced_a_cut_off_leaves_no_session(backend: Backend) {
             .create_family(&family, &first, now_read)
             .await
             .unwrap()
+    );
+}
+
+async fn taking_scopes_from_a_role_ends_its_holders_earlier_tokens(backend: Backend) {
+    let (app, reader, reader_secret) = app_with_reader(backend, false).await;
+    let root = app.admin_token().await;
+    let created = admin_call(
+        &app,
+        &root,
+        reqwest::Method::POST,
+        "/admin/roles",
+        json!({"name": "analyst", "description": "reads", "scope": "rates:read fx:read"}),
+    )
+    .await;
+    assert_eq!(created, 201);
+    app.sign_up("alice", "correct-horse").await;
+    let alice_id = user_id(
+        &app,
+        app.login("alice", "correct-horse").await["access_token"]
+            .as_str()
+            .unwrap(),
+    )
+    .await;
+    let path = format!("/admin/users/{alice_id}");
+    let granted = admin_call(
+        &app,
+        &root,
+        reqwest::Method::PATCH,
+        &path,
+        json!({"roles": ["analyst"]}),
+    )
+    .await;
+    assert_eq!(granted, 200);
+    let alice = app.login("alice", "correct-horse").await;
+    let access = alice["access_token"].as_str().unwrap();
+    assert!(
+        claims_of(access)["scope"]
+            .as_str()
+            .unwrap()
+            .contains("fx:read")
+    );
+    let role = |scope: &str| {
+        admin_call(
+            &app,
+            &root,
+            reqwest::Method::PUT,
+            "/admin/roles/analyst",
+            json!({"description": "reads", "scope": scope}),
+        )
+    };
+    assert_eq!(role("rates:read fx:read posts").await, 200);
+    assert_eq!(
+        app.me(access).await.status(),
+        200,
+        "widening a role ends nothing"
+    );
+
+    let (mut feed, mut seen) = caught_up(&app, &reader, &reader_secret).await;
+    assert_eq!(role("rates:read").await, 200);
+    read_until(&mut feed, &mut seen, &alice_id, Duration::from_secs(1)).await;
+    assert!(seen.contains("event: subject_cutoff"), "{seen}");
+    assert_eq!(
+        app.me(access).await.status(),
+        401,
+        "a token that may carry fx:read is dead"
+    );
+    let refreshed: Value = app
+        .refresh(alice["refresh_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        claims_of(refreshed["access_token"].as_str().unwrap())["scope"],
+        "rates:read"
     );
 }

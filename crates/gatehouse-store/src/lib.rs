@@ -127,6 +127,17 @@ impl SqlStore {
     }
 }
 
+/// A `LIKE` pattern (escape `\\`) matching a space-separated role list that holds `role` as a
+/// whole word, with `LIKE`'s wildcards in the name escaped.
+fn role_pattern(role: &str) -> String {
+    format!(
+        "% {} %",
+        role.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
 /// Connection errors can echo the URL; never let a password reach a log.
 fn redact(message: &str, url: &str) -> String {
     match url.split_once('@') {
@@ -322,13 +333,7 @@ impl Store for SqlStore {
     }
 
     async fn role_in_use(&self, name: &str) -> Result<bool, StoreError> {
-        // Role lists are space-separated; match whole words, with LIKE's wildcards escaped.
-        let pattern = format!(
-            "% {} %",
-            name.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+        let pattern = role_pattern(name);
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM users WHERE (' ' || roles || ' ') LIKE $1 ESCAPE '\\' \
              UNION ALL SELECT 1 FROM clients WHERE (' ' || roles || ' ') LIKE $1 ESCAPE '\\' \

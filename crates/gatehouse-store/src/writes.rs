@@ -15,10 +15,12 @@ macro_rules! change_channel {
 }
 pub(crate) const CHANGE_CHANNEL: &str = change_channel!();
 
-/// `SET not_before = $2`, except that it only ever moves forward.
+/// A cut-off at `$2`: the not-before time moves there, or, if a cut-off in the same second (or
+/// later) already put it there, one second past it, since tokens issued meanwhile carry it as
+/// their `iat`. It only ever moves forward, and the statement returns where it now stands.
 macro_rules! forward_not_before {
     () => {
-        "not_before = CASE WHEN not_before > $2 THEN not_before ELSE $2 END"
+        "not_before = CASE WHEN not_before >= $2 THEN not_before + 1 ELSE $2 END"
     };
 }
 
@@ -80,11 +82,25 @@ fn found(rows_affected: u64) -> Option<WriteEffect> {
     (rows_affected > 0).then(WriteEffect::default)
 }
 
+/// The effect of a write that left its user's or client's not-before time at `stored`.
+fn cut_off_at(stored: i64) -> WriteEffect {
+    WriteEffect {
+        not_before: Some(stored),
+        ..WriteEffect::default()
+    }
+}
+
+/// The effect of deleting a user or client whose not-before time was `stored`: its tokens die
+/// at `cutoff`, or just past `stored` if a cut-off in the same second already reached that.
+fn deleted_at(stored: i64, cutoff: i64) -> WriteEffect {
+    cut_off_at(if stored >= cutoff { stored + 1 } else { cutoff })
+}
+
 /// The effect of a write that may find nothing left to change.
 fn changed(rows_affected: u64) -> Option<WriteEffect> {
     Some(WriteEffect {
         changed_nothing: rows_affected == 0,
-        ended_sessions: Vec::new(),
+        ..WriteEffect::default()
     })
 }
 
@@ -96,22 +112,33 @@ async fn apply(
     let affected = match write {
         Write::UpdateClient { client, cutoff } => {
             let row = ClientRow::from(client);
-            sqlx::query(concat!(
-                "UPDATE clients SET ",
-                forward_not_before!(),
-                ", name = $3, auth_method = $4, grant_types = $5, scopes = $6, roles = $7, \
-                 updated_at = $8 WHERE id = $1"
-            ))
-            .bind(row.id)
-            .bind(cutoff.unwrap_or(0))
-            .bind(row.name)
-            .bind(row.auth_method)
-            .bind(row.grant_types)
-            .bind(row.scopes)
-            .bind(row.roles)
-            .bind(row.updated_at)
-            .execute(&mut **tx)
-            .await
+            let sql = match cutoff {
+                None => {
+                    "UPDATE clients SET name = $2, auth_method = $3, grant_types = $4, \
+                     scopes = $5, roles = $6, updated_at = $7 WHERE id = $1 RETURNING not_before"
+                }
+                Some(_) => concat!(
+                    "UPDATE clients SET ",
+                    forward_not_before!(),
+                    ", name = $3, auth_method = $4, grant_types = $5, scopes = $6, roles = $7, \
+                     updated_at = $8 WHERE id = $1 RETURNING not_before"
+                ),
+            };
+            let mut query = sqlx::query_scalar(sql).bind(row.id);
+            if let Some(at) = cutoff {
+                query = query.bind(*at);
+            }
+            let stored: Option<i64> = query
+                .bind(row.name)
+                .bind(row.auth_method)
+                .bind(row.grant_types)
+                .bind(row.scopes)
+                .bind(row.roles)
+                .bind(row.updated_at)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(backend_error)?;
+            return Ok(stored.map(cut_off_at));
         }
         Write::BlockClient {
             id,
@@ -145,29 +172,42 @@ async fn apply(
             now,
             ..
         } => return cut_off(tx, Owner::Client, id, *not_before, *now, false).await,
-        Write::DeleteClient { id, .. } => {
-            sqlx::query("DELETE FROM clients WHERE id = $1")
-                .bind(id)
-                .execute(&mut **tx)
-                .await
+        Write::DeleteClient { id, cutoff } => {
+            let stored: Option<i64> =
+                sqlx::query_scalar("DELETE FROM clients WHERE id = $1 RETURNING not_before")
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(backend_error)?;
+            return Ok(stored.map(|stored| deleted_at(stored, *cutoff)));
         }
         Write::SetUserRoles {
             id,
             roles,
-            not_before,
+            cutoff,
             now,
         } => {
-            sqlx::query(concat!(
-                "UPDATE users SET ",
-                forward_not_before!(),
-                ", roles = $3, updated_at = $4 WHERE id = $1"
-            ))
-            .bind(id)
-            .bind(*not_before)
-            .bind(join_list(roles))
-            .bind(*now)
-            .execute(&mut **tx)
-            .await
+            let sql = match cutoff {
+                None => {
+                    "UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1 RETURNING not_before"
+                }
+                Some(_) => concat!(
+                    "UPDATE users SET ",
+                    forward_not_before!(),
+                    ", roles = $3, updated_at = $4 WHERE id = $1 RETURNING not_before"
+                ),
+            };
+            let mut query = sqlx::query_scalar(sql).bind(id);
+            if let Some(at) = cutoff {
+                query = query.bind(*at);
+            }
+            let stored: Option<i64> = query
+                .bind(join_list(roles))
+                .bind(*now)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(backend_error)?;
+            return Ok(stored.map(cut_off_at));
         }
         Write::BlockUser {
             id,
@@ -189,20 +229,19 @@ async fn apply(
             now,
             ..
         } => {
-            let updated = sqlx::query(concat!(
+            let stored: Option<i64> = sqlx::query_scalar(concat!(
                 "UPDATE users SET ",
                 forward_not_before!(),
-                ", password_hash = $3, updated_at = $4 WHERE id = $1"
+                ", password_hash = $3, updated_at = $4 WHERE id = $1 RETURNING not_before"
             ))
             .bind(id)
             .bind(*not_before)
             .bind(password_hash)
             .bind(*now)
-            .execute(&mut **tx)
+            .fetch_optional(&mut **tx)
             .await
-            .map_err(backend_error)?
-            .rows_affected();
-            return and_end_sessions(tx, updated, Owner::User, id, *now).await;
+            .map_err(backend_error)?;
+            return and_end_sessions(tx, stored, Owner::User, id, *now).await;
         }
         Write::CutOffUser {
             id,
@@ -210,11 +249,14 @@ async fn apply(
             now,
             ..
         } => return cut_off(tx, Owner::User, id, *not_before, *now, false).await,
-        Write::DeleteUser { id, .. } => {
-            sqlx::query("DELETE FROM users WHERE id = $1")
-                .bind(id)
-                .execute(&mut **tx)
-                .await
+        Write::DeleteUser { id, cutoff } => {
+            let stored: Option<i64> =
+                sqlx::query_scalar("DELETE FROM users WHERE id = $1 RETURNING not_before")
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(backend_error)?;
+            return Ok(stored.map(|stored| deleted_at(stored, *cutoff)));
         }
         Write::RevokeSession { id, now, .. } => {
             let done = sqlx::query(
@@ -287,13 +329,23 @@ async fn apply(
                 })?;
             return Ok(Some(WriteEffect::default()));
         }
-        Write::UpdateRole(role) => {
-            sqlx::query("UPDATE roles SET description = $2, scopes = $3 WHERE name = $1")
-                .bind(&role.name)
-                .bind(&role.description)
-                .bind(role.scopes.to_string())
-                .execute(&mut **tx)
-                .await
+        Write::UpdateRole { role, cutoff } => {
+            let updated =
+                sqlx::query("UPDATE roles SET description = $2, scopes = $3 WHERE name = $1")
+                    .bind(&role.name)
+                    .bind(&role.description)
+                    .bind(role.scopes.to_string())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(backend_error)?
+                    .rows_affected();
+            let Some(mut effect) = found(updated) else {
+                return Ok(None);
+            };
+            if let Some(at) = cutoff {
+                effect.cut_off_subjects = cut_off_holders(tx, &role.name, *at).await?;
+            }
+            return Ok(Some(effect));
         }
         Write::DeleteRole(name) => {
             sqlx::query("DELETE FROM roles WHERE name = $1")
@@ -303,6 +355,37 @@ async fn apply(
         }
     };
     Ok(found(affected.map_err(backend_error)?.rows_affected()))
+}
+
+/// Cuts off every user and client holding `role`; their ids with their new not-before times.
+async fn cut_off_holders(
+    tx: &mut Transaction<'static, Any>,
+    role: &str,
+    not_before: i64,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let pattern = crate::role_pattern(role);
+    let mut holders = Vec::new();
+    for sql in [
+        concat!(
+            "UPDATE users SET ",
+            forward_not_before!(),
+            " WHERE (' ' || roles || ' ') LIKE $1 ESCAPE '\\' RETURNING id, not_before"
+        ),
+        concat!(
+            "UPDATE clients SET ",
+            forward_not_before!(),
+            " WHERE (' ' || roles || ' ') LIKE $1 ESCAPE '\\' RETURNING id, not_before"
+        ),
+    ] {
+        let ids: Vec<(String, i64)> = sqlx::query_as(sql)
+            .bind(&pattern)
+            .bind(not_before)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(backend_error)?;
+        holders.extend(ids);
+    }
+    Ok(holders)
 }
 
 /// Whose sessions a write ends.
@@ -330,7 +413,7 @@ async fn cut_off(
                 " SET ",
                 forward_not_before!(),
                 $block,
-                ", updated_at = $3 WHERE id = $1"
+                ", updated_at = $3 WHERE id = $1 RETURNING not_before"
             )
         };
     }
@@ -340,28 +423,28 @@ async fn cut_off(
         (Owner::Client, false) => update!("clients", ""),
         (Owner::Client, true) => update!("clients", ", blocked_at = COALESCE(blocked_at, $3)"),
     };
-    let updated = sqlx::query(sql)
+    let stored: Option<i64> = sqlx::query_scalar(sql)
         .bind(id)
         .bind(not_before)
         .bind(now)
-        .execute(&mut **tx)
+        .fetch_optional(&mut **tx)
         .await
-        .map_err(backend_error)?
-        .rows_affected();
-    and_end_sessions(tx, updated, owner, id, now).await
+        .map_err(backend_error)?;
+    and_end_sessions(tx, stored, owner, id, now).await
 }
 
-/// After an update of `updated` user or client rows: ends that one's live sessions too.
+/// After a cut-off that left the not-before time at `stored` (`None`: no such user or client):
+/// ends that one's live sessions too.
 async fn and_end_sessions(
     tx: &mut Transaction<'static, Any>,
-    updated: u64,
+    stored: Option<i64>,
     owner: Owner,
     id: &str,
     now: i64,
 ) -> Result<Option<WriteEffect>, StoreError> {
-    if updated == 0 {
+    let Some(stored) = stored else {
         return Ok(None);
-    }
+    };
     let sql = match owner {
         Owner::User => {
             "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 \
@@ -379,7 +462,7 @@ async fn and_end_sessions(
         .await
         .map_err(backend_error)?;
     Ok(Some(WriteEffect {
-        changed_nothing: false,
         ended_sessions,
+        ..cut_off_at(stored)
     }))
 }

@@ -13,7 +13,7 @@ use gatehouse_sdk::{
     Authenticated, FeedCredentials, Grant, Policy, TokenClient, TokenClientConfig, TokenVerifier,
     VerifierSettings, require,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn start_server(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> common::Running {
     let data = dir.join("data");

@@ -539,14 +539,16 @@ impl AuthService {
         if let Some(roles) = patch.roles {
             // Tokens carry roles: taking one away ends the tokens issued before. Sessions go on
             // and refresh into tokens with what the new roles allow.
-            if crate::model::roles_taken_away(&user.roles, &roles) {
-                user.not_before = user.not_before.max(revocation_cutoff());
+            let cutoff =
+                crate::model::roles_taken_away(&user.roles, &roles).then(revocation_cutoff);
+            if let Some(at) = cutoff {
+                user.not_before = user.not_before.max(at);
             }
             user.roles = roles;
             writes.push(Write::SetUserRoles {
                 id: id.to_owned(),
                 roles: user.roles.clone(),
-                not_before: user.not_before,
+                cutoff,
                 now,
             });
             kinds.push((
@@ -935,8 +937,19 @@ impl AuthService {
             description: update.description,
             scopes: scopes.unwrap_or_default(),
         };
-        self.commit(&[Write::UpdateRole(role.clone())], || not_found("role"))
-            .await?;
+        // Taking scopes from a role ends the tokens its holders were issued before; their
+        // sessions go on with what the role grants now.
+        let narrowed = self
+            .store
+            .roles()
+            .await?
+            .iter()
+            .any(|before| before.name == name && !before.scopes.is_subset(&role.scopes));
+        let update = Write::UpdateRole {
+            role: role.clone(),
+            cutoff: narrowed.then(revocation_cutoff),
+        };
+        self.commit(&[update], || not_found("role")).await?;
         self.forget_all_clients();
         self.admin_audit(
             actor,

@@ -191,17 +191,19 @@ impl AuthService {
         let mut user_not_before = user.not_before;
         if self.config.single_session {
             // Every earlier session and access token of this person ends, at every gateway; the
-            // token issued below carries the cutoff as its `iat` and lives.
-            let cutoff = revocation_cutoff();
+            // token issued below carries the cut-off, as stored, as its `iat` and lives.
             let ended = Write::CutOffUser {
                 id: user.id.clone(),
-                not_before: cutoff,
+                not_before: revocation_cutoff(),
                 now,
                 tokens_expire_by: self.tokens_expire_by(now),
             };
             self.commit(&[ended], || OAuthError::invalid_grant(BAD_LOGIN))
                 .await?;
-            user_not_before = user_not_before.max(cutoff);
+            user_not_before = match self.store.user(&user.id).await? {
+                Some(cut_off) => cut_off.not_before,
+                None => return Err(OAuthError::invalid_grant(BAD_LOGIN)),
+            };
             self.audit(
                 "session.replaced",
                 Some(&user.id),
