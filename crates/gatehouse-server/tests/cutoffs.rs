@@ -74,6 +74,13 @@ async fn admin_call(
         .as_u16()
 }
 
+/// Signs a person up; their user id.
+async fn signed_up(app: &TestApp, username: &str, password: &str) -> String {
+    app.sign_up(username, password).await;
+    let session = app.login(username, password).await;
+    user_id(app, session["access_token"].as_str().unwrap()).await
+}
+
 async fn user_id(app: &TestApp, token: &str) -> String {
     let me: Value = app.me(token).await.json().await.unwrap();
     me["id"].as_str().unwrap().to_owned()
@@ -173,14 +180,7 @@ async fn logout_ends_the_sessions_access_tokens_everywhere(backend: Backend) {
 async fn taking_a_role_away_ends_earlier_tokens_and_adding_one_does_not(backend: Backend) {
     let (app, reader, reader_secret) = app_with_reader(backend, false).await;
     let root = app.admin_token().await;
-    app.sign_up("deputy", "deputy-password").await;
-    let deputy_id = user_id(
-        &app,
-        app.login("deputy", "deputy-password").await["access_token"]
-            .as_str()
-            .unwrap(),
-    )
-    .await;
+    let deputy_id = signed_up(&app, "deputy", "deputy-password").await;
     let path = format!("/admin/users/{deputy_id}");
     let promote = admin_call(
         &app,
@@ -538,14 +538,7 @@ async fn taking_scopes_from_a_role_ends_its_holders_earlier_tokens(backend: Back
     )
     .await;
     assert_eq!(created, 201);
-    app.sign_up("alice", "correct-horse").await;
-    let alice_id = user_id(
-        &app,
-        app.login("alice", "correct-horse").await["access_token"]
-            .as_str()
-            .unwrap(),
-    )
-    .await;
+    let alice_id = signed_up(&app, "alice", "correct-horse").await;
     let path = format!("/admin/users/{alice_id}");
     let granted = admin_call(
         &app,

@@ -57,22 +57,28 @@ async fn serve_app(app: Router) -> String {
     url
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_extractor_and_route_guards_protect_a_service() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path(), &[]);
-    let http = reqwest::Client::new();
-    let (feed_id, feed_secret) = admin_client(&http, &server.base, "revocations:read").await;
+/// A verifier following the server's revocation feed, with its backlog received.
+async fn following_verifier(http: &reqwest::Client, base: &str) -> Arc<TokenVerifier> {
+    let (feed_id, feed_secret) = admin_client(http, base, "revocations:read").await;
     let verifier = TokenVerifier::connect(VerifierSettings {
         feed: Some(FeedCredentials {
             client_id: feed_id,
             client_secret: feed_secret,
         }),
-        ..VerifierSettings::new(&server.base)
+        ..VerifierSettings::new(base)
     })
     .await
     .unwrap();
     assert!(verifier.wait_until_current(Duration::from_secs(5)).await);
+    verifier
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_extractor_and_route_guards_protect_a_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let verifier = following_verifier(&http, &server.base).await;
     let app = Router::new()
         .route(
             "/me",
@@ -305,17 +311,7 @@ async fn logging_out_ends_the_sessions_access_tokens_at_the_service() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), &[]);
     let http = reqwest::Client::new();
-    let (feed_id, feed_secret) = admin_client(&http, &server.base, "revocations:read").await;
-    let verifier = TokenVerifier::connect(VerifierSettings {
-        feed: Some(FeedCredentials {
-            client_id: feed_id,
-            client_secret: feed_secret,
-        }),
-        ..VerifierSettings::new(&server.base)
-    })
-    .await
-    .unwrap();
-    assert!(verifier.wait_until_current(Duration::from_secs(5)).await);
+    let verifier = following_verifier(&http, &server.base).await;
     let login = || async {
         let body: Value = http
             .post(format!("{}/oauth2/token", server.base))
