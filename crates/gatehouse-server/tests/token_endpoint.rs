@@ -290,8 +290,9 @@ async fn malformed_token_requests_get_rfc_errors_and_change_nothing(backend: Bac
         "grant_type=client_credentials&pad={}",
         "x".repeat(64 * 1024)
     );
-    let big = app
-        .http
+    // On a connection of its own: the server closes it after refusing the unread body, and a
+    // pooled client could otherwise send the next request down the closed connection.
+    let big = reqwest::Client::new()
         .post(&url)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(huge)

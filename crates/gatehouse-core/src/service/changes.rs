@@ -175,20 +175,31 @@ impl AuthService {
     pub async fn follow_changes(self: Arc<Self>, poll: Duration) {
         let hub = &self.changes;
         let mut position = hub.start.clone();
-        let mut failing_since: Option<tokio::time::Instant> = None;
+        let mut last_good_read = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = self.store.change_notified() => {}
                 () = tokio::time::sleep(poll) => {}
             }
             loop {
-                match read_log(self.store.as_ref(), &mut position).await {
+                // A read that hangs (a half-open connection) counts as failing too.
+                let read = tokio::time::timeout(
+                    READER_PATIENCE,
+                    read_log(self.store.as_ref(), &mut position),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable(
+                        "reading the change log timed out".into(),
+                    ))
+                });
+                match read {
                     Ok((changes, more)) => {
                         for change in &changes {
                             self.apply_change(change).await;
                         }
                         hub.publish(changes, &position);
-                        failing_since = None;
+                        last_good_read = tokio::time::Instant::now();
                         hub.failing
                             .send_if_modified(|failing| std::mem::replace(failing, false));
                         if !more {
@@ -197,8 +208,8 @@ impl AuthService {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "reading the change log failed");
-                        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
-                        if since.elapsed() >= READER_PATIENCE {
+                        // Measured from the last good read, so slow failures trip it in time.
+                        if last_good_read.elapsed() >= READER_PATIENCE {
                             hub.failing
                                 .send_if_modified(|failing| !std::mem::replace(failing, true));
                         }
@@ -222,9 +233,9 @@ impl AuthService {
             // Checked against the store on every use; nothing is cached here.
             ChangeKind::TokenRevoked | ChangeKind::SubjectCutoff | ChangeKind::SessionRevoked => {}
             ChangeKind::Unknown => {
-                tracing::debug!(
+                tracing::warn!(
                     seq = change.seq,
-                    "skipping a change of a kind this version does not know"
+                    "skipping a change of a kind this version does not know: upgrade this node"
                 );
             }
         }

@@ -192,18 +192,27 @@ impl AuthService {
         if self.config.single_session {
             // Every earlier session and access token of this person ends, at every gateway; the
             // token issued below carries the cut-off, as stored, as its `iat` and lives.
+            let cutoff = revocation_cutoff();
             let ended = Write::CutOffUser {
                 id: user.id.clone(),
-                not_before: revocation_cutoff(),
+                not_before: cutoff,
                 now,
                 tokens_expire_by: self.tokens_expire_by(now),
             };
             self.commit(&[ended], || OAuthError::invalid_grant(BAD_LOGIN))
                 .await?;
-            user_not_before = match self.store.user(&user.id).await? {
-                Some(cut_off) => cut_off.not_before,
-                None => return Err(OAuthError::invalid_grant(BAD_LOGIN)),
+            // Where this cut-off alone leaves the not-before time; anything further means another
+            // cut-off (a password change, "revoke all", a concurrent sign-in) came after this
+            // sign-in read the user, and this sign-in must not outlive it.
+            let ours = if user.not_before >= cutoff {
+                user.not_before + 1
+            } else {
+                cutoff
             };
+            match self.store.user(&user.id).await? {
+                Some(now_stored) if now_stored.not_before == ours => user_not_before = ours,
+                _ => return Err(OAuthError::invalid_grant(BAD_LOGIN)),
+            }
             self.audit(
                 "session.replaced",
                 Some(&user.id),
