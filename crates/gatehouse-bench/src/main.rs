@@ -678,11 +678,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(Duration::from_millis(args.probe_interval_ms));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = tokio::time::sleep_until(deadline) => break,
-        }
-        if Instant::now() >= deadline {
+        if !tick_before(&mut ticker, deadline).await {
             break;
         }
         let Ok(permit) = probe_slots.clone().try_acquire_owned() else {
@@ -793,11 +789,7 @@ async fn watch_gateway(
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / state.args.watch_rate));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = tokio::time::sleep_until(deadline) => break,
-        }
-        if Instant::now() >= deadline {
+        if !tick_before(&mut ticker, deadline).await {
             break;
         }
         let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -1078,6 +1070,14 @@ fn report(state: &Run, measured: Duration, flood_time: Duration, flood_rate: f64
         "valid_503": total_503,
     });
     println!("{summary}");
+}
+
+/// Waits for the next tick; `false` once `deadline` has come instead.
+async fn tick_before(ticker: &mut tokio::time::Interval, deadline: Instant) -> bool {
+    tokio::select! {
+        _ = ticker.tick() => Instant::now() < deadline,
+        _ = tokio::time::sleep_until(deadline) => false,
+    }
 }
 
 #[cfg(test)]

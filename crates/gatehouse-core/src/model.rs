@@ -136,6 +136,18 @@ impl Client {
     }
 }
 
+/// Where a cut-off at `cutoff` leaves a not-before time that stood at `current`: at the cut-off,
+/// or one second past `current` if an earlier cut-off in the same second (or later) already put it
+/// there, since tokens issued meanwhile carry it as their `iat`. The store applies the same rule
+/// in SQL.
+pub fn advance_not_before(current: i64, cutoff: i64) -> i64 {
+    if current >= cutoff {
+        current + 1
+    } else {
+        cutoff
+    }
+}
+
 /// Whether some role in `before` is missing from `after`.
 pub fn roles_taken_away(before: &[String], after: &[String]) -> bool {
     before.iter().any(|role| !after.contains(role))

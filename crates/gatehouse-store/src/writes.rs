@@ -91,9 +91,9 @@ fn cut_off_at(stored: i64) -> WriteEffect {
 }
 
 /// The effect of deleting a user or client whose not-before time was `stored`: its tokens die
-/// at `cutoff`, or just past `stored` if a cut-off in the same second already reached that.
+/// where a cut-off at `cutoff` would have moved it.
 fn deleted_at(stored: i64, cutoff: i64) -> WriteEffect {
-    cut_off_at(if stored >= cutoff { stored + 1 } else { cutoff })
+    cut_off_at(gatehouse_core::model::advance_not_before(stored, cutoff))
 }
 
 /// The effect of a write that may find nothing left to change.

@@ -466,18 +466,6 @@ async fn a_stale_view_can_fall_back_to_introspection() {
     assert_eq!(common::status_of(http, &url, &good).await, 503);
 }
 
-/// The `WWW-Authenticate` challenge of a 401, after checking the status.
-async fn refused_as_invalid(http: &reqwest::Client, url: &str, token: &str) -> String {
-    let response = http.get(url).bearer_auth(token).send().await.unwrap();
-    assert_eq!(response.status(), 401, "{url}");
-    let challenge = response.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
-    challenge
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_checks_the_audience_its_own_or_the_gateways() {
     let rig = rig("").await;
@@ -491,7 +479,7 @@ async fn every_route_checks_the_audience_its_own_or_the_gateways() {
         common::status_of(http, &echo, issuer.token("echo:read")).await,
         200
     );
-    let challenge = refused_as_invalid(http, &echo, &foreign).await;
+    let challenge = common::refused_as_invalid(http, &echo, &foreign).await;
     assert!(challenge.contains("audience"), "{challenge}");
     let both = issuer.token_for(
         "echo:read",
@@ -499,10 +487,10 @@ async fn every_route_checks_the_audience_its_own_or_the_gateways() {
     );
     assert_eq!(common::status_of(http, &echo, &both).await, 200);
     // Even an anonymous route refuses a token that is sent for someone else.
-    refused_as_invalid(http, &format!("{}/open", gateway.base), &foreign).await;
+    common::refused_as_invalid(http, &format!("{}/open", gateway.base), &foreign).await;
     // A route's own audience replaces the default.
     assert_eq!(common::status_of(http, &billing, &foreign).await, 200);
-    refused_as_invalid(http, &billing, &issuer.token("")).await;
+    common::refused_as_invalid(http, &billing, &issuer.token("")).await;
     assert_eq!(
         upstream.count(),
         3,
@@ -513,10 +501,10 @@ async fn every_route_checks_the_audience_its_own_or_the_gateways() {
     let rig = self::rig("audience = \"api\"").await;
     let (issuer, gateway, http) = (&rig.issuer, &rig.gateway, &rig.http);
     let echo = format!("{}/echo/x", gateway.base);
-    refused_as_invalid(http, &echo, &issuer.token("echo:read")).await;
+    common::refused_as_invalid(http, &echo, &issuer.token("echo:read")).await;
     let for_api = issuer.token_for("echo:read", Audience::One("api".into()));
     assert_eq!(common::status_of(http, &echo, &for_api).await, 200);
-    refused_as_invalid(http, &format!("{}/billing/x", gateway.base), &for_api).await;
+    common::refused_as_invalid(http, &format!("{}/billing/x", gateway.base), &for_api).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -545,10 +533,10 @@ async fn a_revoked_sign_in_session_ends_its_tokens_and_no_others() {
         }
     })
     .await;
-    let challenge = refused_as_invalid(http, &url, &session[0]).await;
+    let challenge = common::refused_as_invalid(http, &url, &session[0]).await;
     assert!(challenge.contains("revoked"), "{challenge}");
     // A token of that session the gateway has not seen before is refused too.
-    refused_as_invalid(http, &url, &issuer.person_token("echo:read", "fam-1")).await;
+    common::refused_as_invalid(http, &url, &issuer.person_token("echo:read", "fam-1")).await;
     assert_eq!(common::status_of(http, &url, &other_session).await, 200);
     assert_eq!(common::status_of(http, &url, &machine).await, 200);
 }

@@ -13,7 +13,6 @@ use gatehouse_sdk::{
     Authenticated, FeedCredentials, Grant, Policy, TokenClient, TokenClientConfig, TokenVerifier,
     VerifierSettings, require,
 };
-use serde_json::Value;
 
 fn start_server(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> common::Running {
     let data = dir.join("data");
@@ -313,20 +312,7 @@ async fn logging_out_ends_the_sessions_access_tokens_at_the_service() {
     let http = reqwest::Client::new();
     let verifier = following_verifier(&http, &server.base).await;
     let login = || async {
-        let body: Value = http
-            .post(format!("{}/oauth2/token", server.base))
-            .form(&[
-                ("grant_type", "password"),
-                ("client_id", "gatehouse-web"),
-                ("username", "root"),
-                ("password", "root-password-1"),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = common::sign_in(&http, &server.base, "root", "root-password-1").await;
         (
             body["access_token"].as_str().unwrap().to_owned(),
             body["refresh_token"].as_str().unwrap().to_owned(),

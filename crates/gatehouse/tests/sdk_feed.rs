@@ -59,18 +59,6 @@ async fn service(verifier: Arc<TokenVerifier>) -> String {
     url
 }
 
-/// Asserts a 401 `invalid_token` answer; gives its challenge.
-async fn refused_as_invalid(http: &reqwest::Client, url: &str, token: &str) -> String {
-    let response = http.get(url).bearer_auth(token).send().await.unwrap();
-    assert_eq!(response.status(), 401, "{url}");
-    let challenge = response.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
-    challenge
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_for_another_audience_is_refused_by_the_extractor_and_the_guards() {
     let issuer = fake_issuer().await;
@@ -86,10 +74,10 @@ async fn a_token_for_another_audience_is_refused_by_the_extractor_and_the_guards
         common::status_of(&http, format!("{service}/me"), &ours).await,
         200
     );
-    let challenge = refused_as_invalid(&http, &format!("{service}/me"), &foreign).await;
+    let challenge = common::refused_as_invalid(&http, &format!("{service}/me"), &foreign).await;
     assert!(challenge.contains("audience"), "{challenge}");
     // Not 403: the token is not for this service at all, whatever scopes it has.
-    refused_as_invalid(&http, &format!("{service}/rates"), &foreign).await;
+    common::refused_as_invalid(&http, &format!("{service}/rates"), &foreign).await;
     assert_eq!(
         common::status_of(&http, format!("{service}/rates"), &ours).await,
         200
@@ -99,7 +87,7 @@ async fn a_token_for_another_audience_is_refused_by_the_extractor_and_the_guards
         common::status_of(&http, format!("{service}/billing"), &foreign).await,
         200
     );
-    refused_as_invalid(&http, &format!("{service}/billing"), &ours).await;
+    common::refused_as_invalid(&http, &format!("{service}/billing"), &ours).await;
     assert!(matches!(
         verifier.verify(&foreign).await,
         Err(Rejection::InvalidToken(_))
@@ -140,7 +128,7 @@ async fn a_revoked_sign_in_session_ends_its_tokens_and_no_others() {
         async move { common::status_of(&http, &me, &session).await == 401 }
     })
     .await;
-    refused_as_invalid(&http, &me, &issuer.person_token("", "fam-1")).await;
+    common::refused_as_invalid(&http, &me, &issuer.person_token("", "fam-1")).await;
     assert_eq!(common::status_of(&http, &me, &other_session).await, 200);
     assert_eq!(common::status_of(&http, &me, &machine).await, 200);
 }

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::{AuthService, ClientAuth, revocation_cutoff, user_is_usable};
 use crate::{
-    Client, GrantType, OAuthError, OAuthErrorCode, RefreshFamily, RefreshTokenRecord,
-    RequestContext, RotateOutcome, ScopeSet, Write, secret,
+    GrantType, OAuthError, OAuthErrorCode, RefreshFamily, RefreshTokenRecord, RequestContext,
+    RotateOutcome, ScopeSet, Write, secret,
 };
 
 /// The parameters of a token request, already parsed from the form.
@@ -35,16 +35,13 @@ const BAD_LOGIN: &str = "the username or password is incorrect";
 const BAD_REFRESH: &str = "the refresh token is invalid, expired or revoked";
 
 impl AuthService {
-    /// `POST /oauth2/token`.
-    ///
-    /// `admit` is asked once the client is authenticated (so nobody can spend another client's
-    /// rate limit with wrong secrets); it answers how many seconds to wait when over a limit.
+    /// `POST /oauth2/token`, rate-limited per client by `admit`.
     pub async fn token(
         &self,
         request: TokenRequest,
         auth: ClientAuth,
         ctx: &RequestContext,
-        admit: &(dyn Fn(&Client) -> Result<(), u64> + Send + Sync),
+        admit: super::Admit<'_>,
     ) -> Result<(GrantType, TokenResponse), OAuthError> {
         let grant = match request.grant_type.as_deref() {
             None | Some("") => {
@@ -204,11 +201,7 @@ impl AuthService {
             // Where this cut-off alone leaves the not-before time; anything further means another
             // cut-off (a password change, "revoke all", a concurrent sign-in) came after this
             // sign-in read the user, and this sign-in must not outlive it.
-            let ours = if user.not_before >= cutoff {
-                user.not_before + 1
-            } else {
-                cutoff
-            };
+            let ours = crate::model::advance_not_before(user.not_before, cutoff);
             match self.store.user(&user.id).await? {
                 Some(now_stored) if now_stored.not_before == ours => user_not_before = ours,
                 _ => return Err(OAuthError::invalid_grant(BAD_LOGIN)),

@@ -101,15 +101,14 @@ impl AuthService {
     }
 
     /// `POST /oauth2/revoke` (RFC 7009). Unknown, malformed and expired tokens are fine: there is
-    /// nothing to revoke, and the answer must not tell a caller which tokens exist. `admit` is
-    /// asked once the client is authenticated; it answers how many seconds to wait when over a
-    /// rate limit.
+    /// nothing to revoke, and the answer must not tell a caller which tokens exist. Rate-limited per
+    /// client by `admit`.
     pub async fn revoke(
         &self,
         auth: ClientAuth,
         token: Option<String>,
         ctx: &RequestContext,
-        admit: &(dyn Fn(&crate::Client) -> Result<(), u64> + Send + Sync),
+        admit: super::Admit<'_>,
     ) -> Result<(), OAuthError> {
         let client = self.authenticate_client(&auth).await?;
         admit(&client.client).map_err(OAuthError::rate_limited)?;
@@ -166,13 +165,13 @@ impl AuthService {
         Ok(())
     }
 
-    /// `POST /oauth2/introspect` (RFC 7662), for authenticated confidential clients; `admit` as
-    /// for [`AuthService::revoke`].
+    /// `POST /oauth2/introspect` (RFC 7662), for authenticated confidential clients;
+    /// rate-limited per client by `admit`.
     pub async fn introspect(
         &self,
         auth: ClientAuth,
         token: Option<String>,
-        admit: &(dyn Fn(&crate::Client) -> Result<(), u64> + Send + Sync),
+        admit: super::Admit<'_>,
     ) -> Result<Introspection, OAuthError> {
         let client = self.authenticate_client(&auth).await?;
         admit(&client.client).map_err(OAuthError::rate_limited)?;

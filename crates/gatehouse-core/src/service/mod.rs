@@ -32,6 +32,10 @@ use crate::{
     Store, StoreError, User, WEB_CLIENT_ID, secret,
 };
 
+/// Asked once a client has authenticated at a rate-limited endpoint (so nobody can spend another
+/// client's limit with wrong secrets): `Err` carries how many seconds to wait.
+pub type Admit<'a> = &'a (dyn Fn(&Client) -> Result<(), u64> + Send + Sync);
+
 pub struct AuthService {
     config: AuthConfig,
     store: Arc<dyn Store>,

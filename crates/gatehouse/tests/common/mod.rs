@@ -194,8 +194,12 @@ pub async fn published_kids(http: &reqwest::Client, base: &str) -> Vec<String> {
         .collect()
 }
 
-/// POSTs `form` to the token endpoint of `base`; the access token of its 200 answer.
-pub async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> String {
+/// POSTs `form` to the token endpoint of `base`; its 200 answer.
+pub async fn token_response(
+    http: &reqwest::Client,
+    base: &str,
+    form: &[(&str, &str)],
+) -> serde_json::Value {
     let response = http
         .post(format!("{base}/oauth2/token"))
         .form(form)
@@ -203,23 +207,35 @@ pub async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) ->
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
+    response.json().await.unwrap()
+}
+
+/// POSTs `form` to the token endpoint of `base`; the access token of its 200 answer.
+pub async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> String {
+    let body = token_response(http, base, form).await;
     body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A person's sign-in through the built-in public client: the whole token response.
+pub async fn sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> serde_json::Value {
+    let form = [
+        ("grant_type", "password"),
+        ("client_id", "gatehouse-web"),
+        ("username", username),
+        ("password", password),
+    ];
+    token_response(http, base, &form).await
 }
 
 /// A person's token, through the built-in public client.
 pub async fn login(http: &reqwest::Client, base: &str, username: &str, password: &str) -> String {
-    token(
-        http,
-        base,
-        &[
-            ("grant_type", "password"),
-            ("client_id", "gatehouse-web"),
-            ("username", username),
-            ("password", password),
-        ],
-    )
-    .await
+    let body = sign_in(http, base, username, password).await;
+    body["access_token"].as_str().unwrap().to_owned()
 }
 
 /// A client_credentials token.
@@ -238,19 +254,34 @@ pub async fn client_token(http: &reqwest::Client, base: &str, id: &str, secret: 
 
 /// Registers a machine client (RFC 7591) with `scope`: (id, secret).
 pub async fn register(http: &reqwest::Client, base: &str, scope: &str) -> (String, String) {
-    let registered: serde_json::Value = http
+    let registered = http
         .post(format!("{base}/oauth2/register"))
         .json(&serde_json::json!({"client_name": "test machine", "scope": scope}))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    credentials_of(registered).await
+}
+
+/// The (client_id, client_secret) of an answer that created a client.
+async fn credentials_of(response: reqwest::Response) -> (String, String) {
+    let created: serde_json::Value = response.json().await.unwrap();
     (
-        registered["client_id"].as_str().unwrap().to_owned(),
-        registered["client_secret"].as_str().unwrap().to_owned(),
+        created["client_id"].as_str().unwrap().to_owned(),
+        created["client_secret"].as_str().unwrap().to_owned(),
     )
+}
+
+/// Asserts a 401 `invalid_token` answer to a GET of `url` with `token`; gives its challenge.
+pub async fn refused_as_invalid(http: &reqwest::Client, url: &str, token: &str) -> String {
+    let response = http.get(url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(response.status(), 401, "{url}");
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    challenge
 }
 
 /// The status of a GET of `url` with `token`.
@@ -276,18 +307,12 @@ pub async fn admin_client(
     admin: &str,
     scope: &str,
 ) -> (String, String) {
-    let created: serde_json::Value = http
+    let created = http
         .post(format!("{base}/admin/clients"))
         .bearer_auth(admin)
         .json(&serde_json::json!({"name": "svc", "scope": scope}))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    (
-        created["client_id"].as_str().unwrap().to_owned(),
-        created["client_secret"].as_str().unwrap().to_owned(),
-    )
+    credentials_of(created).await
 }
