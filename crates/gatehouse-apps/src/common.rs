@@ -1,12 +1,11 @@
 //! What the five services share: the database handle, errors as problem bodies, request parsing,
 //! identities and ids.
 
-use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use gatehouse_sdk::{Authenticated, problem};
+use gatehouse_proto::web::{BodyRejection, JsonBody, problem};
+use gatehouse_sdk::Authenticated;
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use sqlx::AnyPool;
@@ -103,11 +102,12 @@ impl IntoResponse for AppError {
                 );
             }
         };
-        problem(status, &self.to_string())
+        problem(status, self.to_string())
     }
 }
 
-/// A JSON body whose every fault is a 400 problem rather than axum's plain-text answer.
+/// A JSON body, read by the one extractor ([`JsonBody`]); the services answer every fault of
+/// its content with 400, and a body over the limit with 413.
 pub struct Body<T>(pub T);
 
 impl<S, T> FromRequest<S> for Body<T>
@@ -115,17 +115,13 @@ where
     T: DeserializeOwned,
     S: Send + Sync,
 {
-    type Rejection = AppError;
+    type Rejection = Response;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(AppError::BadRequest(match rejection {
-                JsonRejection::MissingJsonContentType(_) => {
-                    "the body must be JSON (Content-Type: application/json)".into()
-                }
-                other => other.body_text(),
-            })),
+        match JsonBody::<T>::from_request(request, state).await {
+            Ok(JsonBody(value)) => Ok(Self(value)),
+            Err(too_large @ BodyRejection::TooLarge(_)) => Err(too_large.into_response()),
+            Err(other) => Err(AppError::BadRequest(other.to_string()).into_response()),
         }
     }
 }
@@ -141,18 +137,10 @@ pub fn person(caller: &Authenticated) -> Result<&str, AppError> {
 }
 
 /// A new random id with a readable prefix.
-pub fn new_id(prefix: &str) -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let tail: String = (0..16)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect();
-    format!("{prefix}_{tail}")
-}
-
-pub fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+pub fn new_id(prefix: &str) -> Result<String, AppError> {
+    let tail =
+        gatehouse_token::random_string(12).map_err(|e| AppError::Unavailable(e.to_string()))?;
+    Ok(format!("{prefix}_{tail}"))
 }
 
 /// Unix seconds as RFC 3339.

@@ -14,7 +14,9 @@ use gatehouse_sdk::{Policy, TokenVerifier, require};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{AppError, Body, Db, now_unix, positive_decimal, stored_decimal};
+use gatehouse_token::now_unix;
+
+use crate::common::{AppError, Body, Db, positive_decimal, stored_decimal};
 
 /// Decimal places of a rate worked out by inversion or across USD (stored rates are used as
 /// they are), and of converted amounts.

@@ -16,8 +16,9 @@ pub mod rates;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use gatehouse_proto::web::{ErrorForm, describe_bare_error};
 use gatehouse_sdk::{TokenVerifier, problem};
 use serde::{Deserialize, Serialize};
 
@@ -91,25 +92,10 @@ pub async fn router(
                 "this resource does not accept that method",
             )
         })
-        .layer(axum::middleware::map_response(as_problem)))
-}
-
-/// axum's own rejections (a bad query string, a path that is not UTF-8) answer in plain text;
-/// every error of the apps is a problem body.
-async fn as_problem(response: Response) -> Response {
-    let status = response.status();
-    let plain = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/plain"));
-    if !(status.is_client_error() && plain) {
-        return response;
-    }
-    let bytes = axum::body::to_bytes(response.into_body(), 4096)
-        .await
-        .unwrap_or_default();
-    problem(status, String::from_utf8_lossy(&bytes).trim())
+        // axum's own rejections (a bad query string, a path that is not UTF-8) get problem bodies.
+        .layer(axum::middleware::map_response(|response| {
+            describe_bare_error(response, ErrorForm::Problem)
+        })))
 }
 
 pub(crate) async fn openapi<D: utoipa::OpenApi>() -> impl IntoResponse {

@@ -14,7 +14,9 @@ use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{AppError, Body, Db, new_id, now_unix, person, rfc3339, stored_decimal};
+use gatehouse_token::now_unix;
+
+use crate::common::{AppError, Body, Db, new_id, person, rfc3339, stored_decimal};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -194,7 +196,7 @@ async fn place(
     let paid = state.payment_succeeds();
     let created_at = now_unix();
     let order = Order {
-        id: new_id("ord"),
+        id: new_id("ord")?,
         buyer,
         status: if paid { "paid" } else { "payment_failed" }.into(),
         total,

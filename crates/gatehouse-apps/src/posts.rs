@@ -11,7 +11,9 @@ use axum::{Json, Router};
 use gatehouse_sdk::{Authenticated, Policy, TokenVerifier, require};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{AppError, Body, Db, new_id, now_unix, person, rfc3339};
+use gatehouse_token::now_unix;
+
+use crate::common::{AppError, Body, Db, new_id, person, rfc3339};
 
 const MAX_CONTENT_CHARS: usize = 5_000;
 const MAX_PER_PAGE: i64 = 100;
@@ -115,7 +117,7 @@ async fn create(
 ) -> Result<(StatusCode, Json<Post>), AppError> {
     let owner = person(&caller)?;
     let text = content(&new.content)?;
-    let id = new_id("post");
+    let id = new_id("post")?;
     let now = now_unix();
     sqlx::query(
         "INSERT INTO posts_posts (id, owner, content, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",

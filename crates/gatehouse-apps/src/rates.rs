@@ -13,7 +13,9 @@ use rand::Rng;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{AppError, Db, now_unix, rfc3339, stored_decimal};
+use gatehouse_token::now_unix;
+
+use crate::common::{AppError, Db, rfc3339, stored_decimal};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -3,39 +3,7 @@
 
 use std::borrow::Cow;
 
-/// The error codes of RFC 6749 §5.2, RFC 7009, RFC 7591 §3.2.2 and RFC 6750 §3.1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OAuthErrorCode {
-    InvalidRequest,
-    InvalidClient,
-    InvalidGrant,
-    UnauthorizedClient,
-    UnsupportedGrantType,
-    InvalidScope,
-    InvalidClientMetadata,
-    InvalidToken,
-    AccessDenied,
-    ServerError,
-    TemporarilyUnavailable,
-}
-
-impl OAuthErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidRequest => "invalid_request",
-            Self::InvalidClient => "invalid_client",
-            Self::InvalidGrant => "invalid_grant",
-            Self::UnauthorizedClient => "unauthorized_client",
-            Self::UnsupportedGrantType => "unsupported_grant_type",
-            Self::InvalidScope => "invalid_scope",
-            Self::InvalidClientMetadata => "invalid_client_metadata",
-            Self::InvalidToken => "invalid_token",
-            Self::AccessDenied => "access_denied",
-            Self::ServerError => "server_error",
-            Self::TemporarilyUnavailable => "temporarily_unavailable",
-        }
-    }
-}
+pub use gatehouse_proto::OAuthErrorCode;
 
 /// An error answered in the OAuth JSON form `{"error": …, "error_description": …}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,7 +2,6 @@
 
 use aws_lc_rs::digest;
 use aws_lc_rs::hmac;
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
@@ -16,11 +15,7 @@ pub fn random_secret() -> Result<String, StoreError> {
 
 /// `bytes` random bytes, base64url without padding.
 pub fn random_string(bytes: usize) -> Result<String, StoreError> {
-    let mut buf = vec![0u8; bytes];
-    SystemRandom::new()
-        .fill(&mut buf)
-        .map_err(|_| StoreError::Backend("system random source failed".into()))?;
-    Ok(URL_SAFE_NO_PAD.encode(buf))
+    gatehouse_token::random_string(bytes).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
 /// The stored form of a high-entropy secret: SHA-256, hex. A slow hash adds nothing for 256-bit

@@ -7,7 +7,9 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
-use gatehouse_sdk::{Rejection, Verified, bearer_token, problem};
+use gatehouse_proto::web::{problem, set_retry_after};
+use gatehouse_proto::{BearerError, bearer_token, retry_after_secs};
+use gatehouse_sdk::{Rejection, Verified};
 use http::header::{self, HeaderValue};
 use http::{StatusCode, Uri, Version};
 use http_body_util::Limited;
@@ -178,7 +180,13 @@ async fn authenticate(
     route: &Route,
     headers: &http::HeaderMap,
 ) -> Result<Caller, Refusal> {
-    let Some(token) = bearer_token(headers)? else {
+    let token = match bearer_token(headers) {
+        Ok(token) => token,
+        // Another scheme on an open route is the upstream's business (its own Basic login).
+        Err(BearerError::OtherScheme) if route.rule.anonymous => None,
+        Err(e) => return Err(Rejection::InvalidToken(e.to_string()).into()),
+    };
+    let Some(token) = token else {
         if route.rule.anonymous {
             return Ok(None);
         }
@@ -211,11 +219,7 @@ fn limited(limits: &RouteLimits, key: &str) -> Result<(), Refusal> {
         "rate_limited",
         "too many requests on this route; slow down",
     );
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    refusal
-        .response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    set_retry_after(refusal.response.headers_mut(), retry_after_secs(wait));
     Err(refusal)
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use gatehouse_proto::{ErrorResponse, TokenResponse};
 
 use crate::error::SdkError;
 
@@ -86,21 +86,6 @@ struct Held {
     refresh_token: Option<String>,
     expires_at: Instant,
     refresh_at: Instant,
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    expires_in: u64,
-    #[serde(default)]
-    refresh_token: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ErrorResponse {
-    error: String,
-    #[serde(default)]
-    error_description: Option<String>,
 }
 
 /// A token source for one grant. Cheap to share behind an `Arc`.

@@ -45,31 +45,9 @@ where
     }
 }
 
-/// The bearer token of a request: `None` when there is none (or another scheme is used).
+/// The bearer token of a request: `None` when it sends no `Authorization` header.
 pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
-    let mut values = headers.get_all(axum::http::header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(Rejection::InvalidToken(
-            "the request carries more than one Authorization header".into(),
-        ));
-    }
-    let value = value
-        .to_str()
-        .map_err(|_| Rejection::InvalidToken("the Authorization header is not readable".into()))?;
-    let Some((scheme, token)) = value.split_once(' ') else {
-        return Ok(None);
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(None);
-    }
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(Rejection::InvalidToken("the bearer token is empty".into()));
-    }
-    Ok(Some(token))
+    gatehouse_proto::bearer_token(headers).map_err(|e| Rejection::InvalidToken(e.to_string()))
 }
 
 /// Verifies the request's bearer token, for the policy's audience or else the verifier's, and

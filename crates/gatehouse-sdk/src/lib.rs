@@ -21,8 +21,9 @@ mod revocations;
 mod verifier;
 
 pub use client::{Grant, TokenClient, TokenClientConfig};
-pub use discovery::{IssuerMetadata, discover};
+pub use discovery::discover;
 pub use error::SdkError;
+pub use gatehouse_proto::{FeedEvent, Introspection, ServerMetadata, TokenResponse};
 pub use gatehouse_token::{AccessClaims, Audience, DEFAULT_AUDIENCE};
 pub use guard::{Authenticated, Require, RequireLayer, authorize, bearer_token, require};
 pub use policy::{Policy, ScopeRule};

@@ -1,11 +1,12 @@
 //! Why a request was refused, answered the way RFC 6750 and RFC 9457 say: a `WWW-Authenticate`
 //! challenge and an `application/problem+json` body.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-
-/// The realm named in every Bearer challenge.
-pub const REALM: &str = "gatehouse";
+use gatehouse_proto::Challenge;
+pub use gatehouse_proto::REALM;
+pub use gatehouse_proto::web::problem;
+use gatehouse_proto::web::set_challenge;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
@@ -60,20 +61,21 @@ impl Rejection {
         }
     }
 
-    fn challenge(&self) -> Option<String> {
-        let description = quote_safe(self.detail());
+    fn challenge(&self) -> Option<Challenge<'_>> {
         match self {
-            Self::MissingToken => Some(format!(r#"Bearer realm="{REALM}""#)),
-            Self::InvalidToken(_) => Some(format!(
-                r#"Bearer realm="{REALM}", error="invalid_token", error_description="{description}""#
-            )),
-            Self::InsufficientScope { required, .. } => Some(format!(
-                r#"Bearer realm="{REALM}", error="insufficient_scope", error_description="{description}", scope="{}""#,
-                quote_safe(required)
-            )),
-            Self::MissingRole { .. } => Some(format!(
-                r#"Bearer realm="{REALM}", error="insufficient_scope", error_description="{description}""#
-            )),
+            Self::MissingToken => Some(Challenge::Bare),
+            Self::InvalidToken(d) => Some(Challenge::InvalidToken(d)),
+            Self::InsufficientScope {
+                required,
+                description,
+            } => Some(Challenge::InsufficientScope {
+                description,
+                scope: Some(required),
+            }),
+            Self::MissingRole { description } => Some(Challenge::InsufficientScope {
+                description,
+                scope: None,
+            }),
             Self::Unavailable => None,
         }
     }
@@ -81,56 +83,10 @@ impl Rejection {
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let mut response = problem(status, self.detail());
-        if let Some(value) = self
-            .challenge()
-            .and_then(|c| HeaderValue::from_str(&c).ok())
-        {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, value);
-        }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let mut response = problem(self.status(), self.detail());
+        if let Some(challenge) = self.challenge() {
+            set_challenge(response.headers_mut(), challenge);
         }
         response
     }
-}
-
-/// An RFC 9457 problem response, shaped like every other error Gatehouse answers.
-pub fn problem(status: StatusCode, detail: &str) -> Response {
-    let kind = match status {
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-        StatusCode::TOO_MANY_REQUESTS => "rate-limited",
-        StatusCode::BAD_GATEWAY => "bad-gateway",
-        StatusCode::GATEWAY_TIMEOUT => "gateway-timeout",
-        StatusCode::NOT_FOUND => "not-found",
-        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "too-large",
-        _ => "error",
-    };
-    let body = serde_json::json!({
-        "type": format!("urn:gatehouse:problem:{kind}"),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    let mut response = (status, axum::Json(body)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
-}
-
-/// RFC 6750 §3: challenge attributes may not hold `"` or `\`.
-fn quote_safe(text: &str) -> String {
-    text.chars()
-        .filter(|c| *c != '"' && *c != '\\' && (' '..='~').contains(c))
-        .collect()
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
+use gatehouse_proto::FeedEvent;
 use gatehouse_token::{AccessClaims, now_unix};
-use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::keys::RemoteKeys;
@@ -41,33 +41,6 @@ pub enum FeedStatus {
     /// Not caught up since this process started, or disconnected for longer than the staleness
     /// budget: revocations may have been missed.
     Stale,
-}
-
-/// One feed event, read from its JSON data (the SSE event name is only a label).
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum FeedEvent {
-    TokenRevoked {
-        jti: String,
-        until: i64,
-    },
-    SubjectCutoff {
-        subject: String,
-        not_before: i64,
-    },
-    /// A person's sign-in session (refresh family) ended: every access token carrying its `sid`
-    /// is dead. `until` is when the last of them expires.
-    SessionRevoked {
-        sid: String,
-        until: i64,
-    },
-    KeysChanged {},
-    /// The backlog has been sent: from here on the view is current.
-    CaughtUp {},
-    /// A type this reader does not know, from a newer issuer: skipped, so issuers can add
-    /// events without breaking the readers already deployed.
-    #[serde(other)]
-    Unknown,
 }
 
 #[derive(Default)]
@@ -174,7 +147,7 @@ impl Revocations {
                 subject,
                 not_before,
             } => keep_latest(&mut denied.cutoffs, subject, *not_before),
-            FeedEvent::KeysChanged {} | FeedEvent::CaughtUp {} | FeedEvent::Unknown => {}
+            FeedEvent::KeysChanged { .. } | FeedEvent::CaughtUp | FeedEvent::Unknown => {}
         }
     }
 
@@ -378,12 +351,14 @@ impl FeedReader<'_> {
                 return Ended::Dropped;
             };
             match serde_json::from_str::<FeedEvent>(&next.data) {
-                Ok(FeedEvent::CaughtUp {}) => {
+                Ok(FeedEvent::CaughtUp) => {
                     caught_up.store(true, Ordering::Relaxed);
                     revocations.heard();
                     revocations.ever_current.store(true, Ordering::Relaxed);
                 }
-                Ok(FeedEvent::KeysChanged {}) => refresh_keys_once(self.keys, self.refreshing_keys),
+                Ok(FeedEvent::KeysChanged { .. }) => {
+                    refresh_keys_once(self.keys, self.refreshing_keys)
+                }
                 Ok(FeedEvent::Unknown) => {
                     tracing::debug!(event = %next.event, "skipping a feed event of a type this reader does not know")
                 }
@@ -520,7 +495,7 @@ mod tests {
         ));
         assert!(matches!(
             event(r#"{"type":"keys_changed","kid":"k1"}"#),
-            FeedEvent::KeysChanged {}
+            FeedEvent::KeysChanged { .. }
         ));
         assert!(matches!(
             event(r#"{"type":"token_revoked","jti":"j","until":5,"reason":"logout"}"#),

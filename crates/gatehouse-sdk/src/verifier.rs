@@ -9,7 +9,7 @@ use gatehouse_token::{
 };
 use quick_cache::sync::Cache;
 
-use crate::discovery::{IssuerMetadata, discover};
+use crate::discovery::{ServerMetadata, discover};
 use crate::error::SdkError;
 use crate::keys::RemoteKeys;
 use crate::rejection::Rejection;
@@ -65,7 +65,7 @@ pub struct Verified {
 
 /// Verifies access tokens locally; shared by the gateway and the services' extractor.
 pub struct TokenVerifier {
-    metadata: IssuerMetadata,
+    metadata: ServerMetadata,
     keys: Arc<RemoteKeys>,
     revocations: Arc<Revocations>,
     cache: Option<Cache<[u8; 32], Arc<Verified>>>,
@@ -157,7 +157,7 @@ impl TokenVerifier {
         }))
     }
 
-    pub fn metadata(&self) -> &IssuerMetadata {
+    pub fn metadata(&self) -> &ServerMetadata {
         &self.metadata
     }
 
@@ -282,13 +282,13 @@ impl TokenVerifier {
             tracing::warn!(status = answer.status().as_u16(), "introspection failed");
             return Err(Rejection::Unavailable);
         }
-        let body: serde_json::Value = answer.json().await.map_err(|e| {
+        let answer: gatehouse_proto::Introspection = answer.json().await.map_err(|e| {
             tracing::warn!(error = %e, "the introspection answer is unreadable");
             Rejection::Unavailable
         })?;
-        match body["active"].as_bool() {
-            Some(true) => Ok(verified),
-            _ => Err(Rejection::revoked()),
+        match answer.active {
+            true => Ok(verified),
+            false => Err(Rejection::revoked()),
         }
     }
 

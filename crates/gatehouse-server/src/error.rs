@@ -1,5 +1,6 @@
 //! The one place where errors become HTTP: OAuth errors as RFC 6749 §5.2 JSON, bearer-token
-//! failures with RFC 6750 challenges, everything else as RFC 9457 problem details.
+//! failures with RFC 6750 challenges, everything else as RFC 9457 problem details. The bodies and
+//! challenges themselves are the wire contract's (`gatehouse-proto`).
 
 use std::any::Any;
 
@@ -9,9 +10,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::{ApiError, OAuthError, OAuthErrorCode, TokenProblem};
-use serde_json::json;
-
-pub const REALM: &str = "gatehouse";
+use gatehouse_proto::web::{
+    ErrorForm, describe_bare_error, oauth_error, set_challenge, set_retry_after,
+};
+use gatehouse_proto::{Challenge, Problem, REALM};
 
 /// An OAuth error on its way out.
 pub struct OAuthReply(pub OAuthError);
@@ -34,39 +36,28 @@ impl IntoResponse for OAuthReply {
                 OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidToken => {
                     StatusCode::UNAUTHORIZED
                 }
-                OAuthErrorCode::AccessDenied => StatusCode::FORBIDDEN,
+                OAuthErrorCode::AccessDenied | OAuthErrorCode::InsufficientScope => {
+                    StatusCode::FORBIDDEN
+                }
                 OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
                 OAuthErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_REQUEST,
             }
         };
-        let body = json!({ "error": e.code.as_str(), "error_description": e.description });
-        let mut response = (status, axum::Json(body)).into_response();
+        let mut response = oauth_error(status, e.code, &e.description);
         let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if let Some(secs) = e.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                headers.insert(header::RETRY_AFTER, v);
-            }
-        } else if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            set_retry_after(headers, secs);
         }
         match e.code {
             // RFC 6749 §5.2: a failed client authentication is answered with the scheme to use.
             OAuthErrorCode::InvalidClient => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(r#"Basic realm="gatehouse""#),
-                );
+                if let Ok(value) = HeaderValue::from_str(&format!(r#"Basic realm="{REALM}""#)) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
             }
             OAuthErrorCode::InvalidToken => {
-                if let Ok(v) = HeaderValue::from_str(&format!(
-                    r#"Bearer realm="{REALM}", error="invalid_token", error_description="{}""#,
-                    quote_safe(&e.description)
-                )) {
-                    headers.insert(header::WWW_AUTHENTICATE, v);
-                }
+                set_challenge(headers, Challenge::InvalidToken(&e.description));
             }
             _ => {}
         }
@@ -92,129 +83,53 @@ impl From<gatehouse_core::StoreError> for ApiReply {
 impl IntoResponse for ApiReply {
     fn into_response(self) -> Response {
         let e = self.0;
-        let (status, kind) = match &e {
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
-            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
-            ApiError::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
-            }
-            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+        let status = match &e {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized(TokenProblem::InsufficientScope(_)) | ApiError::Forbidden(_) => {
-                (StatusCode::FORBIDDEN, "forbidden")
+                StatusCode::FORBIDDEN
             }
-            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let mut body = json!({
-            "type": format!("urn:gatehouse:problem:{kind}"),
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": e.to_string(),
-        });
+        let mut problem = Problem::new(status, e.to_string());
         if let ApiError::Validation(errors) = &e {
-            body["errors"] = json!(errors);
+            problem = problem.with_errors(serde_json::json!(errors));
         }
-        let mut response = problem_response(status, body);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        if let ApiError::Unauthorized(problem) = &e {
-            let challenge = match problem {
-                TokenProblem::Missing => format!(r#"Bearer realm="{REALM}""#),
-                TokenProblem::Invalid(d) => format!(
-                    r#"Bearer realm="{REALM}", error="invalid_token", error_description="{}""#,
-                    quote_safe(d)
-                ),
-                TokenProblem::InsufficientScope(d) => format!(
-                    r#"Bearer realm="{REALM}", error="insufficient_scope", error_description="{}""#,
-                    quote_safe(d)
-                ),
+        let mut response = problem.into_response();
+        if let ApiError::Unauthorized(token_problem) = &e {
+            let challenge = match token_problem {
+                TokenProblem::Missing => Challenge::Bare,
+                TokenProblem::Invalid(d) => Challenge::InvalidToken(d),
+                TokenProblem::InsufficientScope(d) => Challenge::InsufficientScope {
+                    description: d,
+                    scope: None,
+                },
             };
-            if let Ok(v) = HeaderValue::from_str(&challenge) {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-            }
+            set_challenge(response.headers_mut(), challenge);
         }
         response
     }
-}
-
-/// An `application/problem+json` response with the given body.
-pub fn problem_response(status: StatusCode, body: serde_json::Value) -> Response {
-    let mut response = (status, axum::Json(body)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
-}
-
-/// RFC 6750 §3: error_description may not contain `"` or `\`.
-fn quote_safe(text: &str) -> String {
-    text.chars()
-        .filter(|c| *c != '"' && *c != '\\' && (' '..='~').contains(c))
-        .collect()
 }
 
 pub async fn not_found() -> Response {
     ApiReply(ApiError::NotFound("no such resource".into())).into_response()
 }
 
-/// Gives a proper body to errors made by the framework rather than by a handler (a method the
-/// route does not take, a body over the limit, a timeout): OAuth endpoints in their error form,
-/// everything else as a problem. Handler errors are JSON already and pass untouched.
+/// Framework errors (a method the route does not take, a body over the limit, a timeout) get a
+/// body: the OAuth endpoints' error form under `/oauth2/`, a problem everywhere else.
 pub async fn describe_bare_errors(request: Request, next: Next) -> Response {
-    let oauth_path = request.uri().path().starts_with("/oauth2/");
-    let response = next.run(request).await;
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return response;
-    }
-    let detail = match status {
-        StatusCode::METHOD_NOT_ALLOWED => "this resource does not accept that HTTP method",
-        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large",
-        StatusCode::SERVICE_UNAVAILABLE => "the request took too long; try again",
-        _ => "the request could not be handled",
-    };
-    let allow = response.headers().get(header::ALLOW).cloned();
-    let mut replaced = if oauth_path {
-        let code = if status.is_server_error() {
-            OAuthErrorCode::TemporarilyUnavailable
-        } else {
-            OAuthErrorCode::InvalidRequest
-        };
-        let mut r = OAuthReply(OAuthError::new(code, detail)).into_response();
-        *r.status_mut() = status;
-        r
+    let form = if request.uri().path().starts_with("/oauth2/") {
+        ErrorForm::OAuth
     } else {
-        problem_response(
-            status,
-            json!({
-                "type": "about:blank",
-                "title": status.canonical_reason().unwrap_or("Error"),
-                "status": status.as_u16(),
-                "detail": detail,
-            }),
-        )
+        ErrorForm::Problem
     };
-    if let Some(allow) = allow {
-        replaced.headers_mut().insert(header::ALLOW, allow);
-    }
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        replaced
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    replaced
+    describe_bare_error(next.run(request).await, form).await
 }
 
 /// A panic is a bug; the caller gets a plain 500 problem and the details stay in the log.

@@ -6,38 +6,19 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine;
 use gatehouse_core::{ApiError, OAuthError, RequestContext, TokenProblem};
-use serde::de::DeserializeOwned;
+pub use gatehouse_proto::bearer_token;
+pub use gatehouse_proto::web::media_type;
+use gatehouse_proto::web::read_body;
 
-use crate::error::{ApiReply, OAuthReply};
+use crate::error::OAuthReply;
 
 /// OAuth requests are small; anything bigger is not a token request.
 pub const FORM_LIMIT: usize = 16 * 1024;
-pub const JSON_LIMIT: usize = 64 * 1024;
-
-pub(crate) fn media_type(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
-    Some(value.split(';').next()?.trim().to_ascii_lowercase())
-}
-
-async fn read_body(request: Request, limit: usize) -> Result<axum::body::Bytes, bool> {
-    axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|e| {
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(err) = source {
-                if err.is::<http_body_util::LengthLimitError>() {
-                    return true;
-                }
-                source = err.source();
-            }
-            false
-        })
-}
 
 /// The parameters of an `application/x-www-form-urlencoded` OAuth request. Repeated parameters are
 /// refused (RFC 6749 §3.1) and empty ones treated as absent.
@@ -85,63 +66,7 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
     }
 }
 
-/// A JSON body; malformed JSON is 400, well-formed JSON of the wrong shape 422, naming the field.
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiReply;
-
-    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let json = media_type(request.headers())
-            .is_some_and(|m| m == "application/json" || m.ends_with("+json"));
-        if !json {
-            return Err(
-                ApiError::UnsupportedMediaType("the body must be application/json".into()).into(),
-            );
-        }
-        let body = read_body(request, JSON_LIMIT).await.map_err(|too_large| {
-            if too_large {
-                ApiError::TooLarge(JSON_LIMIT)
-            } else {
-                ApiError::BadRequest("the request body could not be read".into())
-            }
-        })?;
-        serde_json::from_slice(&body).map(JsonBody).map_err(|e| {
-            use serde_json::error::Category;
-            match e.classify() {
-                Category::Data => {
-                    let detail = e.to_string();
-                    ApiReply(ApiError::field(field_named_in(&detail), detail))
-                }
-                _ => ApiReply(ApiError::BadRequest(
-                    format!("the body is not valid JSON: {e}").into(),
-                )),
-            }
-        })
-    }
-}
-
-/// serde names the offending field in backticks ("missing field `password`").
-fn field_named_in(message: &str) -> &'static str {
-    for field in [
-        "username",
-        "password",
-        "email",
-        "current_password",
-        "new_password",
-        "client_name",
-        "grant_types",
-        "scope",
-        "token_endpoint_auth_method",
-        "client_id",
-        "client_secret",
-    ] {
-        if message.contains(&format!("`{field}`")) {
-            return field;
-        }
-    }
-    "body"
-}
+pub use gatehouse_proto::web::{JSON_LIMIT, JsonBody};
 
 /// Where the request came from, for sessions and the audit log.
 pub struct Ctx(pub RequestContext);
@@ -163,43 +88,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     }
 }
 
-fn authorization(headers: &HeaderMap) -> Option<&HeaderValue> {
-    headers.get(AUTHORIZATION)
-}
-
-/// The bearer token of `Authorization: Bearer …` (RFC 6750 §2.1), if that is what was sent.
-pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, TokenProblem> {
-    let Some(value) = authorization(headers) else {
-        return Ok(None);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| TokenProblem::Invalid("the Authorization header is not valid text".into()))?;
-    match text.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(Some(token.trim()))
-        }
-        _ => Err(TokenProblem::Invalid(
-            "the Authorization header must be: Bearer <token>".into(),
-        )),
-    }
-}
-
-/// A bearer token that must be present.
+/// A bearer token that must be present (RFC 6750 §2.1).
 pub fn required_bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     match bearer_token(headers) {
         Ok(Some(token)) => Ok(token),
         Ok(None) => Err(ApiError::Unauthorized(TokenProblem::Missing)),
-        Err(problem) => Err(ApiError::Unauthorized(problem)),
+        Err(e) => Err(ApiError::Unauthorized(TokenProblem::Invalid(
+            e.to_string().into(),
+        ))),
     }
 }
 
 /// Client credentials from `Authorization: Basic` (RFC 6749 §2.3.1: both parts form-urlencoded
 /// before base64). `Ok(None)` when no Basic header was sent.
 pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
-    let Some(value) = authorization(headers) else {
+    let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
     let bad = || OAuthError::invalid_client("malformed Basic credentials");

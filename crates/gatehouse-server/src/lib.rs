@@ -25,7 +25,6 @@ use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use error::problem_response;
 pub use metrics::install_metrics;
 
 /// What every handler can reach.

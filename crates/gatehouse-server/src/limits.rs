@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use gatehouse_proto::web::{oauth_error, problem, set_retry_after};
+use gatehouse_proto::{OAuthErrorCode, retry_after_secs};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 /// Limits per key; 0 turns a limit off. Bursts of up to twice the rate are allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,31 +211,17 @@ impl RateLimits {
 
 /// 429 with `Retry-After`, in the error form of the endpoint that refused.
 pub fn too_many_requests(oauth: bool, Limited(wait): Limited) -> Response {
-    let retry_after = wait.as_secs().max(1).to_string();
+    const DETAIL: &str = "too many requests; retry later";
     let mut response = if oauth {
-        (
+        oauth_error(
             StatusCode::TOO_MANY_REQUESTS,
-            [(header::CACHE_CONTROL, "no-store")],
-            axum::Json(json!({
-                "error": "temporarily_unavailable",
-                "error_description": "too many requests; retry later",
-            })),
+            OAuthErrorCode::TemporarilyUnavailable,
+            DETAIL,
         )
-            .into_response()
     } else {
-        crate::error::problem_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            json!({
-                "type": "urn:gatehouse:problem:rate-limited",
-                "title": "Too Many Requests",
-                "status": 429,
-                "detail": "too many requests; retry later",
-            }),
-        )
+        problem(StatusCode::TOO_MANY_REQUESTS, DETAIL)
     };
-    if let Ok(value) = retry_after.parse() {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
+    set_retry_after(response.headers_mut(), retry_after_secs(wait));
     response
 }
 

@@ -1,21 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-/// `aud` may be one string or an array of strings (RFC 7519 §4.1.3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Audience {
-    pub fn contains(&self, wanted: &str) -> bool {
-        match self {
-            Audience::One(a) => a == wanted,
-            Audience::Many(all) => all.iter().any(|a| a == wanted),
-        }
-    }
-}
+pub use gatehouse_proto::Audience;
 
 /// The claims of a Gatehouse access token (RFC 9068 §2.2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,6 +23,22 @@ pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 /// so what gateways and services expect unless told otherwise (RFC 9068 §4: they must check it).
 pub const DEFAULT_AUDIENCE: &str = "gatehouse";
 
+/// The system's random source failed: nothing random can be made safely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the system random source failed")]
+pub struct RandomUnavailable;
+
+/// `bytes` random bytes as base64url without padding: the one generator of ids and secrets.
+pub fn random_string(bytes: usize) -> Result<String, RandomUnavailable> {
+    use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+    use base64::Engine;
+    let mut buf = vec![0u8; bytes];
+    SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| RandomUnavailable)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+}
+
 /// Current Unix time in whole seconds.
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use gatehouse_core::service::{Actor, ClientPatch, NewClient, NewUser, PageRequest, UserPatch};
+use gatehouse_core::service::Actor;
 use gatehouse_core::{ApiError, AuthService, RequestContext};
+use gatehouse_proto::account::NewUser;
+use gatehouse_proto::admin::{ClientPatch, NewClient, PageRequest, UserPatch};
 use serde::Serialize;
 
 use crate::config::Settings;

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use gatehouse_core::service::{Actor, NewClient};
+use gatehouse_core::service::Actor;
 use gatehouse_core::{AuthService, RequestContext};
 use gatehouse_gateway::{Gateway, GatewayFile, GatewaySection};
+use gatehouse_proto::admin::NewClient;
 use gatehouse_sdk::{FeedCredentials, TokenVerifier, VerifierSettings};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;

@@ -122,7 +122,7 @@ async fn forged_and_missing_tokens_get_401_and_never_reach_the_upstream() {
         response.headers()["www-authenticate"],
         "Bearer realm=\"gatehouse\""
     );
-    // Another scheme is no bearer token either.
+    // Another scheme is no bearer token: refused as invalid.
     let response = http
         .get(&url)
         .basic_auth("a", Some("b"))

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use gatehouse_proto::FeedEvent;
 use gatehouse_token::now_unix;
-use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 use super::AuthService;
@@ -266,63 +266,36 @@ async fn read_log(
     Ok((fresh, more))
 }
 
-/// One event of the revocation feed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum FeedEvent {
-    /// The access token with this `jti` is revoked; it would have expired at `until`.
-    TokenRevoked { jti: String, until: i64 },
-    /// Every token of this user or client issued before `not_before` is dead.
-    SubjectCutoff { subject: String, not_before: i64 },
-    /// The sign-in session `sid` ended, and every access token carrying it; the last of them
-    /// would have expired at `until`.
-    SessionRevoked { sid: String, until: i64 },
-    /// The key set changed: fetch the JWKS again.
-    KeysChanged { kid: String },
+/// What a gateway needs of a change; changes that concern only the auth nodes give `None`.
+fn feed_event(change: &Change) -> Option<FeedEvent> {
+    let until = change.until.unwrap_or_default();
+    match change.kind {
+        ChangeKind::TokenRevoked => Some(FeedEvent::TokenRevoked {
+            jti: change.subject.clone(),
+            until,
+        }),
+        ChangeKind::SubjectCutoff => Some(FeedEvent::SubjectCutoff {
+            subject: change.subject.clone(),
+            not_before: until,
+        }),
+        ChangeKind::SessionRevoked => Some(FeedEvent::SessionRevoked {
+            sid: change.subject.clone(),
+            until,
+        }),
+        ChangeKind::Keys => Some(FeedEvent::KeysChanged {
+            kid: change.subject.clone(),
+        }),
+        ChangeKind::Client | ChangeKind::Role | ChangeKind::Unknown => None,
+    }
 }
 
-impl FeedEvent {
-    /// What a gateway needs of a change; changes that concern only the auth nodes give `None`.
-    pub fn of(change: &Change) -> Option<Self> {
-        let until = change.until.unwrap_or_default();
-        match change.kind {
-            ChangeKind::TokenRevoked => Some(Self::TokenRevoked {
-                jti: change.subject.clone(),
-                until,
-            }),
-            ChangeKind::SubjectCutoff => Some(Self::SubjectCutoff {
-                subject: change.subject.clone(),
-                not_before: until,
-            }),
-            ChangeKind::SessionRevoked => Some(Self::SessionRevoked {
-                sid: change.subject.clone(),
-                until,
-            }),
-            ChangeKind::Keys => Some(Self::KeysChanged {
-                kid: change.subject.clone(),
-            }),
-            ChangeKind::Client | ChangeKind::Role | ChangeKind::Unknown => None,
+/// A revocation of tokens that have all expired (with the leeway) by `now` tells nobody anything.
+fn outlived(event: &FeedEvent, now: i64, leeway: i64) -> bool {
+    match event {
+        FeedEvent::TokenRevoked { until, .. } | FeedEvent::SessionRevoked { until, .. } => {
+            *until + leeway < now
         }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::TokenRevoked { .. } => "token_revoked",
-            Self::SubjectCutoff { .. } => "subject_cutoff",
-            Self::SessionRevoked { .. } => "session_revoked",
-            Self::KeysChanged { .. } => "keys_changed",
-        }
-    }
-
-    /// A revocation of tokens that have all expired (with the leeway) by `now` tells nobody
-    /// anything.
-    fn outlived(&self, now: i64, leeway: i64) -> bool {
-        match self {
-            Self::TokenRevoked { until, .. } | Self::SessionRevoked { until, .. } => {
-                *until + leeway < now
-            }
-            Self::SubjectCutoff { .. } | Self::KeysChanged { .. } => false,
-        }
+        _ => false,
     }
 }
 
@@ -472,8 +445,8 @@ impl FeedSubscription {
     fn events(&self, changes: &[Change], resume_from: Option<i64>, now: i64) -> Vec<FeedItem> {
         changes
             .iter()
-            .filter_map(FeedEvent::of)
-            .filter(|event| !event.outlived(now, self.leeway))
+            .filter_map(feed_event)
+            .filter(|event| !outlived(event, now, self.leeway))
             .map(|event| FeedItem::Event { resume_from, event })
             .collect()
     }
@@ -601,12 +574,12 @@ mod tests {
             jti: "a".into(),
             until: 100,
         };
-        assert!(!revoked.outlived(105, 10));
-        assert!(revoked.outlived(111, 10));
+        assert!(!outlived(&revoked, 105, 10));
+        assert!(outlived(&revoked, 111, 10));
         let cutoff = FeedEvent::SubjectCutoff {
             subject: "u".into(),
             not_before: 1,
         };
-        assert!(!cutoff.outlived(1_000_000, 10));
+        assert!(!outlived(&cutoff, 1_000_000, 10));
     }
 }

@@ -1,8 +1,9 @@
 //! The token endpoint's grants (RFC 6749 §4.3, §4.4, §6) and refresh-token rotation with reuse
 //! detection.
 
+use gatehouse_proto::TokenResponse;
+use gatehouse_proto::token::BEARER;
 use gatehouse_token::now_unix;
-use serde::Serialize;
 
 use super::{AuthService, ClientAuth, revocation_cutoff, user_is_usable};
 use crate::{
@@ -18,17 +19,6 @@ pub struct TokenRequest {
     pub username: Option<String>,
     pub password: Option<String>,
     pub refresh_token: Option<String>,
-}
-
-/// RFC 6749 §5.1.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct TokenResponse {
-    pub access_token: String,
-    pub token_type: &'static str,
-    pub expires_in: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
-    pub scope: String,
 }
 
 const BAD_LOGIN: &str = "the username or password is incorrect";
@@ -86,10 +76,10 @@ impl AuthService {
                 )?;
                 TokenResponse {
                     access_token,
-                    token_type: "Bearer",
+                    token_type: BEARER.to_owned(),
                     expires_in,
                     refresh_token: None,
-                    scope: scope.to_string(),
+                    scope: Some(scope.to_string()),
                 }
             }
             GrantType::Password => {
@@ -241,10 +231,10 @@ impl AuthService {
         .await;
         Ok(TokenResponse {
             access_token,
-            token_type: "Bearer",
+            token_type: BEARER.to_owned(),
             expires_in,
             refresh_token: Some(refresh_token),
-            scope: scope.to_string(),
+            scope: Some(scope.to_string()),
         })
     }
 
@@ -333,10 +323,10 @@ impl AuthService {
         )?;
         Ok(TokenResponse {
             access_token,
-            token_type: "Bearer",
+            token_type: BEARER.to_owned(),
             expires_in,
             refresh_token: Some(successor),
-            scope: scope.to_string(),
+            scope: Some(scope.to_string()),
         })
     }
 

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use gatehouse_proto::Introspection;
+use gatehouse_proto::token::BEARER;
 use gatehouse_token::{AccessClaims, now_unix};
-use serde::Serialize;
 
 use super::clients::CachedClient;
 use super::{AuthService, ClientAuth, user_is_usable};
@@ -17,35 +18,6 @@ pub struct LiveToken {
     pub client: Arc<CachedClient>,
     /// The person the token was issued to; `None` for a machine token.
     pub user: Option<User>,
-}
-
-/// RFC 7662 §2.2. Inactive tokens answer `{"active": false}` and nothing else.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Introspection {
-    pub active: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iat: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub aud: Option<gatehouse_token::Audience>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iss: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jti: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub roles: Option<Vec<String>>,
 }
 
 const REVOKED: &str = "the token has been revoked";
@@ -190,7 +162,7 @@ impl AuthService {
                         scope: Some(c.scope),
                         client_id: Some(c.client_id),
                         username: live.user.map(|u| u.username),
-                        token_type: Some("Bearer".into()),
+                        token_type: Some(BEARER.into()),
                         exp: Some(c.exp),
                         iat: Some(c.iat),
                         sub: Some(c.sub),
@@ -200,7 +172,7 @@ impl AuthService {
                         roles: c.roles,
                     }
                 }
-                Err(_) => Introspection::default(),
+                Err(_) => Introspection::inactive(),
             });
         }
         let now = now_unix();
@@ -209,7 +181,7 @@ impl AuthService {
             .refresh_token(&secret::hash_secret(&token))
             .await?
         else {
-            return Ok(Introspection::default());
+            return Ok(Introspection::inactive());
         };
         let live = record.rotated_at.is_none()
             && record.expires_at > now
@@ -223,7 +195,7 @@ impl AuthService {
             .is_some_and(|c| c.client.blocked_at.is_none());
         let user = match self.store.user(&family.user_id).await? {
             Some(u) if live && client_ok && user_is_usable(&u) => u,
-            _ => return Ok(Introspection::default()),
+            _ => return Ok(Introspection::inactive()),
         };
         Ok(Introspection {
             active: true,

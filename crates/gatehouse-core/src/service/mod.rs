@@ -13,17 +13,11 @@ use std::sync::Arc;
 
 use gatehouse_token::{AccessClaims, Audience, KeyEncryptionKey, VerifierConfig, now_unix};
 
-pub use admin::{
-    Actor, AdminUserView, AuditEventView, AuditQuery, ClientPatch, ClientView, CreatedClient,
-    KeyInfo, NewClient, Page, PageRequest, RevokeAll, RevokedAll, RoleUpdate, RoleView,
-    RotatedSecret, SessionQuery, SessionView, UserPatch,
-};
-pub use changes::{ChangeBatch, ChangeHub, FEED_SCOPE, FeedEvent, FeedItem, FeedSubscription};
+pub use admin::{Actor, page_bounds};
+pub use changes::{ChangeBatch, ChangeHub, FEED_SCOPE, FeedItem, FeedSubscription};
 pub use clients::{ClientAuth, PresentedAuth};
-pub use grants::{TokenRequest, TokenResponse};
-pub use lifecycle::{Introspection, LiveToken};
-pub use registration::{ClientMetadata, RegisteredClient, RegistrationRequest};
-pub use users::{NewUser, PasswordChange, UserView};
+pub use grants::TokenRequest;
+pub use lifecycle::LiveToken;
 
 use crate::keyring::KeyRing;
 use crate::password::PasswordHasher;

@@ -1,37 +1,14 @@
 //! People's accounts: signup, their own profile, password change, and the bearer-token check that
 //! the account endpoints share.
 
+use gatehouse_proto::account::{NewUser, PasswordChange, UserView};
 use gatehouse_token::{AccessClaims, now_unix};
-use serde::{Deserialize, Serialize};
 
 use super::{AuthService, revocation_cutoff};
 use crate::{
     ADMIN_ROLE, ApiError, RequestContext, StoreError, TokenProblem, USER_ROLE, User, secret,
     validate,
 };
-
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-pub struct NewUser {
-    pub username: String,
-    pub password: String,
-    pub email: String,
-}
-
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-pub struct PasswordChange {
-    pub current_password: String,
-    pub new_password: String,
-}
-
-/// What a user may see of an account: never the password hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct UserView {
-    pub id: String,
-    pub username: String,
-    pub email: String,
-    pub roles: Vec<String>,
-    pub created_at: i64,
-}
 
 impl From<&User> for UserView {
     fn from(u: &User) -> Self {

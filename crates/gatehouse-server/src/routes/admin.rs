@@ -8,10 +8,11 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::ApiError;
-use gatehouse_core::service::{
-    Actor, AdminUserView, AuditEventView, AuditQuery, ClientPatch, ClientView, CreatedClient,
-    KeyInfo, NewClient, Page, PageRequest, RevokeAll, RevokedAll, RoleUpdate, RoleView,
-    RotatedSecret, SessionQuery, SessionView, UserPatch,
+use gatehouse_core::service::Actor;
+use gatehouse_proto::admin::{
+    AdminUserView, AuditEventView, AuditQuery, ClientPatch, ClientView, CreatedClient, KeyInfo,
+    NewClient, Page, PageRequest, RevokeAll, RevokedAll, RoleUpdate, RoleView, RotatedSecret,
+    SessionQuery, SessionView, UserPatch,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

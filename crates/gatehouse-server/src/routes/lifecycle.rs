@@ -2,7 +2,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
-use gatehouse_core::service::Introspection;
+use gatehouse_proto::Introspection;
 
 use super::token::client_auth;
 use crate::AppState;

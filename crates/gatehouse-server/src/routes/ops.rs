@@ -4,7 +4,7 @@ use axum::response::IntoResponse;
 use serde_json::json;
 
 use crate::AppState;
-use crate::error::problem_response;
+use gatehouse_proto::web::problem;
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200)))]
@@ -20,14 +20,9 @@ pub async fn readyz(State(state): State<AppState>) -> axum::response::Response {
         Ok(()) => axum::Json(json!({ "status": "ready" })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            problem_response(
+            problem(
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({
-                    "type": "urn:gatehouse:problem:unavailable",
-                    "title": "Service Unavailable",
-                    "status": 503,
-                    "detail": "the store is not reachable",
-                }),
+                "the store is not reachable",
             )
         }
     }

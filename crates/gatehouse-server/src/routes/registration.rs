@@ -3,7 +3,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use gatehouse_core::OAuthError;
-use gatehouse_core::service::{ClientMetadata, RegisteredClient, RegistrationRequest};
+use gatehouse_proto::registration::{ClientMetadata, RegisteredClient, RegistrationRequest};
 
 use crate::AppState;
 use crate::error::OAuthReply;

@@ -3,7 +3,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use gatehouse_core::OAuthError;
-use gatehouse_core::service::{ClientAuth, PresentedAuth, TokenRequest, TokenResponse};
+use gatehouse_core::service::{ClientAuth, PresentedAuth, TokenRequest};
+use gatehouse_proto::TokenResponse;
 
 use crate::AppState;
 use crate::error::OAuthReply;

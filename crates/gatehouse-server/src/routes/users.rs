@@ -2,7 +2,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use gatehouse_core::service::{NewUser, PasswordChange, UserView};
+use gatehouse_proto::account::{NewUser, PasswordChange, UserView};
 
 use crate::AppState;
 use crate::error::ApiReply;
