@@ -20,13 +20,18 @@ pub struct Db {
 
 /// Which database is behind the pool; transactions that write start differently on each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
+enum Engine {
     Sqlite,
     Postgres,
 }
 
 impl Db {
-    pub fn new(pool: AnyPool, engine: Engine) -> Self {
+    /// The services' handle on `pool`; which database it is, it says itself.
+    pub fn new(pool: AnyPool) -> Self {
+        let engine = match pool.connect_options().database_url.scheme() {
+            "sqlite" => Engine::Sqlite,
+            _ => Engine::Postgres,
+        };
         Self { pool, engine }
     }
 

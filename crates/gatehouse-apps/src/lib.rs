@@ -5,6 +5,9 @@
 //!
 //! Each verifies tokens itself with the toolkit (the gateway is not its only line). It must not
 //! know the authorization server's code or tables: only tokens and the issuer's URL.
+//!
+//! Beside them, [`rates_client`] is the reference machine client: it registers itself and reads
+//! the rates through the gateway.
 
 mod common;
 pub mod fx;
@@ -12,6 +15,7 @@ pub mod messages;
 pub mod orders;
 pub mod posts;
 pub mod rates;
+pub mod rates_client;
 
 use std::sync::Arc;
 
@@ -22,7 +26,7 @@ use gatehouse_proto::web::{ErrorForm, describe_bare_error};
 use gatehouse_sdk::{TokenVerifier, problem};
 use serde::{Deserialize, Serialize};
 
-pub use common::{AppError, Db, Engine};
+pub use common::{AppError, Db};
 
 /// The services, by the name `gatehouse app NAME` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

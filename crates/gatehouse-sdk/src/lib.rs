@@ -13,6 +13,7 @@
 mod client;
 mod discovery;
 mod error;
+pub mod files;
 mod guard;
 mod keys;
 mod policy;

@@ -11,6 +11,7 @@ pub mod limits;
 mod metrics;
 mod openapi;
 mod routes;
+mod run;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use metrics::install_metrics;
+pub use run::{RunningServer, ServerSettings, start};
 
 /// What every handler can reach.
 #[derive(Clone)]

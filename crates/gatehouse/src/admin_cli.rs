@@ -14,7 +14,7 @@ use gatehouse_proto::admin::{ClientPatch, NewClient, PageRequest, UserPatch};
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::run::{load_kek, open_store};
+use gatehouse::files::{load_kek, open_store};
 
 #[derive(Subcommand)]
 pub enum AdminCommand {

@@ -4,16 +4,15 @@
 //! works on the store directly.
 
 mod admin_cli;
-mod apps_run;
-mod config;
-mod gateway_run;
-mod rates_client;
-mod run;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use gatehouse::node::{self, Addresses, NodeSpec};
+use gatehouse::{config, process};
+use gatehouse_apps::rates_client::RatesClientArgs;
 
 #[derive(Parser)]
 #[command(
@@ -155,26 +154,81 @@ impl ServerArgs {
     }
 }
 
-async fn serve(args: ServerArgs, with_gateway: bool) -> anyhow::Result<()> {
-    let settings = args.settings()?;
-    run::init_logging(&settings.log_format);
-    run::serve(settings, with_gateway).await
+/// Starts the node, says where it listens (on stdout for people, and as JSON in
+/// `GATEHOUSE_READY_FILE` for programs), and runs it until SIGINT or SIGTERM.
+async fn run(spec: NodeSpec, title: &str) -> anyhow::Result<()> {
+    let signal = process::shutdown_signal()?;
+    let node = node::start(spec).await?;
+    print_banner(title, &node.addresses);
+    if let Ok(path) = std::env::var("GATEHOUSE_READY_FILE") {
+        let text = serde_json::to_string(&node.addresses)?;
+        gatehouse_sdk::files::replace_private_file(std::path::Path::new(&path), &text)
+            .with_context(|| format!("cannot write GATEHOUSE_READY_FILE {path}"))?;
+    }
+    node.run_until(signal).await
+}
+
+fn print_banner(title: &str, addresses: &Addresses) {
+    println!("{title} is running");
+    if let Some(address) = addresses.auth {
+        println!("  authorization server  http://{address}");
+    }
+    if let Some(issuer) = &addresses.issuer {
+        println!("  issuer                {issuer}");
+    }
+    if let Some(address) = addresses.auth {
+        println!("  discovery             http://{address}/.well-known/oauth-authorization-server");
+        println!("  API docs              http://{address}/docs");
+    }
+    if let Some(address) = addresses.gateway {
+        println!("  gateway               http://{address}");
+    }
+    for (name, address) in &addresses.apps {
+        println!("  app {name:<18} http://{address}");
+    }
+    if let Some(address) = addresses.rates_client {
+        println!("  status                http://{address}/status");
+    }
+    if let Some(store) = &addresses.store {
+        println!("  store                 {store}");
+    }
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args, true).await,
-        Command::Auth(args) => serve(args, false).await,
+        Command::Serve(args) => match args.settings() {
+            Ok(settings) => {
+                process::init_logging(&settings.log_format);
+                run(NodeSpec::Serve(settings), "Gatehouse").await
+            }
+            Err(e) => Err(e),
+        },
+        Command::Auth(args) => match args.settings() {
+            Ok(settings) => {
+                process::init_logging(&settings.log_format);
+                run(NodeSpec::Auth(settings), "Gatehouse").await
+            }
+            Err(e) => Err(e),
+        },
         Command::App {
             name,
             listen,
             server,
         } => match server.settings() {
             Ok(settings) => {
-                run::init_logging(&settings.log_format);
-                apps_run::run_alone(name, listen, settings).await
+                process::init_logging(&settings.log_format);
+                let title = format!("Gatehouse app {}", name.name());
+                run(
+                    NodeSpec::App {
+                        app: name,
+                        listen,
+                        settings,
+                    },
+                    &title,
+                )
+                .await
             }
             Err(e) => Err(e),
         },
@@ -185,14 +239,17 @@ async fn main() -> std::process::ExitCode {
             credentials,
             poll_secs,
         } => {
-            run::init_logging("text");
-            rates_client::run(rates_client::RatesClientArgs {
+            process::init_logging("text");
+            let args = RatesClientArgs {
                 issuer,
                 gateway,
-                listen,
                 credentials,
                 poll_every: std::time::Duration::from_secs(poll_secs.max(1)),
-            })
+            };
+            run(
+                NodeSpec::RatesClient { args, listen },
+                "Gatehouse rates client",
+            )
             .await
         }
         Command::Gateway {
@@ -200,8 +257,15 @@ async fn main() -> std::process::ExitCode {
             listen,
             log_format,
         } => {
-            run::init_logging(&log_format);
-            gateway_run::run_alone(&config, listen).await
+            process::init_logging(&log_format);
+            run(
+                NodeSpec::Gateway {
+                    file: config,
+                    listen,
+                },
+                "Gatehouse gateway",
+            )
+            .await
         }
         Command::Admin { store, command } => {
             let settings = config::load(
@@ -214,7 +278,7 @@ async fn main() -> std::process::ExitCode {
             );
             match settings {
                 Ok(settings) => {
-                    run::init_logging_quiet();
+                    process::init_logging_quiet();
                     admin_cli::run(settings, command).await
                 }
                 Err(e) => Err(e),

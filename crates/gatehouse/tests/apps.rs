@@ -746,14 +746,8 @@ async fn an_app_runs_alone_against_a_remote_issuer() {
         ],
         &[],
     );
-    let (child, lines) = common::spawn_until(command, "app fx");
-    let url = lines.last().unwrap()["app fx".len()..].trim().to_owned();
-    let _app = common::Running {
-        child,
-        base: url.clone(),
-        gateway: None,
-        apps: Default::default(),
-    };
+    let app = common::spawn_ready(command);
+    let url = app.apps["fx"].clone();
     let alice = s.user("alice").await;
     let (status, body) = s
         .call(

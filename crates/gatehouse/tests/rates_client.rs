@@ -17,8 +17,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `gatehouse ARGS` and waits for the line starting with `marker`; returns the rest.
-fn spawn(args: &[&str], marker: &str) -> (common::Running, String) {
+/// Starts `gatehouse ARGS` and waits until it is ready.
+fn spawn(args: &[&str]) -> common::Running {
     let mut command = common::gatehouse(
         args,
         &[
@@ -27,35 +27,23 @@ fn spawn(args: &[&str], marker: &str) -> (common::Running, String) {
         ],
     );
     command.env("GATEHOUSE_LOG", "error");
-    let (child, lines) = common::spawn_until(command, marker);
-    let rest = lines.last().unwrap()[marker.len()..].trim().to_owned();
-    let running = common::Running {
-        child,
-        base: rest.clone(),
-        gateway: None,
-        apps: Default::default(),
-    };
-    (running, rest)
+    common::spawn_ready(command)
 }
 
 fn serve(data: &str, auth: u16, gateway: u16) -> common::Running {
     let auth_listen = format!("127.0.0.1:{auth}");
     let gateway_listen = format!("127.0.0.1:{gateway}");
-    spawn(
-        &[
-            "serve",
-            "--data-dir",
-            data,
-            "--auth-listen",
-            &auth_listen,
-            "--gateway-listen",
-            &gateway_listen,
-            "--apps-ports-from",
-            "0",
-        ],
-        "authorization server",
-    )
-    .0
+    spawn(&[
+        "serve",
+        "--data-dir",
+        data,
+        "--auth-listen",
+        &auth_listen,
+        "--gateway-listen",
+        &gateway_listen,
+        "--apps-ports-from",
+        "0",
+    ])
 }
 
 async fn status(http: &reqwest::Client, url: &str) -> Value {
@@ -92,22 +80,20 @@ async fn the_machine_client_registers_reads_rates_and_survives_the_server_going_
     let gateway_url = format!("http://127.0.0.1:{gateway}");
 
     // The client starts first, while nothing is listening: it waits and says why.
-    let (mut client, status_url) = spawn(
-        &[
-            "rates-client",
-            "--issuer",
-            &issuer,
-            "--gateway",
-            &gateway_url,
-            "--listen",
-            "127.0.0.1:0",
-            "--credentials",
-            credentials.to_str().unwrap(),
-            "--poll-secs",
-            "1",
-        ],
-        "status",
-    );
+    let mut client = spawn(&[
+        "rates-client",
+        "--issuer",
+        &issuer,
+        "--gateway",
+        &gateway_url,
+        "--listen",
+        "127.0.0.1:0",
+        "--credentials",
+        credentials.to_str().unwrap(),
+        "--poll-secs",
+        "1",
+    ]);
+    let status_url = client.base.clone();
     let http = reqwest::Client::new();
     let early = wait_for(
         &http,

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse_core::{AuthConfig, AuthService, Store};
-use gatehouse_server::AppState;
-use gatehouse_server::limits::{RateLimitConfig, RateLimits};
+use gatehouse_core::{AuthConfig, Store};
+use gatehouse_server::ServerSettings;
+use gatehouse_server::limits::RateLimitConfig;
 use gatehouse_store::SqlStore;
 use gatehouse_token::{AccessClaims, Audience, KeyEncryptionKey, SigningKey, now_unix};
 use serde_json::{Value, json};
@@ -27,7 +27,6 @@ pub struct TestApp {
     pub config: AuthConfig,
     kek_hex: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    follower: tokio::task::JoinHandle<()>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -115,24 +114,17 @@ impl TestApp {
         configure(&mut config);
         let kek = KeyEncryptionKey::generate().unwrap();
         let kek_hex = kek.to_hex();
-        let service = AuthService::start(config.clone(), Arc::new(store.clone()), kek)
-            .await
-            .unwrap();
-        let service = Arc::new(service);
-        let follower = tokio::spawn(
-            service
-                .clone()
-                .follow_changes(std::time::Duration::from_millis(100)),
-        );
-        let state = AppState::new(
-            service,
-            gatehouse_server::install_metrics(),
-            Arc::new(RateLimits::new(&limits)),
-        );
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(gatehouse_server::serve(listener, state, async {
-            let _ = rx.await;
-        }));
+        let settings = ServerSettings {
+            auth: config.clone(),
+            rate_limits: limits,
+            change_poll: Duration::from_millis(100),
+        };
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        gatehouse_server::start(listener, settings, Arc::new(store.clone()), kek, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
         Self {
             base: format!("http://{address}"),
             http: reqwest::Client::builder()
@@ -142,8 +134,7 @@ impl TestApp {
             store,
             config,
             kek_hex,
-            shutdown: Some(tx),
-            follower,
+            shutdown: Some(shutdown),
             _dir: dir,
         }
     }
@@ -350,10 +341,9 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
         }
-        self.follower.abort();
     }
 }
 

@@ -3,48 +3,73 @@
 
 pub mod fakes;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 pub struct Running {
     pub child: Child,
+    /// The main address: the authorization server's, or the only part's (gateway, app, the
+    /// machine client's `/status`).
     pub base: String,
     /// The gateway `serve` runs beside the authorization server.
     pub gateway: Option<String>,
     /// The reference apps `serve` runs, by name, with their direct addresses.
     pub apps: std::collections::HashMap<String, String>,
+    _ready_dir: tempfile::TempDir,
 }
 
-/// Spawns `command` with its stdout piped; returns it with the lines it printed up to and
-/// including the first that starts with `last` (trimmed). Later lines are drained, so the child
-/// never blocks on a full pipe.
-pub fn spawn_until(mut command: Command, last: &str) -> (Child, Vec<String>) {
+/// Spawns `command` and waits until it writes `GATEHOUSE_READY_FILE`: the addresses it bound,
+/// as JSON. Its stdout (the banner, for people) is not read.
+pub fn spawn_ready(mut command: Command) -> Running {
+    let ready_dir = tempfile::tempdir().unwrap();
+    let ready_file = ready_dir.path().join("ready.json");
     let mut child = command
-        .stdout(Stdio::piped())
+        .env("GATEHOUSE_READY_FILE", &ready_file)
+        .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("exited before printing {last:?}; printed {seen:?}"))
-            .unwrap();
-        let line = line.trim().to_owned();
-        let done = line.starts_with(last);
-        seen.push(line);
-        if done {
-            break;
+    let started = std::time::Instant::now();
+    let ready: serde_json::Value = loop {
+        if let Ok(text) = std::fs::read_to_string(&ready_file) {
+            break serde_json::from_str(&text).unwrap();
         }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("exited ({status}) before it was ready");
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(90),
+            "not ready after 90 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let url = |key: &str| {
+        ready[key]
+            .as_str()
+            .map(|address| format!("http://{address}"))
+    };
+    let apps: std::collections::HashMap<String, String> = ready["apps"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, address)| {
+            (
+                name.clone(),
+                format!("http://{}", address.as_str().unwrap()),
+            )
+        })
+        .collect();
+    let base = url("auth")
+        .or_else(|| url("gateway"))
+        .or_else(|| url("rates_client").map(|u| format!("{u}/status")))
+        .or_else(|| apps.values().next().cloned())
+        .unwrap();
+    Running {
+        child,
+        base,
+        gateway: url("gateway"),
+        apps,
+        _ready_dir: ready_dir,
     }
-    std::thread::spawn(move || for _ in lines {});
-    (child, seen)
-}
-
-/// The URL a printed line gives after `label`, if the line is that label's.
-fn printed_url(line: &str, label: &str) -> Option<String> {
-    line.strip_prefix(label).map(|rest| rest.trim().to_owned())
 }
 
 /// A `gatehouse` command with the test environment: quiet, and no key or database inherited.
@@ -61,44 +86,21 @@ pub fn gatehouse(args: &[&str], env: &[(&str, &str)]) -> Command {
     command
 }
 
-/// Starts `gatehouse ARGS` on free ports and waits until it says it is listening.
+/// Starts `gatehouse ARGS` on free ports and waits until it is ready.
 pub fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut command = gatehouse(args, env);
     command.args(["--auth-listen", "127.0.0.1:0"]);
     if args.first() == Some(&"serve") {
         command.args(["--gateway-listen", "127.0.0.1:0", "--apps-ports-from", "0"]);
     }
-    let (child, lines) = spawn_until(command, "authorization server");
-    let find = |label: &str| lines.iter().find_map(|l| printed_url(l, label));
-    let apps = lines
-        .iter()
-        .filter_map(|l| l.strip_prefix("app "))
-        .filter_map(|rest| rest.split_once(' '))
-        .map(|(name, url)| (name.to_owned(), url.trim().to_owned()))
-        .collect();
-    Running {
-        child,
-        base: find("authorization server").unwrap(),
-        gateway: find("gateway "),
-        apps,
-    }
+    spawn_ready(command)
 }
 
 /// Starts `gatehouse gateway --config FILE` on a free port; `base` is the gateway's URL.
 pub fn start_gateway(config: &std::path::Path, env: &[(&str, &str)]) -> Running {
     let mut command = gatehouse(&["gateway", "--listen", "127.0.0.1:0", "--config"], env);
     command.arg(config);
-    let (child, lines) = spawn_until(command, "gateway ");
-    let base = lines
-        .iter()
-        .find_map(|l| printed_url(l, "gateway "))
-        .unwrap();
-    Running {
-        child,
-        base: base.clone(),
-        gateway: Some(base),
-        apps: Default::default(),
-    }
+    spawn_ready(command)
 }
 
 /// Sends `signal` (e.g. "-HUP") to the process.

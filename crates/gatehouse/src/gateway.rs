@@ -1,7 +1,6 @@
-//! Starting the gateway: alone from its own file (`gatehouse gateway`), or beside the
-//! authorization server under `gatehouse serve`.
+//! The gateway part of a node: alone from its own file (`gatehouse gateway`), or beside the
+//! authorization server under `gatehouse serve` with routes to the reference apps.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,17 +10,25 @@ use gatehouse_core::service::Actor;
 use gatehouse_core::{AuthService, RequestContext};
 use gatehouse_gateway::{Gateway, GatewayFile, GatewaySection};
 use gatehouse_proto::admin::NewClient;
-use gatehouse_sdk::{FeedCredentials, TokenVerifier, VerifierSettings};
+use gatehouse_sdk::files::write_private_file;
+use gatehouse_sdk::{FeedCredentials, VerifierSettings};
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 
-use crate::config::secret_from_env;
+use crate::config::{Settings, secret_from_env};
 
 /// The routes `gatehouse serve` uses unless `gateway.routes_file` names others.
 pub const SHIPPED_ROUTES: &str = include_str!("../gateway.toml");
 
-/// `gatehouse gateway --config FILE`.
-pub async fn run_alone(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+/// The gateway's settings from its own file (`gatehouse gateway --config FILE`): its section,
+/// issuer, routes and feed credentials.
+pub struct AloneSettings {
+    pub section: GatewaySection,
+    pub issuer: String,
+    pub rules: Vec<gatehouse_gateway::RouteRule>,
+    pub feed: Option<FeedCredentials>,
+}
+
+pub fn read_alone_settings(path: &Path) -> anyhow::Result<AloneSettings> {
     let file = GatewayFile::read(path)?;
     let rules = file.rules()?;
     let section = file.gateway;
@@ -54,31 +61,16 @@ pub async fn run_alone(path: &Path, listen: Option<SocketAddr>) -> anyhow::Resul
             None
         }
     };
-    let listen = listen.unwrap_or(section.listen);
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let shutdown = crate::run::shutdown_signal()?;
-    let gateway = build(
-        &section,
-        &issuer,
+    Ok(AloneSettings {
+        section,
+        issuer,
         rules,
-        Some(path.to_owned()),
-        Vec::new(),
         feed,
-    )
-    .await?;
-    reload_on_hangup(gateway.clone())?;
-    println!("Gatehouse gateway is running");
-    println!("  gateway  http://{}", listener.local_addr()?);
-    println!("  issuer   {issuer}");
-    gateway.serve(listener, shutdown).await?;
-    tracing::info!("stopped");
-    Ok(())
+    })
 }
 
 /// Connects to the issuer (retrying while it starts) and builds the gateway.
-pub async fn build(
+pub async fn connect(
     section: &GatewaySection,
     issuer: &str,
     rules: Vec<gatehouse_gateway::RouteRule>,
@@ -97,19 +89,8 @@ pub async fn build(
         introspect_when_stale: section.introspect_when_stale,
         ..VerifierSettings::new(issuer)
     };
-    let mut attempt = 0;
-    let verifier = loop {
-        match TokenVerifier::connect(settings.clone()).await {
-            Ok(verifier) => break verifier,
-            Err(e) if attempt < 30 => {
-                attempt += 1;
-                tracing::warn!(error = %e, "waiting for the issuer");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => return Err(e).context("cannot reach the issuer"),
-        }
-    };
-    until_current(&verifier, "the gateway").await;
+    let verifier = crate::verifier::connect(settings).await?;
+    crate::verifier::until_current(&verifier, "the gateway").await;
     Ok(Gateway::new(
         rules,
         routes_file,
@@ -117,19 +98,6 @@ pub async fn build(
         verifier,
         gatehouse_server::install_metrics(),
     ))
-}
-
-/// Waits until `verifier` knows the revocations made before this process started (its feed's
-/// backlog has arrived), so that a process that says it is running does not answer its first
-/// requests with 503. After a while it goes on anyway: protected routes fail closed meanwhile.
-pub async fn until_current(verifier: &TokenVerifier, what: &str) {
-    const PATIENCE: Duration = Duration::from_secs(15);
-    if !verifier.wait_until_current(PATIENCE).await {
-        tracing::warn!(
-            "{what} has not caught up with the revocation feed after {PATIENCE:?}; protected \
-             routes answer 503 until it has"
-        );
-    }
 }
 
 /// SIGHUP reads the route file again; a broken file is refused and the old routes stay.
@@ -215,9 +183,44 @@ pub async fn ensure_feed_client(
         std::fs::remove_file(&path)
             .with_context(|| format!("cannot replace {}", path.display()))?;
     }
-    crate::run::write_private_file(&path, &serde_json::to_string(&stored)?)?;
+    write_private_file(&path, &serde_json::to_string(&stored)?)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     Ok(FeedCredentials {
         client_id: stored.client_id,
         client_secret: stored.client_secret,
     })
+}
+
+/// The gateway beside the authorization server: the shipped routes (or `gateway.routes_file`),
+/// reading the revocation feed with a client of its own.
+pub async fn beside_auth(
+    settings: &Settings,
+    service: &AuthService,
+    placeholders: Vec<(String, String)>,
+) -> anyhow::Result<Arc<Gateway>> {
+    let file = match &settings.gateway.routes_file {
+        Some(path) => GatewayFile::read_with(path, &placeholders)?,
+        None => GatewayFile::parse(
+            &gatehouse_gateway::substitute(SHIPPED_ROUTES, &placeholders),
+            "the shipped gateway.toml",
+        )?,
+    };
+    let feed = ensure_feed_client(service, &settings.data_dir).await?;
+    let section = GatewaySection {
+        staleness_budget_secs: settings.gateway.staleness_budget_secs,
+        leeway_secs: settings.auth.token_leeway_secs,
+        audience: settings.auth.audience.clone(),
+        ..file.gateway.clone()
+    };
+    let gateway = connect(
+        &section,
+        &settings.auth.issuer,
+        file.rules()?,
+        settings.gateway.routes_file.clone(),
+        placeholders,
+        Some(feed),
+    )
+    .await?;
+    reload_on_hangup(gateway.clone())?;
+    Ok(gateway)
 }

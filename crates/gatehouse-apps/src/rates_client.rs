@@ -5,7 +5,6 @@
 //! Whatever is down, it keeps retrying with backoff and says so in `/status`; it never exits on
 //! its own.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +19,6 @@ use serde_json::Value;
 pub struct RatesClientArgs {
     pub issuer: String,
     pub gateway: String,
-    pub listen: SocketAddr,
     pub credentials: PathBuf,
     pub poll_every: Duration,
 }
@@ -64,24 +62,24 @@ struct Shared {
     snapshot: Option<Value>,
 }
 
-pub async fn run(args: RatesClientArgs) -> anyhow::Result<()> {
+/// Polls the rates in the background and serves `/status` and `/currencies` on `listener` until
+/// `shutdown`.
+pub async fn serve(
+    args: RatesClientArgs,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let shared = Arc::new(Mutex::new(Shared::default()));
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let api = Router::new()
         .route("/status", get(status))
         .route("/currencies", get(currencies))
         .with_state(shared.clone());
-    println!("Gatehouse rates client is running");
-    println!("  status  http://{}/status", listener.local_addr()?);
-    let shutdown = crate::run::shutdown_signal()?;
     let poller = tokio::spawn(poll_forever(args, shared));
-    axum::serve(listener, api)
+    let served = axum::serve(listener, api)
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
     poller.abort();
-    Ok(())
+    served
 }
 
 async fn status(
@@ -96,7 +94,7 @@ async fn currencies(
     use axum::response::IntoResponse;
     match lock(&shared).snapshot.clone() {
         Some(snapshot) => Json(snapshot).into_response(),
-        None => gatehouse_sdk::problem(
+        None => gatehouse_proto::web::problem(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "no rates have been read yet; see /status",
         ),
@@ -315,12 +313,7 @@ async fn credentials(
 /// Writes the file beside its final name (mode 0600) and renames it into place, so a crash
 /// never leaves half a file.
 fn save(path: &Path, credentials: &Credentials) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let partial = path.with_extension("partial");
-    let _ = std::fs::remove_file(&partial);
-    crate::run::write_private_file(&partial, &serde_json::to_string_pretty(credentials)?)?;
-    std::fs::rename(&partial, path)?;
-    Ok(())
+    let text = serde_json::to_string_pretty(credentials)?;
+    gatehouse_sdk::files::replace_private_file(path, &text)
+        .with_context(|| format!("cannot write {}", path.display()))
 }

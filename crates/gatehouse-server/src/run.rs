@@ -1,0 +1,113 @@
+//! Running the authorization server: its listener and the loops that keep a node current (the
+//! change-log reader, key reloads, purges, forgetting idle rate limits).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_core::{AuthConfig, AuthService, Store, StoreError};
+use gatehouse_token::KeyEncryptionKey;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::AppState;
+use crate::limits::{RateLimitConfig, RateLimits};
+
+/// What the authorization server runs with.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub auth: AuthConfig,
+    pub rate_limits: RateLimitConfig,
+    /// How often the change log is read when no commit wakes the reader.
+    pub change_poll: Duration,
+}
+
+impl ServerSettings {
+    pub fn new(auth: AuthConfig) -> Self {
+        Self {
+            auth,
+            rate_limits: RateLimitConfig::default(),
+            change_poll: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A running authorization server.
+pub struct RunningServer {
+    pub address: SocketAddr,
+    pub service: Arc<AuthService>,
+    /// Ends when the server has stopped: after `shutdown`, or because it failed.
+    pub task: JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts the service on `store` (creating signing keys and the built-in web client on first
+/// start), serves on `listener` and starts the node's loops, until `shutdown` resolves; then
+/// requests in flight finish and the loops stop.
+pub async fn start(
+    listener: TcpListener,
+    settings: ServerSettings,
+    store: Arc<dyn Store>,
+    kek: KeyEncryptionKey,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<RunningServer, StoreError> {
+    let address = listener
+        .local_addr()
+        .map_err(|e| StoreError::Unavailable(format!("the listener has no address: {e}").into()))?;
+    let service = Arc::new(AuthService::start(settings.auth, store, kek).await?);
+    let limits = Arc::new(RateLimits::new(&settings.rate_limits));
+    let loops = vec![
+        // Changes made through other nodes or the CLI apply here within a second.
+        tokio::spawn(service.clone().follow_changes(settings.change_poll)),
+        tokio::spawn(reload_keys_periodically(service.clone())),
+        tokio::spawn(purge_periodically(service.clone())),
+        tokio::spawn(forget_idle_limits(limits.clone())),
+    ];
+    let state = AppState::new(service.clone(), crate::install_metrics(), limits);
+    let task = tokio::spawn(async move {
+        let served = crate::serve(listener, state, shutdown).await;
+        for task in loops {
+            task.abort();
+        }
+        served
+    });
+    Ok(RunningServer {
+        address,
+        service,
+        task,
+    })
+}
+
+/// A safety net under the change log for key rotations made through other nodes. The activation
+/// delay (default 120 s) is longer than this period plus the JWKS cache lifetime, so every node
+/// publishes a new key before any node signs with it even if a change-log entry were lost.
+async fn reload_keys_periodically(service: Arc<AuthService>) {
+    let mut every = tokio::time::interval(Duration::from_secs(30));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if let Err(e) = service.reload_keys().await {
+            tracing::warn!(error = %e, "reloading the signing keys failed");
+        }
+    }
+}
+
+async fn forget_idle_limits(limits: Arc<RateLimits>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        limits.forget_idle();
+    }
+}
+
+/// Expired deny entries and refresh families are of no use; remove them now and then.
+async fn purge_periodically(service: Arc<AuthService>) {
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        match service.purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "purged expired revocations and sessions"),
+            Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! One running node: whatever parts a command asked for, started from typed settings, with the
+//! addresses they bound and one way to stop them all.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use gatehouse_apps::App;
+use gatehouse_apps::rates_client::RatesClientArgs;
+use gatehouse_server::ServerSettings;
+use gatehouse_store::SqlStore;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::{apps, files, gateway};
+
+/// What a node runs.
+pub enum NodeSpec {
+    /// `gatehouse serve`: the authorization server and, unless the settings turn them off, the
+    /// gateway and the reference apps behind it.
+    Serve(Settings),
+    /// `gatehouse auth`: the authorization server alone.
+    Auth(Settings),
+    /// `gatehouse gateway`: the gateway alone, from its route file.
+    Gateway {
+        file: PathBuf,
+        listen: Option<SocketAddr>,
+    },
+    /// `gatehouse app NAME`: one reference app alone, with its tables in the settings' store.
+    App {
+        app: App,
+        listen: SocketAddr,
+        settings: Settings,
+    },
+    /// `gatehouse rates-client`: the reference machine client.
+    RatesClient {
+        args: RatesClientArgs,
+        listen: SocketAddr,
+    },
+}
+
+/// Where a node's parts listen, and what it tells its clients.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Addresses {
+    pub auth: Option<SocketAddr>,
+    pub issuer: Option<String>,
+    pub gateway: Option<SocketAddr>,
+    /// The reference apps, by name.
+    pub apps: BTreeMap<String, SocketAddr>,
+    pub rates_client: Option<SocketAddr>,
+    /// Which store the node uses, for people to read.
+    pub store: Option<String>,
+}
+
+type Server = JoinHandle<std::io::Result<()>>;
+
+/// A running node. Every part runs until [`Node::shutdown`]; one that ends early (it failed)
+/// stops the others too, so a node never lives on half-started.
+pub struct Node {
+    pub addresses: Addresses,
+    stop: Arc<watch::Sender<bool>>,
+    servers: Vec<Server>,
+    store: Option<SqlStore>,
+}
+
+/// Resolves once `stopping` turns true (or its sender is gone).
+pub async fn stopped(mut stopping: watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+/// Starts the parts `spec` names and returns once each is listening (and, for parts that check
+/// tokens, current with the revocation feed).
+pub async fn start(spec: NodeSpec) -> anyhow::Result<Node> {
+    let (stop, stopping) = watch::channel(false);
+    let mut node = Node {
+        addresses: Addresses::default(),
+        stop: Arc::new(stop),
+        servers: Vec::new(),
+        store: None,
+    };
+    let started = match spec {
+        NodeSpec::Serve(settings) => node.start_auth(settings, true, stopping).await,
+        NodeSpec::Auth(settings) => node.start_auth(settings, false, stopping).await,
+        NodeSpec::Gateway { file, listen } => {
+            node.start_gateway_alone(file, listen, stopping).await
+        }
+        NodeSpec::App {
+            app,
+            listen,
+            settings,
+        } => node.start_app_alone(app, listen, settings, stopping).await,
+        NodeSpec::RatesClient { args, listen } => {
+            let listener = bind(listen).await?;
+            node.addresses.rates_client = Some(listener.local_addr()?);
+            node.servers
+                .push(tokio::spawn(gatehouse_apps::rates_client::serve(
+                    args,
+                    listener,
+                    stopped(stopping),
+                )));
+            Ok(())
+        }
+    };
+    if let Err(e) = started {
+        // Parts already running stop with the node that failed to start.
+        node.shutdown();
+        if let Some(store) = &node.store {
+            store.close().await;
+        }
+        return Err(e);
+    }
+    Ok(node)
+}
+
+async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))
+}
+
+impl Node {
+    /// Stops every part: listeners close, requests in flight finish.
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Runs until `signal` resolves (or a part fails), then stops every part and waits for them.
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            signal.await;
+            let _ = stop.send(true);
+        });
+        self.wait().await
+    }
+
+    /// Waits until every part has stopped; the first failure, if any.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let mut servers: FuturesUnordered<Server> = self.servers.into_iter().collect();
+        let mut first_error = None;
+        while let Some(ended) = servers.next().await {
+            let _ = self.stop.send(true);
+            let result = ended
+                .map_err(anyhow::Error::from)
+                .and_then(|r| r.map_err(Into::into));
+            if let Err(e) = result {
+                tracing::error!(error = %format!("{e:#}"), "a server failed; stopping");
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(store) = self.store {
+            store.close().await;
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => {
+                tracing::info!("stopped");
+                Ok(())
+            }
+        }
+    }
+
+    async fn start_auth(
+        &mut self,
+        mut settings: Settings,
+        with_gateway: bool,
+        stopping: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let listener = bind(settings.auth_listen).await?;
+        let address = listener.local_addr()?;
+        // An issuer derived from a listen address with port 0 names the port actually bound.
+        if settings.auth.issuer == format!("http://{}", settings.auth_listen) {
+            settings.auth.issuer = format!("http://{address}");
+        }
+        let store = files::open_store(&settings).await?;
+        self.store = Some(store.clone());
+        self.addresses.store = Some(match &settings.database_url {
+            Some(_) => "PostgreSQL".to_owned(),
+            None => format!("SQLite in {}", settings.data_dir.display()),
+        });
+        let kek = files::load_kek(&settings)?;
+        let with_gateway = with_gateway && settings.gateway.enabled;
+        // The apps run behind the gateway, so only with it.
+        let app_listeners = match with_gateway && settings.apps.enabled {
+            true => apps::bind(settings.apps.ports_from).await?,
+            false => Vec::new(),
+        };
+        let gateway_listener = match with_gateway {
+            true => Some(bind(settings.gateway.listen).await?),
+            false => None,
+        };
+        let server_settings = ServerSettings {
+            rate_limits: settings.rate_limits.clone(),
+            ..ServerSettings::new(settings.auth.clone())
+        };
+        let server = gatehouse_server::start(
+            listener,
+            server_settings,
+            Arc::new(store.clone()),
+            kek,
+            stopped(stopping.clone()),
+        )
+        .await
+        .context("cannot start the authorization server")?;
+        self.servers.push(server.task);
+        self.addresses.auth = Some(address);
+        self.addresses.issuer = Some(settings.auth.issuer.clone());
+        files::bootstrap_admin(&server.service).await?;
+
+        let Some(gateway_listener) = gateway_listener else {
+            return Ok(());
+        };
+        let placeholders = apps::placeholders(&app_listeners)?;
+        let gateway = gateway::beside_auth(&settings, &server.service, placeholders).await?;
+        if !app_listeners.is_empty() {
+            let db = gatehouse_apps::Db::new(store.pool().clone());
+            let served = apps::serve(
+                app_listeners,
+                &db,
+                gateway.verifier(),
+                &settings.apps.app_settings(),
+                stopping.clone(),
+            )
+            .await?;
+            for (app, address, server) in served {
+                self.addresses.apps.insert(app.name().to_owned(), address);
+                self.servers.push(server);
+            }
+        }
+        self.addresses.gateway = Some(gateway_listener.local_addr()?);
+        self.servers.push(tokio::spawn(
+            gateway.serve(gateway_listener, stopped(stopping)),
+        ));
+        Ok(())
+    }
+
+    async fn start_gateway_alone(
+        &mut self,
+        file: PathBuf,
+        listen: Option<SocketAddr>,
+        stopping: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let alone = gateway::read_alone_settings(&file)?;
+        let listener = bind(listen.unwrap_or(alone.section.listen)).await?;
+        let gateway = gateway::connect(
+            &alone.section,
+            &alone.issuer,
+            alone.rules,
+            Some(file),
+            Vec::new(),
+            alone.feed,
+        )
+        .await?;
+        gateway::reload_on_hangup(gateway.clone())?;
+        self.addresses.gateway = Some(listener.local_addr()?);
+        self.addresses.issuer = Some(alone.issuer);
+        self.servers
+            .push(tokio::spawn(gateway.serve(listener, stopped(stopping))));
+        Ok(())
+    }
+
+    async fn start_app_alone(
+        &mut self,
+        app: App,
+        listen: SocketAddr,
+        settings: Settings,
+        stopping: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let store = files::open_store(&settings).await?;
+        self.store = Some(store.clone());
+        let verifier = apps::alone_verifier(&settings).await?;
+        let listener = apps::bind_one(app, listen).await?;
+        let db = gatehouse_apps::Db::new(store.pool().clone());
+        let served = apps::serve(
+            vec![(app, listener)],
+            &db,
+            &verifier,
+            &settings.apps.app_settings(),
+            stopping,
+        )
+        .await?;
+        for (app, address, server) in served {
+            self.addresses.apps.insert(app.name().to_owned(), address);
+            self.servers.push(server);
+        }
+        self.addresses.issuer = Some(settings.auth.issuer);
+        Ok(())
+    }
+}
