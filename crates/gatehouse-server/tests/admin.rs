@@ -156,8 +156,7 @@ async fn every_admin_route_refuses_non_admins_before_reading_the_body(backend: B
             .status(),
         200
     );
-    app.execute("UPDATE users SET roles = 'user' WHERE username = 'root'")
-        .await;
+    app.set_roles("root", &["user"]).await;
     assert_eq!(
         call(&app, &admin, Method::GET, "/admin/users", None)
             .await

@@ -55,6 +55,15 @@ impl SqlStore {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
+    /// The newest sequence number, 0 when the log is empty.
+    pub(crate) async fn read_latest_change(&self) -> Result<i64, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM change_log")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(seq.unwrap_or(0))
+    }
+
     pub(crate) async fn read_first_change_since(&self, at: i64) -> Result<Option<i64>, StoreError> {
         // The index on `at` gives the first entry of the window without a scan.
         sqlx::query_scalar("SELECT seq FROM change_log WHERE at >= $1 ORDER BY at, seq LIMIT 1")

@@ -2,12 +2,35 @@
 //! (the default, WAL mode, no set-up) or PostgreSQL (several nodes sharing one database).
 //!
 //! One implementation serves both backends through sqlx's `Any` driver: the SQL is written once in
-//! the dialect they share (`$N` parameters, `RETURNING`, `ON CONFLICT`), with integer times and text
-//! lists. Each backend keeps its own migrations. This crate must not know about HTTP or OAuth rules;
-//! it stores and loads what the core hands it.
+//! the dialect they share (`$N` parameters, `RETURNING`, `ON CONFLICT`, `string_agg`), with integer
+//! times and space-separated lists of scopes and grant types. Who holds a role is a join table
+//! (`user_roles`, `client_roles`) with foreign keys, so a role cannot vanish while held.
+//!
+//! The code is split by aggregate: `clients`, `users`, `roles`, `sessions` (refresh families and
+//! tokens, revoked access tokens), `keys`, `audit`, `changes` (the change log) and `purge`.
+//! `writes` applies [`Store::commit`]'s writes in one transaction, with `cutoffs` for those that
+//! move a not-before time; `rows` turns rows into domain records. This file holds the
+//! connection, the migrations and the trait, whose methods only delegate.
+//!
+//! Migrations: one history, in `migrations/`, written once for both backends. The few statements
+//! that cannot be shared (the change log's counter) sit in `migrations/sqlite/` and
+//! `migrations/postgres/`, numbered into the same sequence; each backend runs the shared files and
+//! its own, merged in version order. A database whose recorded history differs from this one
+//! (one made before the history was consolidated, say) is refused with an error saying so, and
+//! left as it was.
+//!
+//! This crate must not know about HTTP or OAuth rules; it stores and loads what the core hands it.
 
+mod audit;
 mod changes;
+mod clients;
+mod cutoffs;
+mod keys;
+mod purge;
+mod roles;
 mod rows;
+mod sessions;
+mod users;
 mod writes;
 
 use std::path::Path;
@@ -19,16 +42,21 @@ use gatehouse_core::{
     RefreshTokenRecord, Role, RotateOutcome, Store, StoreError, StoredKey, User, Write,
 };
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::{AnyPool, Executor};
 
-use rows::{
-    ClientRow, EventRow, FamilyRow, KeyRow, RoleRow, TokenAndFamilyRow, UserRow, join_list,
-};
-
+/// Which database a [`SqlStore`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+/// A user or a client: who holds roles, gets cut off, and owns sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    User,
+    Client,
 }
 
 /// The sqlx-backed store.
@@ -75,6 +103,8 @@ impl SqlStore {
                 options
                     // SQLite writes one at a time; a few connections serve the concurrent readers.
                     .max_connections(8)
+                    // Per connection. SQLite enforces foreign keys (role holders, sessions) only
+                    // where the pragma is on: sqlx's default, said here as the schema needs it.
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             conn.execute(
@@ -115,11 +145,21 @@ impl SqlStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let result = match self.backend {
-            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await,
-            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&self.pool).await,
-        };
-        result.map_err(|e| StoreError::Backend(format!("migrations failed: {e}")))
+        migrator(self.backend)
+            .run(&self.pool)
+            .await
+            .map_err(|e| match e {
+                // sqlx compares the recorded history before it applies anything new, so such a
+                // database is left as it was.
+                MigrateError::VersionMissing(_) | MigrateError::VersionMismatch(_) => {
+                    StoreError::Backend(format!(
+                        "this database's schema comes from a different migration history (an \
+                         unreleased earlier Gatehouse, or other software): {e}. It was left \
+                         unchanged; it cannot be upgraded, so start on a new database"
+                    ))
+                }
+                e => StoreError::Backend(format!("migrations failed: {e}")),
+            })
     }
 
     pub async fn close(&self) {
@@ -127,15 +167,18 @@ impl SqlStore {
     }
 }
 
-/// A `LIKE` pattern (escape `\\`) matching a space-separated role list that holds `role` as a
-/// whole word, with `LIKE`'s wildcards in the name escaped.
-fn role_pattern(role: &str) -> String {
-    format!(
-        "% {} %",
-        role.replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    )
+/// The shared history with `backend`'s own files merged in by version.
+fn migrator(backend: Backend) -> Migrator {
+    // Each reads only the files directly in its directory. (The macro wants the `./` to tell a
+    // path from the crate's root from one relative to this file.)
+    static SHARED: Migrator = sqlx::migrate!("./migrations");
+    static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
+    static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
+    let own = match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    };
+    Migrator::with_migrations(SHARED.iter().chain(own.iter()).cloned().collect())
 }
 
 /// Connection errors can echo the URL; never let a password reach a log.
@@ -161,24 +204,23 @@ fn backend_error(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// Column lists as macros, so queries stay `&'static str` (sqlx refuses unaudited dynamic SQL).
-macro_rules! client_columns {
-    () => {
-        "id, name, secret_hash, auth_method, grant_types, scopes, roles, \
-         registration_token_hash, created_at, updated_at, blocked_at, not_before, \
-         previous_secret_hash, previous_secret_expires_at"
-    };
+/// Like [`backend_error`], with a unique key's conflict told in the caller's words.
+fn taken(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| match backend_error(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(what.into()),
+        other => other,
+    }
 }
-macro_rules! family_columns {
-    () => {
-        "id, user_id, client_id, scope, created_at, last_used_at, expires_at, revoked_at, ip, \
-         user_agent"
-    };
-}
-macro_rules! user_columns {
-    () => {
-        "id, username, email, password_hash, roles, created_at, updated_at, blocked_at, not_before"
-    };
+
+/// Like [`backend_error`], with a broken reference to a role (one deleted meanwhile, or still
+/// held when it is deleted) as a conflict in the caller's words.
+fn role_conflict(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::Conflict(what.into())
+        }
+        _ => backend_error(e),
+    }
 }
 
 #[async_trait]
@@ -192,171 +234,47 @@ impl Store for SqlStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        let rows: Vec<KeyRow> = sqlx::query_as(
-            "SELECT kid, alg, sealed_private_key, public_jwk, created_at, activates_at, retired_at \
-             FROM signing_keys ORDER BY created_at, kid",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        self.load_signing_keys().await
     }
 
     async fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
-        let row: Option<ClientRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            client_columns!(),
-            " FROM clients WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        row.map(TryInto::try_into).transpose()
+        self.load_client(id).await
     }
 
-    async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
-        let row = ClientRow::from(c);
-        sqlx::query(concat!(
-            "INSERT INTO clients (",
-            client_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-        ))
-        .bind(row.id)
-        .bind(row.name)
-        .bind(row.secret_hash)
-        .bind(row.auth_method)
-        .bind(row.grant_types)
-        .bind(row.scopes)
-        .bind(row.roles)
-        .bind(row.registration_token_hash)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .bind(row.blocked_at)
-        .bind(row.not_before)
-        .bind(row.previous_secret_hash)
-        .bind(row.previous_secret_expires_at)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(|e| match backend_error(e) {
-            StoreError::Conflict(_) => StoreError::Conflict("that client id is taken".into()),
-            other => other,
-        })
+    async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
+        self.store_new_client(client).await
     }
 
     async fn list_clients(&self, after: &str, limit: u32) -> Result<Vec<Client>, StoreError> {
-        let rows: Vec<ClientRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            client_columns!(),
-            " FROM clients WHERE id > $1 ORDER BY id LIMIT $2"
-        ))
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        rows.into_iter().map(TryInto::try_into).collect()
+        self.load_clients_after(after, limit).await
     }
 
     async fn list_users(&self, after: &str, limit: u32) -> Result<Vec<User>, StoreError> {
-        let rows: Vec<UserRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE id > $1 ORDER BY id LIMIT $2"
-        ))
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        self.load_users_after(after, limit).await
     }
 
     async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(row.map(Into::into))
+        self.load_user(id).await
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE lower(username) = lower($1)"
-        ))
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(row.map(Into::into))
+        self.load_user_by_username(username).await
     }
 
-    async fn insert_user(&self, u: &User) -> Result<(), StoreError> {
-        sqlx::query(concat!(
-            "INSERT INTO users (",
-            user_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        ))
-        .bind(&u.id)
-        .bind(&u.username)
-        .bind(&u.email)
-        .bind(&u.password_hash)
-        .bind(join_list(&u.roles))
-        .bind(u.created_at)
-        .bind(u.updated_at)
-        .bind(u.blocked_at)
-        .bind(u.not_before)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(|e| match backend_error(e) {
-            StoreError::Conflict(_) => StoreError::Conflict("that username is taken".into()),
-            other => other,
-        })
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
+        self.store_new_user(user).await
     }
 
     async fn roles(&self) -> Result<Vec<Role>, StoreError> {
-        let rows: Vec<RoleRow> =
-            sqlx::query_as("SELECT name, description, scopes FROM roles ORDER BY name")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend_error)?;
-        rows.into_iter().map(TryInto::try_into).collect()
+        self.load_roles().await
     }
 
     async fn role_in_use(&self, name: &str) -> Result<bool, StoreError> {
-        let pattern = role_pattern(name);
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM users WHERE (' ' || roles || ' ') LIKE $1 ESCAPE '\\' \
-             UNION ALL SELECT 1 FROM clients WHERE (' ' || roles || ' ') LIKE $1 ESCAPE '\\' \
-             LIMIT 1",
-        )
-        .bind(pattern)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(found.is_some())
+        self.role_has_holders(name).await
     }
 
     async fn family(&self, id: &str) -> Result<Option<RefreshFamily>, StoreError> {
-        let row: Option<FamilyRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            family_columns!(),
-            " FROM refresh_families WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(row.map(Into::into))
+        self.load_family(id).await
     }
 
     async fn list_families(
@@ -365,92 +283,23 @@ impl Store for SqlStore {
         after: &str,
         limit: u32,
     ) -> Result<Vec<RefreshFamily>, StoreError> {
-        let rows: Vec<FamilyRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            family_columns!(),
-            " FROM refresh_families WHERE id > $1 \
-              AND (CAST($2 AS TEXT) IS NULL OR user_id = $2) \
-              AND (CAST($3 AS TEXT) IS NULL OR client_id = $3) \
-              ORDER BY id LIMIT $4"
-        ))
-        .bind(after)
-        .bind(&filter.user_id)
-        .bind(&filter.client_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        self.load_families_after(filter, after, limit).await
     }
 
     async fn create_family(
         &self,
-        f: &RefreshFamily,
+        family: &RefreshFamily,
         first: &RefreshTokenRecord,
         user_not_before: i64,
     ) -> Result<bool, StoreError> {
-        // SQLite's write lock, or PostgreSQL's share lock on the user row, keeps a block or
-        // cut-off from committing between this check and the insert; one that commits after
-        // finds the new family and ends it.
-        let mut tx = self.begin_write().await?;
-        let lock = match self.backend {
-            Backend::Sqlite => {
-                "SELECT 1 FROM users WHERE id = $1 AND blocked_at IS NULL AND not_before <= $2"
-            }
-            Backend::Postgres => {
-                "SELECT 1 FROM users WHERE id = $1 AND blocked_at IS NULL AND not_before <= $2 \
-                 FOR SHARE"
-            }
-        };
-        let usable: Option<i64> = sqlx::query_scalar(lock)
-            .bind(&f.user_id)
-            .bind(user_not_before)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend_error)?;
-        if usable.is_none() {
-            tx.rollback().await.map_err(backend_error)?;
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, last_used_at, \
-             expires_at, revoked_at, ip, user_agent) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&f.id)
-        .bind(&f.user_id)
-        .bind(&f.client_id)
-        .bind(&f.scope)
-        .bind(f.created_at)
-        .bind(f.last_used_at)
-        .bind(f.expires_at)
-        .bind(f.revoked_at)
-        .bind(&f.ip)
-        .bind(&f.user_agent)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_error)?;
-        insert_token(&mut tx, first).await?;
-        tx.commit().await.map_err(backend_error)?;
-        Ok(true)
+        self.store_new_family(family, first, user_not_before).await
     }
 
     async fn refresh_token(
         &self,
         hash: &str,
     ) -> Result<Option<(RefreshTokenRecord, RefreshFamily)>, StoreError> {
-        let row: Option<TokenAndFamilyRow> = sqlx::query_as(
-            "SELECT t.hash, t.family_id, t.created_at AS token_created_at, \
-             t.expires_at AS token_expires_at, t.rotated_at, f.user_id, f.client_id, f.scope, \
-             f.created_at, f.last_used_at, f.expires_at, f.revoked_at, f.ip, f.user_agent \
-             FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
-             WHERE t.hash = $1",
-        )
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(row.map(Into::into))
+        self.load_refresh_token(hash).await
     }
 
     async fn rotate_refresh_token(
@@ -459,92 +308,15 @@ impl Store for SqlStore {
         successor: &RefreshTokenRecord,
         now: i64,
     ) -> Result<RotateOutcome, StoreError> {
-        // The conditional update comes first: on SQLite it takes the write lock before any read
-        // (no lock upgrade to deadlock on); on PostgreSQL it row-locks, so concurrent rotations
-        // of one token queue here and all but the first see it already rotated.
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
-        if self.backend == Backend::Postgres {
-            // Row-lock the family first: under READ COMMITTED the EXISTS below would not see a
-            // revocation that commits meanwhile. (SQLite writes one at a time; no lock needed.)
-            sqlx::query("SELECT id FROM refresh_families WHERE id = $1 FOR UPDATE")
-                .bind(&successor.family_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend_error)?;
-        }
-        // Only while the family lives: a revocation racing this rotation wins.
-        let done = sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1 AND rotated_at IS NULL \
-             AND EXISTS (SELECT 1 FROM refresh_families f \
-                         WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL)",
-        )
-        .bind(old_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_error)?;
-        if done.rows_affected() == 0 {
-            tx.rollback().await.map_err(backend_error)?;
-            return Ok(RotateOutcome::AlreadyRotated);
-        }
-        insert_token(&mut tx, successor).await?;
-        sqlx::query("UPDATE refresh_families SET last_used_at = $2 WHERE id = $1")
-            .bind(&successor.family_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
-        tx.commit().await.map_err(backend_error)?;
-        Ok(RotateOutcome::Rotated)
+        self.rotate_token(old_hash, successor, now).await
     }
 
     async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM revoked_tokens WHERE jti = $1")
-            .bind(jti)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        Ok(found.is_some())
+        self.is_access_token_revoked(jti).await
     }
 
     async fn purge_expired(&self, now: i64, audit_before: Option<i64>) -> Result<u64, StoreError> {
-        let tokens = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        let families = sqlx::query("DELETE FROM refresh_families WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        // A day of changes is plenty for any node or gateway to catch up. The newest entry stays:
-        // it tells a starting reader where the sequence stands.
-        let changes = sqlx::query(
-            "DELETE FROM change_log WHERE at < $1 AND seq < (SELECT MAX(seq) FROM change_log)",
-        )
-        .bind(now - 24 * 3600)
-        .execute(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        let events = match audit_before {
-            Some(before) => sqlx::query("DELETE FROM audit_events WHERE at < $1")
-                .bind(before)
-                .execute(&self.pool)
-                .await
-                .map_err(backend_error)?
-                .rows_affected(),
-            None => 0,
-        };
-        Ok(tokens.rows_affected() + families.rows_affected() + changes.rows_affected() + events)
-    }
-
-    async fn latest_change(&self) -> Result<i64, StoreError> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM change_log")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        Ok(seq.unwrap_or(0))
+        self.delete_expired(now, audit_before).await
     }
 
     async fn commit(&self, writes: &[Write]) -> Result<Committed, StoreError> {
@@ -568,27 +340,20 @@ impl Store for SqlStore {
         self.read_first_change_since(at).await
     }
 
+    async fn latest_change(&self) -> Result<i64, StoreError> {
+        self.read_latest_change().await
+    }
+
     async fn change_notified(&self) {
         self.changed.wait().await;
     }
 
-    async fn record_event(&self, e: &AuditEvent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_events (id, at, kind, subject, client_id, actor, ip, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&e.id)
-        .bind(e.at)
-        .bind(&e.kind)
-        .bind(&e.subject)
-        .bind(&e.client_id)
-        .bind(&e.actor)
-        .bind(&e.ip)
-        .bind(&e.detail)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(backend_error)
+    async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.store_event(event).await
+    }
+
+    async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+        self.load_recent_events(limit).await
     }
 
     async fn list_events(
@@ -597,62 +362,8 @@ impl Store for SqlStore {
         before: Option<(i64, String)>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        let (before_at, before_id) = match before {
-            Some((at, id)) => (Some(at), Some(id)),
-            None => (None, None),
-        };
-        let rows: Vec<EventRow> = sqlx::query_as(
-            "SELECT id, at, kind, subject, client_id, actor, ip, detail FROM audit_events \
-             WHERE (CAST($1 AS TEXT) IS NULL OR subject = $1) \
-               AND (CAST($2 AS TEXT) IS NULL OR kind = $2) \
-               AND (CAST($3 AS BIGINT) IS NULL OR at >= $3) \
-               AND (CAST($4 AS BIGINT) IS NULL OR at <= $4) \
-               AND (CAST($5 AS BIGINT) IS NULL OR at < $5 OR (at = $5 AND id < $6)) \
-             ORDER BY at DESC, id DESC LIMIT $7",
-        )
-        .bind(&filter.subject)
-        .bind(&filter.kind)
-        .bind(filter.since)
-        .bind(filter.until)
-        .bind(before_at)
-        .bind(before_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        self.load_events(filter, before, limit).await
     }
-
-    async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(
-            "SELECT id, at, kind, subject, client_id, actor, ip, detail FROM audit_events \
-             ORDER BY at DESC, id LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(rows.into_iter().map(Into::into).collect())
-    }
-}
-
-async fn insert_token(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    t: &RefreshTokenRecord,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO refresh_tokens (hash, family_id, created_at, expires_at, rotated_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&t.hash)
-    .bind(&t.family_id)
-    .bind(t.created_at)
-    .bind(t.expires_at)
-    .bind(t.rotated_at)
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
-    .map_err(backend_error)
 }
 
 #[cfg(test)]
@@ -664,5 +375,19 @@ mod tests {
         let url = "postgres://app:hunter2@db:5432/x";
         let msg = format!("failed to connect to {url}");
         assert!(!redact(&msg, url).contains("hunter2"));
+    }
+
+    /// A version used both in the shared directory and a backend's would run only one of them.
+    #[test]
+    fn both_backends_run_the_same_versions_each_once() {
+        let versions =
+            |backend| -> Vec<i64> { migrator(backend).iter().map(|m| m.version).collect() };
+        let sqlite = versions(Backend::Sqlite);
+        assert!(sqlite.windows(2).all(|w| w[0] < w[1]), "{sqlite:?}");
+        assert_eq!(sqlite, versions(Backend::Postgres));
+        assert!(
+            sqlite.len() >= 2,
+            "the shared files and the backend's: {sqlite:?}"
+        );
     }
 }

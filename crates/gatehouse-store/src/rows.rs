@@ -1,5 +1,6 @@
 //! Row shapes as the shared SQL returns them, and their conversion to domain records. Lists are
-//! stored space-separated (scope and role names cannot contain spaces).
+//! space-separated (scope and role names cannot contain spaces): scopes and grant types as stored,
+//! roles as gathered from their join tables when a user or client is loaded.
 
 use gatehouse_core::{
     AuditEvent, AuthMethod, Change, ChangeKind, Client, GrantType, RefreshFamily,

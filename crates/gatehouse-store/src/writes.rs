@@ -4,8 +4,12 @@
 use gatehouse_core::{Committed, StoreError, Write, WriteEffect};
 use sqlx::{Any, Transaction};
 
-use crate::rows::{ClientRow, join_list};
-use crate::{Backend, SqlStore, backend_error};
+use crate::cutoffs::{
+    and_end_sessions, cut_off, cut_off_at, cut_off_holders, deleted_at, forward_not_before,
+};
+use crate::roles::replace_roles;
+use crate::rows::ClientRow;
+use crate::{Backend, SqlStore, Subject, backend_error, role_conflict};
 
 /// The PostgreSQL channel that wakes other nodes' change-log readers.
 macro_rules! change_channel {
@@ -14,15 +18,6 @@ macro_rules! change_channel {
     };
 }
 pub(crate) const CHANGE_CHANNEL: &str = change_channel!();
-
-/// A cut-off at `$2`: the not-before time moves there, or, if a cut-off in the same second (or
-/// later) already put it there, one second past it, since tokens issued meanwhile carry it as
-/// their `iat`. It only ever moves forward, and the statement returns where it now stands.
-macro_rules! forward_not_before {
-    () => {
-        "not_before = CASE WHEN not_before >= $2 THEN not_before + 1 ELSE $2 END"
-    };
-}
 
 impl SqlStore {
     pub(crate) async fn commit_writes(&self, writes: &[Write]) -> Result<Committed, StoreError> {
@@ -82,20 +77,6 @@ fn found(rows_affected: u64) -> Option<WriteEffect> {
     (rows_affected > 0).then(WriteEffect::default)
 }
 
-/// The effect of a write that left its user's or client's not-before time at `stored`.
-fn cut_off_at(stored: i64) -> WriteEffect {
-    WriteEffect {
-        not_before: Some(stored),
-        ..WriteEffect::default()
-    }
-}
-
-/// The effect of deleting a user or client whose not-before time was `stored`: its tokens die
-/// where a cut-off at `cutoff` would have moved it.
-fn deleted_at(stored: i64, cutoff: i64) -> WriteEffect {
-    cut_off_at(gatehouse_core::model::advance_not_before(stored, cutoff))
-}
-
 /// The effect of a write that may find nothing left to change.
 fn changed(rows_affected: u64) -> Option<WriteEffect> {
     Some(WriteEffect {
@@ -115,16 +96,16 @@ async fn apply(
             let sql = match cutoff {
                 None => {
                     "UPDATE clients SET name = $2, auth_method = $3, grant_types = $4, \
-                     scopes = $5, roles = $6, updated_at = $7 WHERE id = $1 RETURNING not_before"
+                     scopes = $5, updated_at = $6 WHERE id = $1 RETURNING not_before"
                 }
                 Some(_) => concat!(
                     "UPDATE clients SET ",
                     forward_not_before!(),
-                    ", name = $3, auth_method = $4, grant_types = $5, scopes = $6, roles = $7, \
-                     updated_at = $8 WHERE id = $1 RETURNING not_before"
+                    ", name = $3, auth_method = $4, grant_types = $5, scopes = $6, \
+                     updated_at = $7 WHERE id = $1 RETURNING not_before"
                 ),
             };
-            let mut query = sqlx::query_scalar(sql).bind(row.id);
+            let mut query = sqlx::query_scalar(sql).bind(&client.id);
             if let Some(at) = cutoff {
                 query = query.bind(*at);
             }
@@ -133,11 +114,13 @@ async fn apply(
                 .bind(row.auth_method)
                 .bind(row.grant_types)
                 .bind(row.scopes)
-                .bind(row.roles)
                 .bind(row.updated_at)
                 .fetch_optional(&mut **tx)
                 .await
                 .map_err(backend_error)?;
+            if stored.is_some() {
+                replace_roles(tx, Subject::Client, &client.id, &client.roles).await?;
+            }
             return Ok(stored.map(cut_off_at));
         }
         Write::BlockClient {
@@ -145,7 +128,7 @@ async fn apply(
             not_before,
             now,
             ..
-        } => return cut_off(tx, Owner::Client, id, *not_before, *now, true).await,
+        } => return cut_off(tx, Subject::Client, id, *not_before, *now, true).await,
         Write::UnblockClient { id, now } => {
             sqlx::query("UPDATE clients SET blocked_at = NULL, updated_at = $2 WHERE id = $1")
                 .bind(id)
@@ -171,7 +154,7 @@ async fn apply(
             not_before,
             now,
             ..
-        } => return cut_off(tx, Owner::Client, id, *not_before, *now, false).await,
+        } => return cut_off(tx, Subject::Client, id, *not_before, *now, false).await,
         Write::DeleteClient { id, cutoff } => {
             let stored: Option<i64> =
                 sqlx::query_scalar("DELETE FROM clients WHERE id = $1 RETURNING not_before")
@@ -188,13 +171,11 @@ async fn apply(
             now,
         } => {
             let sql = match cutoff {
-                None => {
-                    "UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1 RETURNING not_before"
-                }
+                None => "UPDATE users SET updated_at = $2 WHERE id = $1 RETURNING not_before",
                 Some(_) => concat!(
                     "UPDATE users SET ",
                     forward_not_before!(),
-                    ", roles = $3, updated_at = $4 WHERE id = $1 RETURNING not_before"
+                    ", updated_at = $3 WHERE id = $1 RETURNING not_before"
                 ),
             };
             let mut query = sqlx::query_scalar(sql).bind(id);
@@ -202,11 +183,13 @@ async fn apply(
                 query = query.bind(*at);
             }
             let stored: Option<i64> = query
-                .bind(join_list(roles))
                 .bind(*now)
                 .fetch_optional(&mut **tx)
                 .await
                 .map_err(backend_error)?;
+            if stored.is_some() {
+                replace_roles(tx, Subject::User, id, roles).await?;
+            }
             return Ok(stored.map(cut_off_at));
         }
         Write::BlockUser {
@@ -214,7 +197,7 @@ async fn apply(
             not_before,
             now,
             ..
-        } => return cut_off(tx, Owner::User, id, *not_before, *now, true).await,
+        } => return cut_off(tx, Subject::User, id, *not_before, *now, true).await,
         Write::UnblockUser { id, now } => {
             sqlx::query("UPDATE users SET blocked_at = NULL, updated_at = $2 WHERE id = $1")
                 .bind(id)
@@ -241,14 +224,14 @@ async fn apply(
             .fetch_optional(&mut **tx)
             .await
             .map_err(backend_error)?;
-            return and_end_sessions(tx, stored, Owner::User, id, *now).await;
+            return and_end_sessions(tx, stored, Subject::User, id, *now).await;
         }
         Write::CutOffUser {
             id,
             not_before,
             now,
             ..
-        } => return cut_off(tx, Owner::User, id, *not_before, *now, false).await,
+        } => return cut_off(tx, Subject::User, id, *not_before, *now, false).await,
         Write::DeleteUser { id, cutoff } => {
             let stored: Option<i64> =
                 sqlx::query_scalar("DELETE FROM users WHERE id = $1 RETURNING not_before")
@@ -348,121 +331,15 @@ async fn apply(
             return Ok(Some(effect));
         }
         Write::DeleteRole(name) => {
-            sqlx::query("DELETE FROM roles WHERE name = $1")
+            // The core refuses to delete a held role; the foreign keys refuse it here too, for a
+            // role given to someone after the core looked.
+            let deleted = sqlx::query("DELETE FROM roles WHERE name = $1")
                 .bind(name)
                 .execute(&mut **tx)
                 .await
+                .map_err(role_conflict("the role is still held by users or clients"))?;
+            return Ok(found(deleted.rows_affected()));
         }
     };
     Ok(found(affected.map_err(backend_error)?.rows_affected()))
-}
-
-/// Cuts off every user and client holding `role`; their ids with their new not-before times.
-async fn cut_off_holders(
-    tx: &mut Transaction<'static, Any>,
-    role: &str,
-    not_before: i64,
-) -> Result<Vec<(String, i64)>, StoreError> {
-    let pattern = crate::role_pattern(role);
-    let mut holders = Vec::new();
-    for sql in [
-        concat!(
-            "UPDATE users SET ",
-            forward_not_before!(),
-            " WHERE (' ' || roles || ' ') LIKE $1 ESCAPE '\\' RETURNING id, not_before"
-        ),
-        concat!(
-            "UPDATE clients SET ",
-            forward_not_before!(),
-            " WHERE (' ' || roles || ' ') LIKE $1 ESCAPE '\\' RETURNING id, not_before"
-        ),
-    ] {
-        let ids: Vec<(String, i64)> = sqlx::query_as(sql)
-            .bind(&pattern)
-            .bind(not_before)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(backend_error)?;
-        holders.extend(ids);
-    }
-    Ok(holders)
-}
-
-/// Whose sessions a write ends.
-#[derive(Clone, Copy)]
-enum Owner {
-    User,
-    Client,
-}
-
-/// Moves a user's or client's not-before time forward (blocking it too when asked), then ends its
-/// sessions.
-async fn cut_off(
-    tx: &mut Transaction<'static, Any>,
-    owner: Owner,
-    id: &str,
-    not_before: i64,
-    now: i64,
-    block: bool,
-) -> Result<Option<WriteEffect>, StoreError> {
-    macro_rules! update {
-        ($table:literal, $block:literal) => {
-            concat!(
-                "UPDATE ",
-                $table,
-                " SET ",
-                forward_not_before!(),
-                $block,
-                ", updated_at = $3 WHERE id = $1 RETURNING not_before"
-            )
-        };
-    }
-    let sql = match (owner, block) {
-        (Owner::User, false) => update!("users", ""),
-        (Owner::User, true) => update!("users", ", blocked_at = COALESCE(blocked_at, $3)"),
-        (Owner::Client, false) => update!("clients", ""),
-        (Owner::Client, true) => update!("clients", ", blocked_at = COALESCE(blocked_at, $3)"),
-    };
-    let stored: Option<i64> = sqlx::query_scalar(sql)
-        .bind(id)
-        .bind(not_before)
-        .bind(now)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend_error)?;
-    and_end_sessions(tx, stored, owner, id, now).await
-}
-
-/// After a cut-off that left the not-before time at `stored` (`None`: no such user or client):
-/// ends that one's live sessions too.
-async fn and_end_sessions(
-    tx: &mut Transaction<'static, Any>,
-    stored: Option<i64>,
-    owner: Owner,
-    id: &str,
-    now: i64,
-) -> Result<Option<WriteEffect>, StoreError> {
-    let Some(stored) = stored else {
-        return Ok(None);
-    };
-    let sql = match owner {
-        Owner::User => {
-            "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 \
-             AND revoked_at IS NULL RETURNING id"
-        }
-        Owner::Client => {
-            "UPDATE refresh_families SET revoked_at = $2 WHERE client_id = $1 \
-             AND revoked_at IS NULL RETURNING id"
-        }
-    };
-    let ended_sessions: Vec<String> = sqlx::query_scalar(sql)
-        .bind(id)
-        .bind(now)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend_error)?;
-    Ok(Some(WriteEffect {
-        ended_sessions,
-        ..cut_off_at(stored)
-    }))
 }

@@ -146,12 +146,30 @@ impl TestApp {
     /// An access token of a fresh user holding the admin role.
     pub async fn admin_token(&self) -> String {
         self.sign_up("root", "root-password-1").await;
-        sqlx::query("UPDATE users SET roles = 'admin user' WHERE username = 'root'")
-            .execute(self.store.pool())
-            .await
-            .unwrap();
+        self.set_roles("root", &["admin", "user"]).await;
         let tokens = self.login("root", "root-password-1").await;
         tokens["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Gives a user exactly these roles in the store, with no cut-off: tokens already issued
+    /// keep theirs.
+    pub async fn set_roles(&self, username: &str, roles: &[&str]) {
+        let user = self
+            .store
+            .user_by_username(username)
+            .await
+            .unwrap()
+            .unwrap();
+        let write = gatehouse_core::Write::SetUserRoles {
+            id: user.id,
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            cutoff: None,
+            now: now_unix(),
+        };
+        assert_eq!(
+            self.store.commit(&[write]).await.unwrap(),
+            gatehouse_core::Committed::Done { sessions_ended: 0 }
+        );
     }
 
     /// POST a form to the token endpoint.
@@ -306,7 +324,7 @@ impl TestApp {
         let mut tables = Vec::new();
         for table in TABLES {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT * FROM {table} ORDER BY 1"
+                "SELECT * FROM {table} ORDER BY 1, 2"
             )))
             .fetch_all(self.store.pool())
             .await
@@ -352,6 +370,8 @@ const TABLES: &[&str] = &[
     "clients",
     "users",
     "roles",
+    "user_roles",
+    "client_roles",
     "refresh_families",
     "refresh_tokens",
     "revoked_tokens",
