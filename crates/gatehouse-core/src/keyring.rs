@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use gatehouse_token::{JwkSet, KeyEncryptionKey, SigningKey, Verifier, VerifierConfig, now_unix};
+use gatehouse_token::{JwkSet, KeyEncryptionKey, SigningKey, Verifier, VerifierConfig};
 
 use crate::{Store, StoreError, StoredKey};
 
@@ -47,7 +47,11 @@ fn write<T>(lock: &RwLock<T>, value: T) {
 }
 
 /// A new key record, sealed, that signs from `activates_at`.
-pub fn new_key_record(kek: &KeyEncryptionKey, activates_at: i64) -> Result<StoredKey, StoreError> {
+pub fn new_key_record(
+    kek: &KeyEncryptionKey,
+    activates_at: i64,
+    now: i64,
+) -> Result<StoredKey, StoreError> {
     let key = SigningKey::generate().map_err(|e| StoreError::Backend(e.to_string()))?;
     Ok(StoredKey {
         kid: key.kid().to_owned(),
@@ -57,7 +61,7 @@ pub fn new_key_record(kek: &KeyEncryptionKey, activates_at: i64) -> Result<Store
             .map_err(|e| StoreError::Backend(e.to_string()))?,
         public_jwk: serde_json::to_string(&key.public_jwk())
             .map_err(|e| StoreError::Backend(e.to_string()))?,
-        created_at: now_unix(),
+        created_at: now,
         activates_at,
         retired_at: None,
     })
@@ -69,10 +73,11 @@ impl KeyRing {
         store: &dyn Store,
         kek: &KeyEncryptionKey,
         verifier_config: VerifierConfig,
+        now: i64,
     ) -> Result<Self, StoreError> {
         let mut stored = store.signing_keys().await?;
         if stored.is_empty() {
-            let record = new_key_record(kek, now_unix())?;
+            let record = new_key_record(kek, now, now)?;
             store
                 .commit(&[crate::Write::AddSigningKey {
                     key: record.clone(),
@@ -85,7 +90,7 @@ impl KeyRing {
             stored = store.signing_keys().await?;
         }
         let keys = Arc::new(unseal(stored, kek)?);
-        let view = build_view(&keys, &verifier_config, now_unix())?;
+        let view = build_view(&keys, &verifier_config, now)?;
         Ok(Self {
             keys: RwLock::new(keys),
             current: RwLock::new(Arc::new(view)),
@@ -93,11 +98,10 @@ impl KeyRing {
         })
     }
 
-    /// The keys as of now. Cheap: a clone of an `Arc`, plus a rebuild from memory when a key
+    /// The keys as of `now`. Cheap: a clone of an `Arc`, plus a rebuild from memory when a key
     /// activated or retired since the last call.
-    pub fn view(&self) -> Arc<KeyView> {
+    pub fn view(&self, now: i64) -> Arc<KeyView> {
         let view = read(&self.current);
-        let now = now_unix();
         if now < view.valid_until {
             return view;
         }
@@ -124,9 +128,10 @@ impl KeyRing {
         &self,
         store: &dyn Store,
         kek: &KeyEncryptionKey,
+        now: i64,
     ) -> Result<(), StoreError> {
         let keys = Arc::new(unseal(store.signing_keys().await?, kek)?);
-        let view = Arc::new(build_view(&keys, &self.verifier_config, now_unix())?);
+        let view = Arc::new(build_view(&keys, &self.verifier_config, now)?);
         write(&self.keys, keys);
         write(&self.current, view);
         Ok(())

@@ -5,6 +5,7 @@
 //! HTTP (status codes, headers, bodies) or about any particular database: the server crate maps
 //! errors to responses in one place, and the store crate implements persistence.
 
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod keyring;
@@ -17,9 +18,9 @@ pub mod store;
 pub mod throttle;
 pub mod validate;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::AuthConfig;
 pub use error::{ApiError, FieldError, OAuthError, OAuthErrorCode, StoreError, TokenProblem};
-pub use gatehouse_token::now_unix as now;
 pub use model::*;
 pub use scope::ScopeSet;
 pub use service::AuthService;

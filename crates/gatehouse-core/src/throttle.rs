@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleSettings {
@@ -36,10 +36,11 @@ pub fn delay_for(failures: u32, settings: &ThrottleSettings) -> Duration {
         .min(MAX_DELAY)
 }
 
+/// Times are since the Unix epoch, from the service's clock.
 struct Failures {
     count: u32,
-    last: Instant,
-    locked_until: Option<Instant>,
+    last: Duration,
+    locked_until: Option<Duration>,
 }
 
 pub struct LoginThrottle {
@@ -75,8 +76,7 @@ impl LoginThrottle {
         }
     }
 
-    pub fn is_locked(&self, username: &str) -> bool {
-        let now = Instant::now();
+    pub fn is_locked(&self, username: &str, now: Duration) -> bool {
         self.with_entries(|entries| {
             entries
                 .get(&key(username))
@@ -85,12 +85,11 @@ impl LoginThrottle {
         })
     }
 
-    pub fn record_failure(&self, username: &str) -> FailureOutcome {
-        let now = Instant::now();
+    pub fn record_failure(&self, username: &str, now: Duration) -> FailureOutcome {
         let settings = self.settings;
         self.with_entries(|entries| {
             if entries.len() >= MAX_TRACKED {
-                entries.retain(|_, f| now.duration_since(f.last) < settings.lock_for);
+                entries.retain(|_, f| now.saturating_sub(f.last) < settings.lock_for);
                 if entries.len() >= MAX_TRACKED {
                     // Never drop a lock in force to make room.
                     entries.retain(|_, f| f.locked_until.is_some_and(|until| until > now));
@@ -102,7 +101,7 @@ impl LoginThrottle {
                 locked_until: None,
             });
             // Forget old failures and finished locks.
-            if now.duration_since(entry.last) >= settings.lock_for
+            if now.saturating_sub(entry.last) >= settings.lock_for
                 && entry.locked_until.is_none_or(|until| until <= now)
             {
                 entry.count = 0;
@@ -155,22 +154,24 @@ mod tests {
         assert_eq!(delay_for(u32::MAX, &s), MAX_DELAY);
     }
 
+    const T0: Duration = Duration::from_secs(1_700_000_000);
+
     #[test]
     fn locks_after_the_threshold_and_success_clears() {
         let throttle = LoginThrottle::new(settings());
         for n in 1..5 {
-            let outcome = throttle.record_failure("Alice");
+            let outcome = throttle.record_failure("Alice", T0);
             assert!(!outcome.locked_now, "failure {n}");
-            assert!(!throttle.is_locked("alice"));
+            assert!(!throttle.is_locked("alice", T0));
         }
-        assert!(throttle.record_failure("ALICE").locked_now);
+        assert!(throttle.record_failure("ALICE", T0).locked_now);
         assert!(
-            throttle.is_locked("alice"),
+            throttle.is_locked("alice", T0),
             "usernames are compared case-insensitively"
         );
-        assert!(!throttle.is_locked("bob"));
+        assert!(!throttle.is_locked("bob", T0));
         throttle.record_success("alice");
-        assert!(!throttle.is_locked("alice"));
+        assert!(!throttle.is_locked("alice", T0));
     }
 
     #[test]
@@ -180,12 +181,12 @@ mod tests {
             lock_for: Duration::from_millis(30),
             ..settings()
         });
-        assert!(throttle.record_failure("x").locked_now);
-        assert!(throttle.is_locked("x"));
-        std::thread::sleep(Duration::from_millis(40));
-        assert!(!throttle.is_locked("x"));
+        assert!(throttle.record_failure("x", T0).locked_now);
+        assert!(throttle.is_locked("x", T0 + Duration::from_millis(29)));
+        let later = T0 + Duration::from_millis(40);
+        assert!(!throttle.is_locked("x", later));
         assert!(
-            throttle.record_failure("x").locked_now,
+            throttle.record_failure("x", later).locked_now,
             "a new round of failures locks again"
         );
     }
@@ -197,16 +198,17 @@ mod tests {
             lock_for: Duration::from_millis(30),
             ..settings()
         });
-        throttle.record_failure("x");
-        assert!(throttle.record_failure("x").locked_now);
+        throttle.record_failure("x", T0);
+        assert!(throttle.record_failure("x", T0).locked_now);
         // An attacker keeps failing through the lock and past its end, never going quiet long
         // enough for the failures to be forgotten: the first failure after the lock re-locks.
+        let mut now = T0;
         let mut relocked = false;
         for _ in 0..6 {
-            std::thread::sleep(Duration::from_millis(10));
-            relocked |= throttle.record_failure("x").locked_now;
+            now += Duration::from_millis(10);
+            relocked |= throttle.record_failure("x", now).locked_now;
         }
         assert!(relocked, "a failure after the lock ran out must lock again");
-        assert!(throttle.is_locked("x"));
+        assert!(throttle.is_locked("x", now));
     }
 }

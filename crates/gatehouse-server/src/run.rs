@@ -52,7 +52,7 @@ pub async fn start(
 ) -> Result<RunningServer, StoreError> {
     let address = listener
         .local_addr()
-        .map_err(|e| StoreError::Unavailable(format!("the listener has no address: {e}").into()))?;
+        .map_err(|e| StoreError::Unavailable(format!("the listener has no address: {e}")))?;
     let service = Arc::new(AuthService::start(settings.auth, store, kek).await?);
     let limits = Arc::new(RateLimits::new(&settings.rate_limits));
     let loops = vec![

@@ -85,6 +85,17 @@ impl SqlStore {
         Self::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
     }
 
+    /// A private SQLite database in memory, gone when the store closes: for tests that want the
+    /// real store without files. Its connections share one cache, so writers do not wait on each
+    /// other as they do on a file: keep it to one writer at a time.
+    pub async fn open_in_memory() -> Result<Self, StoreError> {
+        let name = gatehouse_core::secret::random_string(12)?.replace(['-', '_'], "x");
+        Self::connect(&format!(
+            "sqlite:file:gatehouse-{name}?mode=memory&cache=shared"
+        ))
+        .await
+    }
+
     /// Connects to `sqlite://…` or `postgres://…` and applies the migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         install_default_drivers();

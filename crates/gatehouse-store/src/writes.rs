@@ -32,7 +32,7 @@ impl SqlStore {
             sessions_ended += effect.ended_sessions.len() as u64;
             changes.extend(write.changes(&effect));
         }
-        let now = gatehouse_core::now();
+        let now = gatehouse_core::Clock::now(&gatehouse_core::SystemClock);
         let mut logged = false;
         for change in changes {
             sqlx::query(

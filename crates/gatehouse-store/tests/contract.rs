@@ -856,7 +856,7 @@ async fn deleting_a_user_or_client_takes_its_sessions_and_roles(backend: Backend
 async fn the_change_log_reads_by_range_by_list_and_by_time(backend: Backend) {
     let s = TestStore::open(backend).await;
     assert_eq!(s.latest_change().await.unwrap(), 0);
-    let started = gatehouse_core::now();
+    let started = gatehouse_core::Clock::now(&gatehouse_core::SystemClock);
     done(&s, &[revoke_access("jti-1", 5_000)]).await;
     // Several writes in one commit: their entries in order, in one transaction.
     done(
@@ -864,7 +864,7 @@ async fn the_change_log_reads_by_range_by_list_and_by_time(backend: Backend) {
         &[revoke_access("jti-2", 6_000), revoke_access("jti-3", 7_000)],
     )
     .await;
-    let finished = gatehouse_core::now();
+    let finished = gatehouse_core::Clock::now(&gatehouse_core::SystemClock);
 
     let all = changes_after(&s, 0).await;
     assert_eq!(
@@ -1142,7 +1142,7 @@ async fn access_tokens_are_revoked_once(backend: Backend) {
 async fn purge_deletes_only_what_expired(backend: Backend) {
     let s = TestStore::open(backend).await;
     // Change-log entries are stamped with the clock: purge two days on, past their day.
-    let purge_at = gatehouse_core::now() + 2 * 24 * 3600;
+    let purge_at = gatehouse_core::Clock::now(&gatehouse_core::SystemClock) + 2 * 24 * 3600;
     s.insert_client(&client("cli_a", &[])).await.unwrap();
     s.insert_user(&user("usr_a", "alice", &["user"]))
         .await

@@ -14,12 +14,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use gatehouse_proto::FeedEvent;
-use gatehouse_token::now_unix;
 use tokio::sync::{broadcast, watch};
 
 use super::AuthService;
 use super::ClientAuth;
-use crate::{Change, ChangeKind, OAuthError, OAuthErrorCode, Store, StoreError};
+use crate::{Change, ChangeKind, Clock, OAuthError, OAuthErrorCode, Store, StoreError};
 
 /// The most entries one read of the log returns; a short read means the reader is at the end.
 pub const CHANGE_PAGE: usize = 2000;
@@ -129,11 +128,8 @@ pub struct ChangeHub {
 impl ChangeHub {
     /// Starts a little before the end of the log, so a transaction that took its number before
     /// this node started and commits after is still found.
-    pub(crate) async fn open(store: &dyn Store) -> Result<Self, StoreError> {
-        let start = match store
-            .first_change_since(now_unix() - HOLE_PATIENCE_SECS)
-            .await?
-        {
+    pub(crate) async fn open(store: &dyn Store, now: i64) -> Result<Self, StoreError> {
+        let start = match store.first_change_since(now - HOLE_PATIENCE_SECS).await? {
             Some(seq) => seq - 1,
             None => store.latest_change().await?,
         };
@@ -185,7 +181,7 @@ impl AuthService {
                 // A read that hangs (a half-open connection) counts as failing too.
                 let read = tokio::time::timeout(
                     READER_PATIENCE,
-                    read_log(self.store.as_ref(), &mut position),
+                    read_log(self.store.as_ref(), &mut position, self.now()),
                 )
                 .await
                 .unwrap_or_else(|_| {
@@ -252,8 +248,8 @@ impl AuthService {
 async fn read_log(
     store: &dyn Store,
     position: &mut LogPosition,
+    now: i64,
 ) -> Result<(Vec<Change>, bool), StoreError> {
-    let now = now_unix();
     let mut read = store
         .changes_between(position.high, i64::MAX, CHANGE_PAGE as u32)
         .await?;
@@ -327,6 +323,7 @@ struct Backlog {
 /// idempotent.
 pub struct FeedSubscription {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     hub: Arc<ChangeHub>,
     receiver: broadcast::Receiver<Arc<ChangeBatch>>,
     failing: watch::Receiver<bool>,
@@ -349,6 +346,7 @@ impl FeedSubscription {
             backlog: None,
             resume_from: after,
             leeway: service.config.token_leeway_secs as i64,
+            clock: service.clock.clone(),
         };
         subscription.replay_from(after);
         subscription
@@ -371,7 +369,7 @@ impl FeedSubscription {
         if *self.failing.borrow_and_update() {
             return Some(Err(reader_failing()));
         }
-        let now = now_unix();
+        let now = self.clock.now();
         if self.backlog.is_some() {
             let mut items = Vec::new();
             loop {
@@ -475,7 +473,7 @@ impl AuthService {
             ));
         }
         // Older entries concern tokens that have all expired.
-        let window_start = now_unix()
+        let window_start = self.now()
             - self.config.access_token_ttl_secs as i64
             - self.config.token_leeway_secs as i64
             - HOLE_PATIENCE_SECS;

@@ -155,7 +155,7 @@ impl AuthService {
                     &client.previous_secret_hash,
                     client.previous_secret_expires_at,
                 ) {
-                    (Some(old), Some(until)) if gatehouse_token::now_unix() < until => {
+                    (Some(old), Some(until)) if self.now() < until => {
                         secret::secret_matches(presented, old)
                     }
                     _ => false,

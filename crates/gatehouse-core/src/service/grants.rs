@@ -3,9 +3,8 @@
 
 use gatehouse_proto::TokenResponse;
 use gatehouse_proto::token::BEARER;
-use gatehouse_token::now_unix;
 
-use super::{AuthService, ClientAuth, revocation_cutoff, user_is_usable};
+use super::{AuthService, ClientAuth, user_is_usable};
 use crate::{
     GrantType, OAuthError, OAuthErrorCode, RefreshFamily, RefreshTokenRecord, RequestContext,
     RotateOutcome, ScopeSet, Write, secret,
@@ -105,7 +104,7 @@ impl AuthService {
         requested: Option<ScopeSet>,
         ctx: &RequestContext,
     ) -> Result<TokenResponse, OAuthError> {
-        let locked = self.throttle.is_locked(username);
+        let locked = self.throttle.is_locked(username, self.clock.since_epoch());
         let user = self.store.user_by_username(username).await?;
         // The hash runs in every case, so a lock or an unknown name costs what a wrong password does.
         let matched = self
@@ -122,7 +121,9 @@ impl AuthService {
                     Some(_) => "wrong password",
                 };
                 let subject = other.as_ref().map(|u| u.id.as_str());
-                let outcome = self.throttle.record_failure(username);
+                let outcome = self
+                    .throttle
+                    .record_failure(username, self.clock.since_epoch());
                 self.audit(
                     "login.failure",
                     subject,
@@ -154,7 +155,7 @@ impl AuthService {
             allowed = allowed.intersection(limit);
         }
         let scope = grant_scope(requested, &allowed)?;
-        let now = now_unix();
+        let now = self.now();
         let family = RefreshFamily {
             id: secret::random_string(16)?,
             user_id: user.id.clone(),
@@ -179,7 +180,7 @@ impl AuthService {
         if self.config.single_session {
             // Every earlier session and access token of this person ends, at every gateway; the
             // token issued below carries the cut-off, as stored, as its `iat` and lives.
-            let cutoff = revocation_cutoff();
+            let cutoff = self.revocation_cutoff();
             let ended = Write::CutOffUser {
                 id: user.id.clone(),
                 not_before: cutoff,
@@ -250,7 +251,7 @@ impl AuthService {
         ctx: &RequestContext,
     ) -> Result<TokenResponse, OAuthError> {
         let client_id = client.client.id.as_str();
-        let now = now_unix();
+        let now = self.now();
         let hash = secret::hash_secret(presented);
         let Some((record, family)) = self.store.refresh_token(&hash).await? else {
             return Err(OAuthError::invalid_grant(BAD_REFRESH));
@@ -362,10 +363,10 @@ impl AuthService {
         family: &RefreshFamily,
         ctx: &RequestContext,
     ) -> Result<(), OAuthError> {
-        let now = now_unix();
+        let now = self.now();
         let ended = Write::CutOffUser {
             id: family.user_id.clone(),
-            not_before: revocation_cutoff(),
+            not_before: self.revocation_cutoff(),
             now,
             tokens_expire_by: self.tokens_expire_by(now),
         };

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use gatehouse_proto::Introspection;
 use gatehouse_proto::token::BEARER;
-use gatehouse_token::{AccessClaims, now_unix};
+use gatehouse_token::AccessClaims;
 
 use super::clients::CachedClient;
 use super::{AuthService, ClientAuth, user_is_usable};
@@ -33,11 +33,12 @@ impl AuthService {
     /// still exist, are not blocked, and did not move their not-before time past the token's
     /// `iat`.
     pub async fn check_access_token(&self, token: &str) -> Result<LiveToken, TokenProblem> {
-        let claims = self
+        let now = self.now();
+        let (claims, _) = self
             .keys
-            .view()
+            .view(now)
             .verifier
-            .verify(token)
+            .verify_keyed_at(token, now)
             .map_err(|e| TokenProblem::Invalid(e.to_string().into()))?;
         if self.store.access_token_revoked(&claims.jti).await? {
             return Err(TokenProblem::Invalid(REVOKED.into()));
@@ -87,7 +88,8 @@ impl AuthService {
         let token = token.ok_or_else(|| OAuthError::invalid_request("token is required"))?;
         let client_id = &client.client.id;
         if looks_like_jwt(&token) {
-            let Ok(claims) = self.keys.view().verifier.verify(&token) else {
+            let now = self.now();
+            let Ok((claims, _)) = self.keys.view(now).verifier.verify_keyed_at(&token, now) else {
                 return Ok(());
             };
             if &claims.client_id != client_id {
@@ -98,7 +100,7 @@ impl AuthService {
                 subject: claims.sub.clone(),
                 client_id: claims.client_id.clone(),
                 expires_at: claims.exp,
-                revoked_at: now_unix(),
+                revoked_at: self.now(),
             });
             self.commit(&[revoked], OAuthError::server_error).await?;
             self.audit_revocation(
@@ -119,7 +121,7 @@ impl AuthService {
             if &family.client_id != client_id {
                 return Err(not_yours());
             }
-            let now = now_unix();
+            let now = self.now();
             let ended = Write::RevokeSession {
                 id: family.id.clone(),
                 now,
@@ -175,7 +177,7 @@ impl AuthService {
                 Err(_) => Introspection::inactive(),
             });
         }
-        let now = now_unix();
+        let now = self.now();
         let Some((record, family)) = self
             .store
             .refresh_token(&secret::hash_secret(&token))
@@ -214,7 +216,7 @@ impl AuthService {
     /// Removes expired deny entries and refresh families, and records the revocation sums whose
     /// minute has passed.
     pub async fn purge_expired(&self) -> Result<u64, crate::StoreError> {
-        let now = now_unix();
+        let now = self.now();
         let closed = self.revocation_tally.closed(now);
         self.audit_revocation_summaries(closed, &RequestContext::default())
             .await;

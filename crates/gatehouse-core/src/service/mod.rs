@@ -11,7 +11,7 @@ mod users;
 
 use std::sync::Arc;
 
-use gatehouse_token::{AccessClaims, Audience, KeyEncryptionKey, VerifierConfig, now_unix};
+use gatehouse_token::{AccessClaims, Audience, KeyEncryptionKey, VerifierConfig};
 
 pub use admin::{Actor, page_bounds};
 pub use changes::{ChangeBatch, ChangeHub, FEED_SCOPE, FeedItem, FeedSubscription};
@@ -19,6 +19,7 @@ pub use clients::{ClientAuth, PresentedAuth};
 pub use grants::TokenRequest;
 pub use lifecycle::LiveToken;
 
+use crate::clock::{Clock, SystemClock};
 use crate::keyring::KeyRing;
 use crate::password::PasswordHasher;
 use crate::{
@@ -32,6 +33,8 @@ pub type Admit<'a> = &'a (dyn Fn(&Client) -> Result<(), u64> + Send + Sync);
 
 pub struct AuthService {
     config: AuthConfig,
+    /// The time every rule is judged by.
+    clock: Arc<dyn Clock>,
     store: Arc<dyn Store>,
     kek: KeyEncryptionKey,
     keys: KeyRing,
@@ -53,15 +56,27 @@ impl AuthService {
         store: Arc<dyn Store>,
         kek: KeyEncryptionKey,
     ) -> Result<Self, StoreError> {
+        Self::start_with_clock(config, store, kek, Arc::new(SystemClock)).await
+    }
+
+    /// [`AuthService::start`] with the time taken from `clock`.
+    pub async fn start_with_clock(
+        config: AuthConfig,
+        store: Arc<dyn Store>,
+        kek: KeyEncryptionKey,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
         let verifier_config = VerifierConfig {
             issuer: config.issuer.clone(),
             audience: Some(config.audience.clone()),
             leeway_secs: config.token_leeway_secs,
         };
-        let keys = KeyRing::load_or_create(store.as_ref(), &kek, verifier_config).await?;
+        let keys =
+            KeyRing::load_or_create(store.as_ref(), &kek, verifier_config, clock.now()).await?;
         let hasher = PasswordHasher::new(config.max_concurrent_password_hashes)?;
-        let changes = Arc::new(ChangeHub::open(store.as_ref()).await?);
+        let changes = Arc::new(ChangeHub::open(store.as_ref(), clock.now()).await?);
         let service = Self {
+            clock,
             changes,
             revocation_tally: tally::RevocationTally::default(),
             clients: clients::ClientCache::new(config.client_cache_ttl_secs),
@@ -77,6 +92,18 @@ impl AuthService {
         Ok(service)
     }
 
+    /// Unix seconds by the service's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The not-before time that kills every token issued until now. `iat` has whole-second
+    /// precision, so the cutoff is the next second: a token minted earlier in this second is
+    /// caught too.
+    pub(crate) fn revocation_cutoff(&self) -> i64 {
+        self.now() + 1
+    }
+
     pub fn config(&self) -> &AuthConfig {
         &self.config
     }
@@ -89,8 +116,15 @@ impl AuthService {
         &self.keys
     }
 
+    /// The keys as of now by the service's clock: the signer, the verifier and the JWKS.
+    pub fn key_view(&self) -> Arc<crate::keyring::KeyView> {
+        self.keys.view(self.now())
+    }
+
     pub async fn reload_keys(&self) -> Result<(), StoreError> {
-        self.keys.reload(self.store.as_ref(), &self.kek).await
+        self.keys
+            .reload(self.store.as_ref(), &self.kek, self.now())
+            .await
     }
 
     /// The public client people log in through: password and refresh grants, no secret.
@@ -98,7 +132,7 @@ impl AuthService {
         if self.store.client(WEB_CLIENT_ID).await?.is_some() {
             return Ok(());
         }
-        let now = now_unix();
+        let now = self.now();
         let client = Client {
             id: WEB_CLIENT_ID.into(),
             name: "Gatehouse web login".into(),
@@ -136,7 +170,7 @@ impl AuthService {
         not_before: i64,
         session: Option<&str>,
     ) -> Result<(String, u64), OAuthError> {
-        let now = now_unix();
+        let now = self.now();
         let ttl = self.config.access_token_ttl_secs;
         let claims = AccessClaims {
             iss: self.config.issuer.clone(),
@@ -150,7 +184,7 @@ impl AuthService {
             roles,
             sid: session.map(str::to_owned),
         };
-        let token = self.keys.view().signer.sign(&claims).map_err(|e| {
+        let token = self.key_view().signer.sign(&claims).map_err(|e| {
             tracing::error!(error = %e, "signing an access token failed");
             OAuthError::server_error()
         })?;
@@ -209,7 +243,7 @@ impl AuthService {
         // Per client and subject: everyone's logouts go through the one public web client.
         let outcome = self
             .revocation_tally
-            .count(&format!("{client_id} {subject}"), now_unix());
+            .count(&format!("{client_id} {subject}"), self.now());
         self.audit_revocation_summaries(outcome.summaries, ctx)
             .await;
         if outcome.record_this {
@@ -250,7 +284,7 @@ impl AuthService {
     ) {
         let event = AuditEvent {
             id: secret::random_string(16).unwrap_or_default(),
-            at: now_unix(),
+            at: self.now(),
             kind: kind.to_owned(),
             subject: subject.map(str::to_owned),
             client_id: client_id.map(str::to_owned),
@@ -269,12 +303,6 @@ impl From<StoreError> for crate::TokenProblem {
         tracing::error!(error = %e, "store failure while checking a token");
         crate::TokenProblem::Invalid("the token could not be checked".into())
     }
-}
-
-/// The not-before time that kills every token issued until now. `iat` has whole-second precision,
-/// so the cutoff is the next second: a token minted earlier in this second is caught too.
-pub(crate) fn revocation_cutoff() -> i64 {
-    now_unix() + 1
 }
 
 /// A user, as an argument to functions that need one whose tokens are still good.

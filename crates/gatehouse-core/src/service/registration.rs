@@ -1,9 +1,8 @@
 //! Dynamic client registration (RFC 7591) and its management protocol (RFC 7592).
 
 use gatehouse_proto::registration::{ClientMetadata, RegisteredClient, RegistrationRequest};
-use gatehouse_token::now_unix;
 
-use super::{AuthService, revocation_cutoff};
+use super::AuthService;
 use crate::config::RegistrationMode;
 use crate::{AuthMethod, Client, GrantType, OAuthError, RequestContext, ScopeSet, Write, secret};
 
@@ -52,7 +51,7 @@ impl AuthService {
         ctx: &RequestContext,
     ) -> Result<RegisteredClient, OAuthError> {
         let valid = self.validate_metadata(&request)?;
-        let now = now_unix();
+        let now = self.now();
         let client_secret = secret::random_secret()?;
         let registration_access_token = secret::random_secret()?;
         let client = Client {
@@ -130,9 +129,9 @@ impl AuthService {
         client.grant_types = valid.grant_types;
         client.scopes = Some(valid.scopes);
         client.auth_method = valid.auth_method;
-        client.updated_at = now_unix();
+        client.updated_at = self.now();
         let update = Write::UpdateClient {
-            cutoff: before.takes_away(&client).then(revocation_cutoff),
+            cutoff: before.takes_away(&client).then(|| self.revocation_cutoff()),
             client: client.clone(),
         };
         self.commit(&[update], || {
@@ -156,7 +155,7 @@ impl AuthService {
             .await?;
         let deleted = Write::DeleteClient {
             id: client_id.to_owned(),
-            cutoff: revocation_cutoff(),
+            cutoff: self.revocation_cutoff(),
         };
         self.commit(&[deleted], || {
             OAuthError::invalid_token(BAD_REGISTRATION_TOKEN)

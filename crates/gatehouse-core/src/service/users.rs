@@ -2,9 +2,9 @@
 //! the account endpoints share.
 
 use gatehouse_proto::account::{NewUser, PasswordChange, UserView};
-use gatehouse_token::{AccessClaims, now_unix};
+use gatehouse_token::AccessClaims;
 
-use super::{AuthService, revocation_cutoff};
+use super::AuthService;
 use crate::{
     ADMIN_ROLE, ApiError, RequestContext, StoreError, TokenProblem, USER_ROLE, User, secret,
     validate,
@@ -58,7 +58,7 @@ impl AuthService {
         password: &str,
         roles: Vec<String>,
     ) -> Result<User, StoreError> {
-        let now = now_unix();
+        let now = self.now();
         Ok(User {
             id: format!("usr_{}", secret::random_string(16)?),
             username: username.to_owned(),
@@ -122,13 +122,17 @@ impl AuthService {
         validate::password("new_password", &change.new_password, &mut errors);
         validate::finish(errors)?;
         // Same throttle as logins: a stolen access token must not allow unlimited guessing.
-        let locked = self.throttle.is_locked(&user.username);
+        let locked = self
+            .throttle
+            .is_locked(&user.username, self.clock.since_epoch());
         let matched = self
             .hasher
             .verify(&change.current_password, Some(&user.password_hash))
             .await?;
         if !matched || locked {
-            let outcome = self.throttle.record_failure(&user.username);
+            let outcome = self
+                .throttle
+                .record_failure(&user.username, self.clock.since_epoch());
             self.audit("password.change_failed", Some(&user.id), None, ctx, "")
                 .await;
             tokio::time::sleep(outcome.delay).await;
@@ -141,11 +145,11 @@ impl AuthService {
         let hash = self.hasher.hash(&change.new_password).await?;
         // Sessions end in the same transaction: a refresh racing this change then fails on its
         // revoked family, or its token dies with the session it names.
-        let now = now_unix();
+        let now = self.now();
         let changed = crate::Write::SetUserPassword {
             id: user.id.clone(),
             password_hash: hash,
-            not_before: revocation_cutoff(),
+            not_before: self.revocation_cutoff(),
             now,
             tokens_expire_by: self.tokens_expire_by(now),
         };

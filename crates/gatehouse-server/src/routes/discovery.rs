@@ -65,7 +65,7 @@ pub async fn openid_configuration(
 #[utoipa::path(get, path = "/oauth2/jwks", tag = "oauth2",
     responses((status = 200, description = "JSON Web Key Set", body = Object)))]
 pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
-    let set: JwkSet = state.service.keys().view().jwks.clone();
+    let set: JwkSet = state.service.key_view().jwks.clone();
     (
         [(header::CONTENT_TYPE, "application/jwk-set+json")],
         cached(Json(set)),

@@ -4,31 +4,27 @@
 use gatehouse_proto::admin::{
     ClientPatch, ClientView, CreatedClient, NewClient, Page, PageRequest, RotatedSecret,
 };
-use gatehouse_token::now_unix;
 
 use super::*;
-use crate::service::{AuthService, revocation_cutoff};
+use crate::service::AuthService;
 use crate::{ApiError, AuthMethod, Client, FieldError, GrantType, RequestContext, Write, secret};
 
-impl From<&Client> for ClientView {
-    fn from(c: &Client) -> Self {
-        Self {
-            client_id: c.id.clone(),
-            name: c.name.clone(),
-            grant_types: c.grant_types.iter().map(|g| g.as_str().into()).collect(),
-            scopes: c.scopes.as_ref().map(ToString::to_string),
-            roles: c.roles.clone(),
-            token_endpoint_auth_method: c.auth_method.as_str().into(),
-            self_registered: c.registration_token_hash.is_some(),
-            blocked: c.blocked_at.is_some(),
-            blocked_at: c.blocked_at,
-            not_before: c.not_before,
-            previous_secret_expires_at: c
-                .previous_secret_expires_at
-                .filter(|until| *until > now_unix()),
-            created_at: c.created_at,
-            updated_at: c.updated_at,
-        }
+/// A client as administrators see it at `now`.
+fn client_view(c: &Client, now: i64) -> ClientView {
+    ClientView {
+        client_id: c.id.clone(),
+        name: c.name.clone(),
+        grant_types: c.grant_types.iter().map(|g| g.as_str().into()).collect(),
+        scopes: c.scopes.as_ref().map(ToString::to_string),
+        roles: c.roles.clone(),
+        token_endpoint_auth_method: c.auth_method.as_str().into(),
+        self_registered: c.registration_token_hash.is_some(),
+        blocked: c.blocked_at.is_some(),
+        blocked_at: c.blocked_at,
+        not_before: c.not_before,
+        previous_secret_expires_at: c.previous_secret_expires_at.filter(|until| *until > now),
+        created_at: c.created_at,
+        updated_at: c.updated_at,
     }
 }
 
@@ -39,7 +35,7 @@ impl AuthService {
     ) -> Result<Page<ClientView>, ApiError> {
         let (after, limit) = page_bounds(request)?;
         let clients = self.store.list_clients(&after, limit).await?;
-        let views = clients.iter().map(ClientView::from).collect();
+        let views = clients.iter().map(|c| client_view(c, self.now())).collect();
         Ok(page(views, limit, |c: &ClientView| c.client_id.clone()))
     }
 
@@ -49,7 +45,7 @@ impl AuthService {
             .client(id)
             .await?
             .ok_or_else(|| not_found("client"))?;
-        Ok(ClientView::from(&client))
+        Ok(client_view(&client, self.now()))
     }
 
     pub async fn admin_create_client(
@@ -87,7 +83,7 @@ impl AuthService {
         let secret = (auth_method != AuthMethod::None)
             .then(secret::random_secret)
             .transpose()?;
-        let now = now_unix();
+        let now = self.now();
         let client = Client {
             id: format!("cl_{}", secret::random_string(16)?),
             name: new.name,
@@ -108,7 +104,7 @@ impl AuthService {
         self.admin_audit(actor, "admin.client.created", &client.id, ctx, &client.name)
             .await;
         Ok(CreatedClient {
-            client: ClientView::from(&client),
+            client: client_view(&client, self.now()),
             client_secret: secret,
         })
     }
@@ -144,7 +140,7 @@ impl AuthService {
             self.known_roles(roles, &mut errors).await?;
         }
         crate::validate::finish(errors)?;
-        let now = now_unix();
+        let now = self.now();
         let before = client.clone();
         let mut changes = Vec::new();
         if let Some(name) = patch.name {
@@ -164,7 +160,7 @@ impl AuthService {
         // concurrent block, rotation or cut-off; all of them commit together or not at all.
         let mut writes = Vec::new();
         if !changes.is_empty() {
-            let cutoff = before.takes_away(&client).then(revocation_cutoff);
+            let cutoff = before.takes_away(&client).then(|| self.revocation_cutoff());
             if let Some(at) = cutoff {
                 client.not_before = client.not_before.max(at);
             }
@@ -177,7 +173,7 @@ impl AuthService {
         match (patch.blocked, client.blocked_at) {
             (Some(true), None) => {
                 client.blocked_at = Some(now);
-                client.not_before = client.not_before.max(revocation_cutoff());
+                client.not_before = client.not_before.max(self.revocation_cutoff());
                 writes.push(Write::BlockClient {
                     id: id.to_owned(),
                     not_before: client.not_before,
@@ -205,7 +201,7 @@ impl AuthService {
             self.admin_audit(actor, "admin.client.updated", id, ctx, &changes.join(", "))
                 .await;
         }
-        Ok(ClientView::from(&client))
+        Ok(client_view(&client, self.now()))
     }
 
     pub async fn admin_rotate_client_secret(
@@ -224,7 +220,7 @@ impl AuthService {
                 "a public client has no secret to rotate".into(),
             ));
         }
-        let now = now_unix();
+        let now = self.now();
         let new_secret = secret::random_secret()?;
         let until = now + self.config.secret_rotation_overlap_secs as i64;
         client.previous_secret_hash = client.secret_hash.take();
@@ -265,7 +261,7 @@ impl AuthService {
         // Gateways and services check tokens locally: the cutoff tells them its tokens are dead.
         let deleted = Write::DeleteClient {
             id: id.to_owned(),
-            cutoff: revocation_cutoff(),
+            cutoff: self.revocation_cutoff(),
         };
         self.commit(&[deleted], || not_found("client")).await?;
         self.forget_client(id);

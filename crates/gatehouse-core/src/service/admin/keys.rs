@@ -1,7 +1,6 @@
 //! Signing keys through the admin API: their states, and rotation.
 
 use gatehouse_proto::admin::KeyInfo;
-use gatehouse_token::now_unix;
 
 use super::*;
 use crate::service::AuthService;
@@ -11,8 +10,8 @@ impl AuthService {
     /// The keys, newest first, as the store has them now.
     pub async fn list_signing_keys(&self) -> Result<Vec<KeyInfo>, ApiError> {
         self.reload_keys().await?;
-        let view = self.keys.view();
-        let now = now_unix();
+        let view = self.key_view();
+        let now = self.now();
         let mut keys: Vec<KeyInfo> = self
             .keys
             .records()
@@ -45,10 +44,11 @@ impl AuthService {
         actor: &Actor,
         ctx: &RequestContext,
     ) -> Result<KeyInfo, ApiError> {
-        let now = now_unix();
+        let now = self.now();
         let record = crate::keyring::new_key_record(
             &self.kek,
             now + self.config.key_activation_delay_secs as i64,
+            now,
         )?;
         let retire_at = record.activates_at
             + self.config.access_token_ttl_secs as i64

@@ -3,7 +3,7 @@
 use gatehouse_proto::admin::{RoleUpdate, RoleView};
 
 use super::*;
-use crate::service::{AuthService, revocation_cutoff};
+use crate::service::AuthService;
 use crate::{ApiError, FieldError, RequestContext, Write};
 
 const BUILT_IN_ROLES: [&str; 2] = [crate::ADMIN_ROLE, crate::USER_ROLE];
@@ -104,7 +104,7 @@ impl AuthService {
             .any(|before| before.name == name && !before.scopes.is_subset(&role.scopes));
         let update = Write::UpdateRole {
             role: role.clone(),
-            cutoff: narrowed.then(revocation_cutoff),
+            cutoff: narrowed.then(|| self.revocation_cutoff()),
         };
         self.commit(&[update], || not_found("role")).await?;
         self.forget_all_clients();

@@ -1,10 +1,9 @@
 //! Sign-in sessions through the admin API, and revoking everything of a user or client.
 
 use gatehouse_proto::admin::{Page, PageRequest, RevokedAll, SessionQuery, SessionView};
-use gatehouse_token::now_unix;
 
 use super::*;
-use crate::service::{AuthService, revocation_cutoff};
+use crate::service::AuthService;
 use crate::{ApiError, RequestContext, Write};
 
 impl From<crate::RefreshFamily> for SessionView {
@@ -53,7 +52,7 @@ impl AuthService {
             .family(id)
             .await?
             .ok_or_else(|| not_found("session"))?;
-        let now = now_unix();
+        let now = self.now();
         let ended = Write::RevokeSession {
             id: id.to_owned(),
             now,
@@ -72,8 +71,8 @@ impl AuthService {
         subject: &str,
         ctx: &RequestContext,
     ) -> Result<RevokedAll, ApiError> {
-        let now = now_unix();
-        let cutoff = revocation_cutoff();
+        let now = self.now();
+        let cutoff = self.revocation_cutoff();
         let filter = if self.store.user(subject).await?.is_some() {
             crate::FamilyFilter {
                 user_id: Some(subject.to_owned()),

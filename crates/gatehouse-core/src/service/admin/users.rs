@@ -2,10 +2,9 @@
 
 use gatehouse_proto::account::NewUser;
 use gatehouse_proto::admin::{AdminUserView, Page, PageRequest, UserPatch};
-use gatehouse_token::now_unix;
 
 use super::*;
-use crate::service::{AuthService, revocation_cutoff};
+use crate::service::AuthService;
 use crate::{ApiError, FieldError, RequestContext, User, Write};
 
 impl From<&User> for AdminUserView {
@@ -67,7 +66,7 @@ impl AuthService {
             self.known_roles(roles, &mut errors).await?;
         }
         crate::validate::finish(errors)?;
-        let now = now_unix();
+        let now = self.now();
         let mut kinds = Vec::new();
         // Narrow writes, as for clients: a stale read above cannot undo a concurrent block or
         // cut-off, and everything commits together.
@@ -75,8 +74,8 @@ impl AuthService {
         if let Some(roles) = patch.roles {
             // Tokens carry roles: taking one away ends the tokens issued before. Sessions go on
             // and refresh into tokens with what the new roles allow.
-            let cutoff =
-                crate::model::roles_taken_away(&user.roles, &roles).then(revocation_cutoff);
+            let cutoff = crate::model::roles_taken_away(&user.roles, &roles)
+                .then(|| self.revocation_cutoff());
             if let Some(at) = cutoff {
                 user.not_before = user.not_before.max(at);
             }
@@ -95,7 +94,7 @@ impl AuthService {
         match (patch.blocked, user.blocked_at) {
             (Some(true), None) => {
                 user.blocked_at = Some(now);
-                user.not_before = user.not_before.max(revocation_cutoff());
+                user.not_before = user.not_before.max(self.revocation_cutoff());
                 writes.push(Write::BlockUser {
                     id: id.to_owned(),
                     not_before: user.not_before,
@@ -135,7 +134,7 @@ impl AuthService {
         }
         let deleted = Write::DeleteUser {
             id: id.to_owned(),
-            cutoff: revocation_cutoff(),
+            cutoff: self.revocation_cutoff(),
         };
         self.commit(&[deleted], || not_found("user")).await?;
         self.admin_audit(actor, "admin.user.deleted", id, ctx, "")
