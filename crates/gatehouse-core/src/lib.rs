@@ -1,9 +1,11 @@
 //! The authorization server's domain and protocol logic: clients, users, scopes, the grants of
 //! RFC 6749, refresh-token families and their rotation, client registration (RFC 7591/7592).
 //!
-//! Everything here runs over the [`Store`] trait and returns typed errors. It must not know about
-//! HTTP (status codes, headers, bodies) or about any particular database: the server crate maps
-//! errors to responses in one place, and the store crate implements persistence.
+//! Everything here runs over the [`Store`] trait, judges time by the [`Clock`] it is given, and
+//! returns typed errors; the bodies it takes and returns are the wire contract's plain data
+//! (`gatehouse-proto`). It must not know about HTTP (status codes, headers, frameworks) or about
+//! any particular database: the server crate maps errors to responses in one place, and the
+//! store crate implements persistence.
 
 pub mod clock;
 pub mod config;

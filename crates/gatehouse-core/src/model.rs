@@ -112,6 +112,33 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client as first stored at `now`: no secret, scopes, roles or registration yet, not
+    /// blocked, nothing cut off.
+    pub fn new(
+        id: String,
+        name: String,
+        auth_method: AuthMethod,
+        grant_types: Vec<GrantType>,
+        now: i64,
+    ) -> Self {
+        Self {
+            id,
+            name,
+            secret_hash: None,
+            auth_method,
+            grant_types,
+            scopes: None,
+            roles: Vec::new(),
+            registration_token_hash: None,
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
+            created_at: now,
+            updated_at: now,
+            blocked_at: None,
+            not_before: 0,
+        }
+    }
+
     pub fn is_public(&self) -> bool {
         self.auth_method == AuthMethod::None
     }

@@ -6,6 +6,7 @@
 //! - [`Authenticated`] and [`require`]: an axum extractor and a one-line route guard answering
 //!   the way RFC 6750 says.
 //! - [`TokenClient`]: gets, caches and refreshes tokens for a machine or a person.
+//! - [`files`]: credential files only their owner can read, never left half-written.
 //!
 //! It speaks to the issuer over HTTP only (discovery, JWKS, feed, introspection, token endpoint): it must not
 //! know about the store or the authorization server's internals.

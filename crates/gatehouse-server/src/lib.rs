@@ -1,8 +1,9 @@
 //! The authorization server's HTTP face (axum): the OAuth endpoints (token, registration, JWKS,
 //! discovery), people's account endpoints, health, metrics and the generated OpenAPI document.
 //!
-//! Handlers parse requests strictly, call `gatehouse-core`, and turn its typed errors into HTTP in
-//! one place (`error.rs`). This crate must not know how anything is stored, nor contain protocol
+//! [`start`] runs it with the loops that keep a node current. Handlers parse requests strictly,
+//! call `gatehouse-core`, and turn its typed errors into HTTP in one place (`error.rs`), with the
+//! bodies and challenges of the wire contract (`gatehouse-proto`). This crate must not know how anything is stored, nor contain protocol
 //! decisions of its own: those belong to the core.
 
 mod error;

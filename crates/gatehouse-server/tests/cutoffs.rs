@@ -5,6 +5,8 @@
 
 mod common;
 
+use gatehouse_testkit::on_both_stores;
+
 use std::time::Duration;
 
 use common::{Backend, TestApp, read_until, subscribe};

@@ -4,6 +4,8 @@
 
 mod common;
 
+use gatehouse_testkit::on_both_stores;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

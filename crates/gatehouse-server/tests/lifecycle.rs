@@ -4,6 +4,8 @@
 
 mod common;
 
+use gatehouse_testkit::on_both_stores;
+
 use common::{Backend, TestApp};
 use gatehouse_core::Store;
 use gatehouse_token::now_unix;

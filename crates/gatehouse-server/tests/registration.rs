@@ -3,6 +3,8 @@
 
 mod common;
 
+use gatehouse_testkit::on_both_stores;
+
 use common::{Backend, TestApp};
 use gatehouse_core::config::RegistrationMode;
 use serde_json::{Value, json};

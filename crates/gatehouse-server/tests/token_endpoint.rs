@@ -4,6 +4,8 @@
 
 mod common;
 
+use gatehouse_testkit::on_both_stores;
+
 use common::{Backend, TestApp};
 use gatehouse_core::{Committed, Store, Write};
 use gatehouse_token::{JwkSet, Verifier, VerifierConfig};

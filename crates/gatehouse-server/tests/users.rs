@@ -3,6 +3,8 @@
 
 mod common;
 
+use gatehouse_testkit::on_both_stores;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{Backend, TestApp};

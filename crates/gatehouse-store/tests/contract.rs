@@ -5,6 +5,8 @@
 
 mod common;
 
+use gatehouse_testkit::on_both_stores;
+
 use std::time::Duration;
 
 use common::{Backend, TestStore, client, family, role, roles, scopes, token, user};

@@ -2,7 +2,8 @@
 //!
 //! This crate knows keys, claims, signing and verification. It must not know about storage, HTTP,
 //! clients or users: whoever issues or checks a token hands it plain values and gets plain values back.
-//! The gateway and the service toolkit depend on it alone, so it stays small and free of I/O.
+//! The gateway and the service toolkit depend on it (and on the wire contract, whose `Audience`
+//! it uses), so it stays small and free of I/O.
 
 mod claims;
 mod jwk;

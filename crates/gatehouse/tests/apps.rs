@@ -666,7 +666,7 @@ async fn every_app_publishes_its_openapi_document_and_a_revoked_token_stops_work
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_apps_keep_their_tables_in_postgresql_when_configured() {
-    let Some(server) = common::postgres_url() else {
+    let Some(server) = gatehouse_testkit::postgres_url() else {
         return;
     };
     let url = common::fresh_database(&server, "gh_apps").await;

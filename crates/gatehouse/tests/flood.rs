@@ -70,7 +70,7 @@ fn watch(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revocations_reach_gateways_within_a_second_during_a_flood() {
-    let Some(server) = common::postgres_url() else {
+    let Some(server) = gatehouse_testkit::postgres_url() else {
         return;
     };
     let url = common::fresh_database(&server, "gh_flood").await;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_revocations_and_key_rotations_reach_the_other_node_within_a_second() {
-    let Some(server) = common::postgres_url() else {
+    let Some(server) = gatehouse_testkit::postgres_url() else {
         return;
     };
     let url = common::fresh_database(&server, "gh_multinode").await;

@@ -133,22 +133,13 @@ impl AuthService {
             return Ok(());
         }
         let now = self.now();
-        let client = Client {
-            id: WEB_CLIENT_ID.into(),
-            name: "Gatehouse web login".into(),
-            secret_hash: None,
-            auth_method: AuthMethod::None,
-            grant_types: vec![GrantType::Password, GrantType::RefreshToken],
-            scopes: None,
-            roles: vec![],
-            registration_token_hash: None,
-            previous_secret_hash: None,
-            previous_secret_expires_at: None,
-            created_at: now,
-            updated_at: now,
-            blocked_at: None,
-            not_before: 0,
-        };
+        let client = Client::new(
+            WEB_CLIENT_ID.into(),
+            "Gatehouse web login".into(),
+            AuthMethod::None,
+            vec![GrantType::Password, GrantType::RefreshToken],
+            now,
+        );
         match self.store.insert_client(&client).await {
             Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
             Err(e) => Err(e),

@@ -54,21 +54,12 @@ impl AuthService {
         let now = self.now();
         let client_secret = secret::random_secret()?;
         let registration_access_token = secret::random_secret()?;
+        let id = format!("cl_{}", secret::random_string(16)?);
         let client = Client {
-            id: format!("cl_{}", secret::random_string(16)?),
-            name: valid.name,
             secret_hash: Some(secret::hash_secret(&client_secret)),
-            auth_method: valid.auth_method,
-            grant_types: valid.grant_types,
             scopes: Some(valid.scopes),
-            roles: vec![],
             registration_token_hash: Some(secret::hash_secret(&registration_access_token)),
-            previous_secret_hash: None,
-            previous_secret_expires_at: None,
-            created_at: now,
-            updated_at: now,
-            blocked_at: None,
-            not_before: 0,
+            ..Client::new(id, valid.name, valid.auth_method, valid.grant_types, now)
         };
         self.store.insert_client(&client).await?;
         self.audit(

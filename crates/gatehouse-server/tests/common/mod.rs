@@ -14,11 +14,8 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use tokio::net::TcpListener;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use gatehouse_testkit::Backend;
+use gatehouse_testkit::TestDatabase;
 
 pub struct TestApp {
     pub base: String,
@@ -27,42 +24,7 @@ pub struct TestApp {
     pub config: AuthConfig,
     kek_hex: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-/// The PostgreSQL server to test against, if any. `GATEHOUSE_REQUIRE_POSTGRES=1` (set by
-/// `scripts/test`) turns a missing server into a failure instead of a skip.
-pub fn postgres_url() -> Option<String> {
-    match std::env::var("GATEHOUSE_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("GATEHOUSE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                panic!("GATEHOUSE_REQUIRE_POSTGRES=1 but GATEHOUSE_TEST_POSTGRES_URL is not set");
-            }
-            eprintln!("GATEHOUSE_TEST_POSTGRES_URL is not set: PostgreSQL leg skipped");
-            None
-        }
-    }
-}
-
-/// A fresh, empty database on the test PostgreSQL server.
-async fn fresh_postgres_database(server_url: &str) -> String {
-    use sqlx::Connection;
-    let name = format!(
-        "gh_test_{}",
-        gatehouse_core::secret::random_string(9)
-            .unwrap()
-            .to_ascii_lowercase()
-            .replace(['-', '_'], "x")
-    );
-    let mut conn = sqlx::PgConnection::connect(server_url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.unwrap();
-    let (base, _) = server_url.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
+    _database: TestDatabase,
 }
 
 impl TestApp {
@@ -92,20 +54,8 @@ impl TestApp {
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let (store, dir) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                (
-                    SqlStore::open_sqlite_dir(dir.path()).await.unwrap(),
-                    Some(dir),
-                )
-            }
-            Backend::Postgres => {
-                let server = postgres_url().expect("postgres leg without a server");
-                let url = fresh_postgres_database(&server).await;
-                (SqlStore::connect(&url).await.unwrap(), None)
-            }
-        };
+        let database = TestDatabase::open(backend).await;
+        let store = database.store.clone();
         seed(store.clone()).await;
         let mut config = AuthConfig {
             issuer: format!("http://{address}"),
@@ -135,7 +85,7 @@ impl TestApp {
             config,
             kek_hex,
             shutdown: Some(shutdown),
-            _dir: dir,
+            _database: database,
         }
     }
 
@@ -390,32 +340,6 @@ fn cell(row: &sqlx::any::AnyRow, i: usize) -> String {
         return format!("{v:?}");
     }
     "<undecodable>".to_owned()
-}
-
-/// Defines each listed `async fn name(backend: Backend)` as two tests, `sqlite::name` and
-/// `postgres::name`.
-#[macro_export]
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::common::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if $crate::common::postgres_url().is_some() {
-                        super::$name($crate::common::Backend::Postgres).await
-                    }
-                }
-            )*
-        }
-    };
 }
 
 /// Subscribes to the revocation feed as the given client, resuming after `last` if given.

@@ -129,36 +129,9 @@ impl Drop for Running {
     }
 }
 
-/// The PostgreSQL server to test against; `GATEHOUSE_REQUIRE_POSTGRES=1` makes its absence fatal.
-pub fn postgres_url() -> Option<String> {
-    match std::env::var("GATEHOUSE_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("GATEHOUSE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                panic!("GATEHOUSE_REQUIRE_POSTGRES=1 but GATEHOUSE_TEST_POSTGRES_URL is not set");
-            }
-            eprintln!("GATEHOUSE_TEST_POSTGRES_URL is not set: PostgreSQL test skipped");
-            None
-        }
-    }
-}
-
-/// A fresh database on the test server; returns its URL.
+/// A fresh database named `name` on the test server; returns its URL.
 pub async fn fresh_database(server_url: &str, name: &str) -> String {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(server_url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name}"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let (base, _) = server_url.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
+    gatehouse_testkit::fresh_postgres_database(server_url, Some(name)).await
 }
 
 /// Polls `check` until it holds; fails if that takes longer than a second (the propagation bound

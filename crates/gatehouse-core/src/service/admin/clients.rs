@@ -84,21 +84,12 @@ impl AuthService {
             .then(secret::random_secret)
             .transpose()?;
         let now = self.now();
+        let id = format!("cl_{}", secret::random_string(16)?);
         let client = Client {
-            id: format!("cl_{}", secret::random_string(16)?),
-            name: new.name,
             secret_hash: secret.as_deref().map(secret::hash_secret),
-            auth_method,
-            grant_types,
             scopes: scopes.flatten(),
             roles: new.roles,
-            registration_token_hash: None,
-            previous_secret_hash: None,
-            previous_secret_expires_at: None,
-            created_at: now,
-            updated_at: now,
-            blocked_at: None,
-            not_before: 0,
+            ..Client::new(id, new.name, auth_method, grant_types, now)
         };
         self.store.insert_client(&client).await?;
         self.admin_audit(actor, "admin.client.created", &client.id, ctx, &client.name)
