@@ -1,7 +1,7 @@
 //! Currency exchange: currencies, rates between pairs, and conversion (direct, inverse, or across
 //! USD). Rates and amounts are exact decimals and travel as strings.
 
-use crate::BearerAuth;
+use gatehouse_proto::openapi::BearerSecurity;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -480,7 +480,7 @@ async fn seed(db: &Db) -> Result<(), AppError> {
     paths(list_currencies, create_currency, get_currency, delete_currency, list_rates, create_rate,
           get_rate, update_rate, delete_rate, convert),
     components(schemas(Currency, ExchangeRate, NewRate, RateChange, Conversion)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerSecurity)
 )]
 pub struct Doc;
 

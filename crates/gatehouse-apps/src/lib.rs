@@ -105,22 +105,3 @@ pub async fn router(
 pub(crate) async fn openapi<D: utoipa::OpenApi>() -> impl IntoResponse {
     Json(D::openapi())
 }
-
-/// Declares the bearer scheme every operation uses.
-pub(crate) struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}

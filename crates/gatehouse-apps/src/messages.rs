@@ -1,7 +1,7 @@
 //! Role-aware welcome messages: one answer for administrators, one for other people, one naming
 //! the machine client.
 
-use crate::BearerAuth;
+use gatehouse_proto::openapi::BearerSecurity;
 use std::sync::Arc;
 
 use axum::routing::get;
@@ -35,7 +35,7 @@ async fn welcome(caller: Authenticated) -> Json<Welcome> {
     info(title = "Gatehouse messages", description = "Role-aware welcome messages"),
     paths(welcome),
     components(schemas(Welcome)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerSecurity)
 )]
 pub struct Doc;
 

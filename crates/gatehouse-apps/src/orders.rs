@@ -1,7 +1,7 @@
 //! Orders: a seeded catalog, and orders that check stock, simulate a payment (succeeding at a
 //! configurable, seedable rate) and move stock only when paid.
 
-use crate::BearerAuth;
+use gatehouse_proto::openapi::BearerSecurity;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{FromRef, Path, State};
@@ -347,7 +347,7 @@ async fn seed(db: &Db) -> Result<(), AppError> {
     info(title = "Gatehouse orders", description = "A catalog and orders with a simulated payment; needs a person's token with the orders scope."),
     paths(products, place, mine, one),
     components(schemas(Product, NewOrder, NewItem, Order, OrderItem)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerSecurity)
 )]
 pub struct Doc;
 

@@ -1,6 +1,6 @@
 //! Posts and votes: people write posts, change or delete only their own, and vote once per post.
 
-use crate::BearerAuth;
+use gatehouse_proto::openapi::BearerSecurity;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -285,7 +285,7 @@ async fn unvote(
     info(title = "Gatehouse posts", description = "Posts and votes; needs a person's token with the posts scope."),
     paths(create, list, one, update, remove, vote, unvote),
     components(schemas(PostContent, Post, PostPage, VoteCount)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerSecurity)
 )]
 pub struct Doc;
 

@@ -1,7 +1,7 @@
 //! The crypto-rates feed: seeded assets whose rates move by a random step of at most ±0.5% on
 //! every tick, with the opening rate of the current 24-hour window kept for `change_24h`.
 
-use crate::BearerAuth;
+use gatehouse_proto::openapi::BearerSecurity;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -219,7 +219,7 @@ async fn keep_moving(db: Db, every: Duration) {
     info(title = "Gatehouse crypto rates", description = "Crypto-asset rates in USD; needs rates:read."),
     paths(list, one),
     components(schemas(Rate)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerSecurity)
 )]
 pub struct Doc;
 

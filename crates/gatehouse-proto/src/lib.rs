@@ -20,6 +20,8 @@ pub mod bearer;
 pub mod feed;
 pub mod introspection;
 pub mod metadata;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod problem;
 pub mod registration;
 pub mod token;

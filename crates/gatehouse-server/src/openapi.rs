@@ -1,5 +1,6 @@
 //! The OpenAPI document's frame; paths and schemas come from the handlers' annotations.
 
+use gatehouse_proto::openapi::BearerSecurity;
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -15,25 +16,17 @@ use utoipa::OpenApi;
         (name = "admin", description = "Administration: needs the admin role (RFC 9457 errors)"),
         (name = "operations", description = "Health and metrics"),
     ),
-    modifiers(&BearerScheme)
+    modifiers(&BearerSecurity, &ClientBasicSecurity)
 )]
 pub struct ApiDoc;
 
-struct BearerScheme;
+/// HTTP Basic client authentication (RFC 6749 §2.3.1), for the OAuth endpoints.
+struct ClientBasicSecurity;
 
-impl utoipa::Modify for BearerScheme {
+impl utoipa::Modify for ClientBasicSecurity {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
         components.add_security_scheme(
             "client_basic",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
