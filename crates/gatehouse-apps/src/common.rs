@@ -141,11 +141,16 @@ pub fn person(caller: &Authenticated) -> Result<&str, AppError> {
     }
 }
 
-/// A new random id with a readable prefix.
+/// A new random id with a readable prefix: 16 lower-case hex digits after it.
 pub fn new_id(prefix: &str) -> Result<String, AppError> {
-    let tail =
-        gatehouse_token::random_string(12).map_err(|e| AppError::Unavailable(e.to_string()))?;
-    Ok(format!("{prefix}_{tail}"))
+    use std::fmt::Write;
+    let bytes =
+        gatehouse_token::random_bytes(8).map_err(|e| AppError::Unavailable(e.to_string()))?;
+    let mut id = format!("{prefix}_");
+    for byte in bytes {
+        let _ = write!(id, "{byte:02x}");
+    }
+    Ok(id)
 }
 
 /// Unix seconds as RFC 3339.

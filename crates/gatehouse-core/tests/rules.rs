@@ -12,7 +12,7 @@ use gatehouse_core::{
 };
 use gatehouse_proto::TokenResponse;
 use gatehouse_proto::account::NewUser;
-use gatehouse_proto::admin::NewClient;
+use gatehouse_proto::admin::{NewClient, UserPatch};
 use gatehouse_store::SqlStore;
 use gatehouse_token::KeyEncryptionKey;
 
@@ -111,7 +111,7 @@ impl Rig {
         }
     }
 
-    async fn sign_up(&self, username: &str, password: &str) {
+    async fn sign_up(&self, username: &str, password: &str) -> String {
         let new = NewUser {
             username: username.into(),
             password: password.into(),
@@ -120,7 +120,8 @@ impl Rig {
         self.service
             .sign_up(new, &RequestContext::default())
             .await
-            .unwrap();
+            .unwrap()
+            .id
     }
 
     async fn login(&self, username: &str, password: &str) -> Result<TokenResponse, OAuthErrorCode> {
@@ -310,4 +311,22 @@ async fn a_new_key_signs_only_after_its_activation_delay_and_old_tokens_still_ve
     let after = rig.client_credentials(&client, None).await.unwrap();
     assert_eq!(kid_of(&after.access_token), rotated.kid);
     rig.live(&during.access_token).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_role_named_twice_is_held_once_in_the_answer_and_the_store() {
+    let rig = rig(|_| {}).await;
+    let id = rig.sign_up("carol", "correct-horse-3").await;
+    let patch = UserPatch {
+        blocked: None,
+        roles: Some(vec!["admin".into(), "user".into(), "admin".into()]),
+    };
+    let answered = rig
+        .service
+        .admin_patch_user(&operator(), &id, patch, &RequestContext::default())
+        .await
+        .unwrap();
+    assert_eq!(answered.roles, ["admin", "user"]);
+    let stored = rig.service.admin_get_user(&id).await.unwrap();
+    assert_eq!(stored.roles, answered.roles);
 }

@@ -23,10 +23,14 @@ pub fn replace_private_file(path: &Path, contents: &str) -> std::io::Result<()> 
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let partial = path.with_extension("partial");
-    let _ = std::fs::remove_file(&partial);
+    // A name of its own beside the target, so no other writer's file is touched.
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tail = gatehouse_token::random_string(6).map_err(std::io::Error::other)?;
+    let partial = path.with_file_name(format!(".{name}.{tail}.partial"));
     write_private_file(&partial, contents)?;
-    std::fs::rename(&partial, path)
+    std::fs::rename(&partial, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&partial);
+    })
 }
 
 #[cfg(test)]
@@ -40,7 +44,11 @@ mod tests {
         replace_private_file(&path, "one").unwrap();
         replace_private_file(&path, "two").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
-        assert!(!path.with_extension("partial").exists());
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["secret.json"], "no partial file is left behind");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -188,7 +188,7 @@ impl RateLimits {
         move |client| {
             limits
                 .check_client(endpoint, client, &ip)
-                .map_err(|Limited(wait)| wait.as_secs().max(1))
+                .map_err(|Limited(wait)| retry_after_secs(wait))
         }
     }
 

@@ -5,27 +5,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_core::{AuthConfig, AuthService, Store, StoreError};
-use gatehouse_token::KeyEncryptionKey;
+use gatehouse_core::AuthService;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::AppState;
 use crate::limits::{RateLimitConfig, RateLimits};
 
-/// What the authorization server runs with.
+/// What the authorization server's HTTP face and loops run with (the service has its own
+/// [`gatehouse_core::AuthConfig`]).
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
-    pub auth: AuthConfig,
     pub rate_limits: RateLimitConfig,
     /// How often the change log is read when no commit wakes the reader.
     pub change_poll: Duration,
 }
 
-impl ServerSettings {
-    pub fn new(auth: AuthConfig) -> Self {
+impl Default for ServerSettings {
+    fn default() -> Self {
         Self {
-            auth,
             rate_limits: RateLimitConfig::default(),
             change_poll: Duration::from_millis(250),
         }
@@ -40,20 +38,16 @@ pub struct RunningServer {
     pub task: JoinHandle<std::io::Result<()>>,
 }
 
-/// Starts the service on `store` (creating signing keys and the built-in web client on first
-/// start), serves on `listener` and starts the node's loops, until `shutdown` resolves; then
-/// requests in flight finish and the loops stop.
-pub async fn start(
+/// Serves `service` on `listener` and starts the node's loops, until `shutdown` resolves; then
+/// requests in flight finish and the loops stop. Whatever must exist before the first request
+/// (the first administrator) is made on `service` before this is called.
+pub fn start(
     listener: TcpListener,
     settings: ServerSettings,
-    store: Arc<dyn Store>,
-    kek: KeyEncryptionKey,
+    service: Arc<AuthService>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<RunningServer, StoreError> {
-    let address = listener
-        .local_addr()
-        .map_err(|e| StoreError::Unavailable(format!("the listener has no address: {e}")))?;
-    let service = Arc::new(AuthService::start(settings.auth, store, kek).await?);
+) -> std::io::Result<RunningServer> {
+    let address = listener.local_addr()?;
     let limits = Arc::new(RateLimits::new(&settings.rate_limits));
     let loops = vec![
         // Changes made through other nodes or the CLI apply here within a second.

@@ -108,7 +108,14 @@ impl SqlStore {
                 "the database URL must start with sqlite: or postgres:".into(),
             ));
         };
-        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        if url.contains("mode=memory") {
+            // An in-memory database lives as long as one of its connections: never close them.
+            options = options
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
         let pool = match backend {
             Backend::Sqlite => {
                 options

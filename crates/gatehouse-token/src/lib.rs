@@ -29,15 +29,20 @@ pub const DEFAULT_AUDIENCE: &str = "gatehouse";
 #[error("the system random source failed")]
 pub struct RandomUnavailable;
 
-/// `bytes` random bytes as base64url without padding: the one generator of ids and secrets.
-pub fn random_string(bytes: usize) -> Result<String, RandomUnavailable> {
+/// `count` bytes from the system's secure random source: the one source of ids and secrets.
+pub fn random_bytes(count: usize) -> Result<Vec<u8>, RandomUnavailable> {
     use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-    use base64::Engine;
-    let mut buf = vec![0u8; bytes];
+    let mut buf = vec![0u8; count];
     SystemRandom::new()
         .fill(&mut buf)
         .map_err(|_| RandomUnavailable)?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+    Ok(buf)
+}
+
+/// `bytes` random bytes as base64url without padding.
+pub fn random_string(bytes: usize) -> Result<String, RandomUnavailable> {
+    use base64::Engine;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(bytes)?))
 }
 
 /// Current Unix time in whole seconds.

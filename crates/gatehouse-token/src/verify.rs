@@ -109,11 +109,11 @@ impl Verifier {
         let data = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &validation)
             .map_err(map_error)?;
         let leeway = self.config.leeway_secs as i64;
-        if data.claims.exp + leeway < now {
+        if data.claims.exp.saturating_add(leeway) < now {
             return Err(VerifyError::Expired);
         }
         // At least a second: issuers date tokens up to a second ahead after a revocation cut-off.
-        if data.claims.iat > now + leeway.max(1) {
+        if data.claims.iat > now.saturating_add(leeway.max(1)) {
             return Err(VerifyError::NotYetValid);
         }
         Ok((data.claims, kid.to_owned()))

@@ -64,7 +64,7 @@ pub async fn serve(
         let stopping = stopping.clone();
         let server = tokio::spawn(async move {
             axum::serve(listener, router)
-                .with_graceful_shutdown(crate::node::stopped(stopping))
+                .with_graceful_shutdown(crate::process::stopped(stopping))
                 .await
         });
         servers.push((app, address, server));

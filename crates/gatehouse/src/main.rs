@@ -157,13 +157,40 @@ impl ServerArgs {
 /// Starts the node, says where it listens (on stdout for people, and as JSON in
 /// `GATEHOUSE_READY_FILE` for programs), and runs it until SIGINT or SIGTERM.
 async fn run(spec: NodeSpec, title: &str) -> anyhow::Result<()> {
-    let signal = process::shutdown_signal()?;
-    let node = node::start(spec).await?;
+    let ready_file = std::env::var("GATEHOUSE_READY_FILE")
+        .ok()
+        .filter(|path| !path.is_empty())
+        .map(std::path::PathBuf::from);
+    // A file left by an earlier run must not be read as this one's.
+    if let Some(path) = &ready_file {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot replace {}", path.display())),
+        }
+    }
+    let mut signal = Box::pin(process::shutdown_signal()?);
+    let node = tokio::select! {
+        started = node::start(spec) => started?,
+        () = &mut signal => {
+            tracing::info!("stopped before it was ready");
+            return Ok(());
+        }
+    };
     print_banner(title, &node.addresses);
-    if let Ok(path) = std::env::var("GATEHOUSE_READY_FILE") {
-        let text = serde_json::to_string(&node.addresses)?;
-        gatehouse_sdk::files::replace_private_file(std::path::Path::new(&path), &text)
-            .with_context(|| format!("cannot write GATEHOUSE_READY_FILE {path}"))?;
+    if let Some(path) = &ready_file {
+        let written = serde_json::to_string(&node.addresses)
+            .map_err(anyhow::Error::from)
+            .and_then(|text| {
+                gatehouse_sdk::files::replace_private_file(path, &text).with_context(|| {
+                    format!("cannot write GATEHOUSE_READY_FILE {}", path.display())
+                })
+            });
+        if let Err(e) = written {
+            node.shutdown();
+            let _ = node.wait().await;
+            return Err(e);
+        }
     }
     node.run_until(signal).await
 }

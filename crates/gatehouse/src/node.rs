@@ -11,6 +11,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use gatehouse_apps::App;
 use gatehouse_apps::rates_client::RatesClientArgs;
+use gatehouse_core::AuthService;
 use gatehouse_server::ServerSettings;
 use gatehouse_store::SqlStore;
 use serde::Serialize;
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
+use crate::process::stopped;
 use crate::{apps, files, gateway};
 
 /// What a node runs.
@@ -68,11 +70,6 @@ pub struct Node {
     stop: Arc<watch::Sender<bool>>,
     servers: Vec<Server>,
     store: Option<SqlStore>,
-}
-
-/// Resolves once `stopping` turns true (or its sender is gone).
-pub async fn stopped(mut stopping: watch::Receiver<bool>) {
-    let _ = stopping.wait_for(|stop| *stop).await;
 }
 
 /// Starts the parts `spec` names and returns once each is listening (and, for parts that check
@@ -199,23 +196,24 @@ impl Node {
             true => Some(bind(settings.gateway.listen).await?),
             false => None,
         };
+        let service = AuthService::start(settings.auth.clone(), Arc::new(store.clone()), kek)
+            .await
+            .context("cannot start the authorization server")?;
+        // Before the first request: nobody may sign up under the administrator's name first.
+        files::bootstrap_admin(&service).await?;
         let server_settings = ServerSettings {
             rate_limits: settings.rate_limits.clone(),
-            ..ServerSettings::new(settings.auth.clone())
+            ..ServerSettings::default()
         };
         let server = gatehouse_server::start(
             listener,
             server_settings,
-            Arc::new(store.clone()),
-            kek,
+            Arc::new(service),
             stopped(stopping.clone()),
-        )
-        .await
-        .context("cannot start the authorization server")?;
+        )?;
         self.servers.push(server.task);
         self.addresses.auth = Some(address);
         self.addresses.issuer = Some(settings.auth.issuer.clone());
-        files::bootstrap_admin(&server.service).await?;
 
         let Some(gateway_listener) = gateway_listener else {
             return Ok(());

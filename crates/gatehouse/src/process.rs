@@ -1,4 +1,5 @@
-//! What a `gatehouse` process sets up around a node: logging, and the signals that stop it.
+//! What a `gatehouse` process sets up around a node: logging, the signals that stop it, and the
+//! one stop every part of a node waits on.
 
 use anyhow::Context;
 
@@ -49,4 +50,9 @@ pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>
             tracing::info!("shutting down: finishing in-flight requests");
         })
     }
+}
+
+/// Resolves once `stopping` turns true (or its sender is gone).
+pub async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
 }

@@ -3,13 +3,13 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use gatehouse_core::{AuthMethod, GrantType};
+use gatehouse_proto::ServerMetadata;
 use gatehouse_token::{JwkSet, SigningKey};
-use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiReply;
 
-async fn metadata(state: &AppState) -> Result<Value, ApiReply> {
+async fn metadata(state: &AppState) -> Result<ServerMetadata, ApiReply> {
     let config = state.service.config();
     let base = config.base_url();
     let roles = state.service.store().roles().await?;
@@ -20,32 +20,36 @@ async fn metadata(state: &AppState) -> Result<Value, ApiReply> {
         .collect();
     scopes.sort();
     scopes.dedup();
-    Ok(json!({
-        "issuer": config.issuer,
-        "token_endpoint": format!("{base}/oauth2/token"),
-        "jwks_uri": format!("{base}/oauth2/jwks"),
-        "registration_endpoint": format!("{base}/oauth2/register"),
-        "revocation_endpoint": format!("{base}/oauth2/revoke"),
-        "revocation_endpoint_auth_methods_supported":
-            AuthMethod::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-        "introspection_endpoint": format!("{base}/oauth2/introspect"),
-        "revocation_feed_endpoint": format!("{base}/oauth2/revocations"),
-        "introspection_endpoint_auth_methods_supported":
-            [AuthMethod::ClientSecretBasic.as_str(), AuthMethod::ClientSecretPost.as_str()],
-        "service_documentation": format!("{base}/docs"),
-        "grant_types_supported": GrantType::ALL.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported":
-            AuthMethod::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-        "scopes_supported": scopes,
-        "access_token_signing_alg_values_supported": [SigningKey::ALGORITHM],
-        "subject_types_supported": ["public"],
-    }))
+    let auth_methods: Vec<String> = AuthMethod::ALL.iter().map(|m| m.as_str().into()).collect();
+    Ok(ServerMetadata {
+        issuer: config.issuer.clone(),
+        token_endpoint: format!("{base}/oauth2/token"),
+        jwks_uri: format!("{base}/oauth2/jwks"),
+        registration_endpoint: Some(format!("{base}/oauth2/register")),
+        revocation_endpoint: Some(format!("{base}/oauth2/revoke")),
+        revocation_endpoint_auth_methods_supported: auth_methods.clone(),
+        introspection_endpoint: Some(format!("{base}/oauth2/introspect")),
+        introspection_endpoint_auth_methods_supported: [
+            AuthMethod::ClientSecretBasic,
+            AuthMethod::ClientSecretPost,
+        ]
+        .iter()
+        .map(|m| m.as_str().into())
+        .collect(),
+        revocation_feed_endpoint: Some(format!("{base}/oauth2/revocations")),
+        service_documentation: Some(format!("{base}/docs")),
+        grant_types_supported: GrantType::ALL.iter().map(|g| g.as_str().into()).collect(),
+        response_types_supported: Vec::new(),
+        token_endpoint_auth_methods_supported: auth_methods,
+        scopes_supported: scopes,
+        access_token_signing_alg_values_supported: vec![SigningKey::ALGORITHM.into()],
+        subject_types_supported: vec!["public".into()],
+    })
 }
 
 /// Authorization server metadata (RFC 8414).
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth2",
-    responses((status = 200, description = "Server metadata", body = Object)))]
+    responses((status = 200, description = "Server metadata", body = ServerMetadata)))]
 pub async fn authorization_server_metadata(
     State(state): State<AppState>,
 ) -> Result<impl IntoResponse, ApiReply> {
@@ -54,7 +58,7 @@ pub async fn authorization_server_metadata(
 
 /// The same metadata at the OpenID Connect discovery location, for libraries that look there.
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "oauth2",
-    responses((status = 200, description = "Server metadata", body = Object)))]
+    responses((status = 200, description = "Server metadata", body = ServerMetadata)))]
 pub async fn openid_configuration(
     State(state): State<AppState>,
 ) -> Result<impl IntoResponse, ApiReply> {

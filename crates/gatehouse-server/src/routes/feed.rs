@@ -7,6 +7,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
 use gatehouse_core::OAuthError;
 use gatehouse_core::service::{ClientAuth, FeedItem, PresentedAuth};
+use gatehouse_proto::FeedEvent;
 
 use crate::AppState;
 use crate::error::OAuthReply;
@@ -87,11 +88,13 @@ fn sse_event(item: &FeedItem) -> Option<Event> {
                 None => sse,
             })
         }
-        FeedItem::CaughtUp { resume_from } => Some(
-            Event::default()
-                .id(resume_from.to_string())
-                .event("caught_up")
-                .data(r#"{"type":"caught_up"}"#),
-        ),
+        FeedItem::CaughtUp { resume_from } => {
+            let caught_up = FeedEvent::CaughtUp;
+            let sse = Event::default()
+                .event(caught_up.name())
+                .json_data(&caught_up)
+                .ok()?;
+            Some(sse.id(resume_from.to_string()))
+        }
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse_core::{AuthConfig, Store};
+use gatehouse_core::{AuthConfig, AuthService, Store};
 use gatehouse_server::ServerSettings;
 use gatehouse_server::limits::RateLimitConfig;
 use gatehouse_store::SqlStore;
@@ -65,15 +65,16 @@ impl TestApp {
         let kek = KeyEncryptionKey::generate().unwrap();
         let kek_hex = kek.to_hex();
         let settings = ServerSettings {
-            auth: config.clone(),
             rate_limits: limits,
             change_poll: Duration::from_millis(100),
         };
+        let service = AuthService::start(config.clone(), Arc::new(store.clone()), kek)
+            .await
+            .unwrap();
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        gatehouse_server::start(listener, settings, Arc::new(store.clone()), kek, async {
+        gatehouse_server::start(listener, settings, Arc::new(service), async {
             let _ = stopped.await;
         })
-        .await
         .unwrap();
         Self {
             base: format!("http://{address}"),

@@ -88,7 +88,7 @@ impl AuthService {
         let client = Client {
             secret_hash: secret.as_deref().map(secret::hash_secret),
             scopes: scopes.flatten(),
-            roles: new.roles,
+            roles: distinct(new.roles),
             ..Client::new(id, new.name, auth_method, grant_types, now)
         };
         self.store.insert_client(&client).await?;
@@ -143,7 +143,7 @@ impl AuthService {
             changes.push("scope");
         }
         if let Some(roles) = patch.roles {
-            client.roles = roles;
+            client.roles = distinct(roles);
             changes.push("roles");
         }
         client.updated_at = now;

@@ -128,3 +128,14 @@ fn parse_scopes(text: &str, errors: &mut Vec<FieldError>) -> Option<ScopeSet> {
         }
     }
 }
+
+/// Roles as held: each once, where it was first named.
+fn distinct(roles: Vec<String>) -> Vec<String> {
+    let mut held: Vec<String> = Vec::with_capacity(roles.len());
+    for role in roles {
+        if !held.contains(&role) {
+            held.push(role);
+        }
+    }
+    held
+}

@@ -71,7 +71,7 @@ impl AuthService {
         // Narrow writes, as for clients: a stale read above cannot undo a concurrent block or
         // cut-off, and everything commits together.
         let mut writes = Vec::new();
-        if let Some(roles) = patch.roles {
+        if let Some(roles) = patch.roles.map(distinct) {
             // Tokens carry roles: taking one away ends the tokens issued before. Sessions go on
             // and refresh into tokens with what the new roles allow.
             let cutoff = crate::model::roles_taken_away(&user.roles, &roles)
@@ -159,7 +159,7 @@ impl AuthService {
             return Err(ApiError::Conflict("that username is taken".into()));
         }
         let user = self
-            .new_user(&new.username, &new.email, &new.password, roles)
+            .new_user(&new.username, &new.email, &new.password, distinct(roles))
             .await?;
         self.store.insert_user(&user).await?;
         self.admin_audit(actor, "admin.user.created", &user.id, ctx, &user.username)
