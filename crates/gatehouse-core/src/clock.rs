@@ -57,6 +57,26 @@ impl Clock for ManualClock {
     }
 }
 
+/// The system's clock, moved ahead by hand: for tests of a running server, where time must pass
+/// as usual for everything else but a wait (a lock, a grace window) is too long to sleep through.
+#[derive(Debug, Default)]
+pub struct AdvancingClock {
+    ahead_millis: AtomicU64,
+}
+
+impl AdvancingClock {
+    pub fn advance(&self, by: Duration) {
+        self.ahead_millis
+            .fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for AdvancingClock {
+    fn since_epoch(&self) -> Duration {
+        SystemClock.since_epoch() + Duration::from_millis(self.ahead_millis.load(Ordering::SeqCst))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +89,15 @@ mod tests {
         assert_eq!(clock.since_epoch(), Duration::from_millis(1_001_500));
         assert_eq!(clock.now(), 1_001);
         assert!(SystemClock.now() > 1_700_000_000);
+    }
+
+    #[test]
+    fn an_advancing_clock_runs_ahead_of_the_system_by_what_it_was_moved() {
+        let clock = AdvancingClock::default();
+        clock.advance(Duration::from_secs(3_600));
+        let ahead = clock
+            .since_epoch()
+            .saturating_sub(SystemClock.since_epoch());
+        assert!(ahead > Duration::from_secs(3_599) && ahead <= Duration::from_secs(3_600));
     }
 }

@@ -20,7 +20,7 @@ pub mod store;
 pub mod throttle;
 pub mod validate;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{AdvancingClock, Clock, ManualClock, SystemClock};
 pub use config::AuthConfig;
 pub use error::{ApiError, FieldError, OAuthError, OAuthErrorCode, StoreError, TokenProblem};
 pub use model::*;

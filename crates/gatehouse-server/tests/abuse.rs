@@ -64,7 +64,7 @@ async fn a_locked_username_is_answered_like_a_wrong_password(backend: Backend) {
         2
     );
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.advance(Duration::from_millis(2100));
     let (status, _) = password_attempt(&app, "alice", "correct-horse").await;
     assert_eq!(status, 200, "the lock ends");
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse_core::{AuthConfig, AuthService, Store};
+use gatehouse_core::{AdvancingClock, AuthConfig, AuthService, Store};
 use gatehouse_server::ServerSettings;
 use gatehouse_server::limits::RateLimitConfig;
 use gatehouse_store::SqlStore;
@@ -24,6 +24,8 @@ pub struct TestApp {
     pub config: AuthConfig,
     kek_hex: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The server's clock: the system's, unless a test moves it ahead.
+    clock: Arc<AdvancingClock>,
     _database: TestDatabase,
 }
 
@@ -68,9 +70,15 @@ impl TestApp {
             rate_limits: limits,
             change_poll: Duration::from_millis(100),
         };
-        let service = AuthService::start(config.clone(), Arc::new(store.clone()), kek)
-            .await
-            .unwrap();
+        let clock = Arc::new(AdvancingClock::default());
+        let service = AuthService::start_with_clock(
+            config.clone(),
+            Arc::new(store.clone()),
+            kek,
+            clock.clone(),
+        )
+        .await
+        .unwrap();
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         gatehouse_server::start(listener, settings, Arc::new(service), async {
             let _ = stopped.await;
@@ -86,8 +94,14 @@ impl TestApp {
             config,
             kek_hex,
             shutdown: Some(shutdown),
+            clock,
             _database: database,
         }
+    }
+
+    /// Moves the server's clock ahead, instead of sleeping through a wait.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
     }
 
     pub fn url(&self, path: &str) -> String {
