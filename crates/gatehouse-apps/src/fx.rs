@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use gatehouse_token::now_unix;
 
+use crate::SERVICE_RESPONSES;
 use crate::common::{AppError, Body, Db, positive_decimal, stored_decimal};
 
 /// Decimal places of a rate worked out by inversion or across USD (stored rates are used as
@@ -239,7 +240,8 @@ async fn get_currency(
 }
 
 #[utoipa::path(delete, path = "/api/fx/currencies/{code}", tag = "fx",
-    params(("code" = String, Path)), responses((status = 204), (status = 404)),
+    params(("code" = String, Path)),
+    responses((status = 204), (status = 403, description = "Needs the admin role"), (status = 404)),
     security(("bearer" = [])))]
 async fn delete_currency(
     State(state): State<FxState>,
@@ -369,7 +371,8 @@ async fn update_rate(
 
 #[utoipa::path(delete, path = "/api/fx/rates/{pair}", tag = "fx",
     params(("pair" = String, Path, example = "USDEUR")),
-    responses((status = 204), (status = 404)), security(("bearer" = [])))]
+    responses((status = 204), (status = 403, description = "Needs the admin role"), (status = 404)),
+    security(("bearer" = [])))]
 async fn delete_rate(
     State(state): State<FxState>,
     Path(text): Path<String>,
@@ -480,7 +483,7 @@ async fn seed(db: &Db) -> Result<(), AppError> {
     paths(list_currencies, create_currency, get_currency, delete_currency, list_rates, create_rate,
           get_rate, update_rate, delete_rate, convert),
     components(schemas(Currency, ExchangeRate, NewRate, RateChange, Conversion)),
-    modifiers(&BearerSecurity)
+    modifiers(&BearerSecurity, &SERVICE_RESPONSES)
 )]
 pub struct Doc;
 

@@ -9,6 +9,8 @@ use axum::{Json, Router};
 use gatehouse_sdk::{Authenticated, TokenVerifier};
 use serde::Serialize;
 
+use crate::SERVICE_RESPONSES;
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Welcome {
     pub message: String,
@@ -35,7 +37,7 @@ async fn welcome(caller: Authenticated) -> Json<Welcome> {
     info(title = "Gatehouse messages", description = "Role-aware welcome messages"),
     paths(welcome),
     components(schemas(Welcome)),
-    modifiers(&BearerSecurity)
+    modifiers(&BearerSecurity, &SERVICE_RESPONSES)
 )]
 pub struct Doc;
 

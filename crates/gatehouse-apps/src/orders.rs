@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use gatehouse_token::now_unix;
 
+use crate::SERVICE_RESPONSES;
 use crate::common::{AppError, Body, Db, new_id, person, rfc3339, stored_decimal};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -347,7 +348,7 @@ async fn seed(db: &Db) -> Result<(), AppError> {
     info(title = "Gatehouse orders", description = "A catalog and orders with a simulated payment; needs a person's token with the orders scope."),
     paths(products, place, mine, one),
     components(schemas(Product, NewOrder, NewItem, Order, OrderItem)),
-    modifiers(&BearerSecurity)
+    modifiers(&BearerSecurity, &SERVICE_RESPONSES)
 )]
 pub struct Doc;
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use gatehouse_token::now_unix;
 
+use crate::SERVICE_RESPONSES;
 use crate::common::{AppError, Body, Db, new_id, person, rfc3339};
 
 const MAX_CONTENT_CHARS: usize = 5_000;
@@ -285,7 +286,7 @@ async fn unvote(
     info(title = "Gatehouse posts", description = "Posts and votes; needs a person's token with the posts scope."),
     paths(create, list, one, update, remove, vote, unvote),
     components(schemas(PostContent, Post, PostPage, VoteCount)),
-    modifiers(&BearerSecurity)
+    modifiers(&BearerSecurity, &SERVICE_RESPONSES)
 )]
 pub struct Doc;
 

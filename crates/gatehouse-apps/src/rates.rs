@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use gatehouse_token::now_unix;
 
+use crate::SERVICE_RESPONSES;
 use crate::common::{AppError, Db, rfc3339, stored_decimal};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,7 +220,7 @@ async fn keep_moving(db: Db, every: Duration) {
     info(title = "Gatehouse crypto rates", description = "Crypto-asset rates in USD; needs rates:read."),
     paths(list, one),
     components(schemas(Rate)),
-    modifiers(&BearerSecurity)
+    modifiers(&BearerSecurity, &SERVICE_RESPONSES)
 )]
 pub struct Doc;
 

@@ -22,6 +22,10 @@
 //!
 //! `revocation-bench upstream --listen ADDR` is the trivial upstream behind the gateway's route:
 //! `200 ok` to anything.
+//!
+//! `revocation-bench logins` (behind `bench/logins.sh`) measures fair password hashing: one
+//! source address floods the token endpoint with wrong password grants while legitimate logins
+//! come from another address; it reports the legitimate logins per second and their latency.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -53,6 +57,8 @@ struct Cli {
 enum Command {
     /// Flood, probe and watch for a while, then report.
     Run(Box<RunArgs>),
+    /// Legitimate password logins from one address while another floods with wrong guesses.
+    Logins(LoginArgs),
     /// Serve `200 ok` to every request: the upstream behind the benchmark's gateway route.
     Upstream {
         /// Where to listen.
@@ -133,6 +139,46 @@ struct RunArgs {
     progress_secs: f64,
 }
 
+#[derive(Args, Clone)]
+struct LoginArgs {
+    /// The authorization server's base URL.
+    #[arg(long)]
+    auth: String,
+    /// The client the logins go through (a public client: no secret).
+    #[arg(long, default_value = "gatehouse-web")]
+    client_id: String,
+    /// The legitimate user's name and password.
+    #[arg(long)]
+    username: String,
+    #[arg(long)]
+    password: String,
+    /// The address legitimate logins come from (any 127.x address is on the loopback interface).
+    #[arg(long, default_value = "127.0.0.3")]
+    visitor_ip: std::net::IpAddr,
+    /// The address the flood comes from.
+    #[arg(long, default_value = "127.0.0.2")]
+    flood_ip: std::net::IpAddr,
+    /// Wrong password grants in flight from the flood address (each for a different unknown
+    /// name, so no lock or delay slows it); 0 runs without a flood.
+    #[arg(long, default_value_t = 128)]
+    flood_concurrency: usize,
+    /// Legitimate logins in flight.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// How long legitimate logins are measured.
+    #[arg(long, default_value_t = 10.0)]
+    duration_secs: f64,
+    /// The flood runs this long before the measurement starts.
+    #[arg(long, default_value_t = 2.0)]
+    warmup_secs: f64,
+    /// Time limit of each HTTP request.
+    #[arg(long, default_value_t = 30.0)]
+    request_timeout_secs: f64,
+    /// A name for this run, repeated in the JSON line.
+    #[arg(long, default_value = "logins")]
+    label: String,
+}
+
 #[derive(Clone, Debug)]
 struct GatewaySpec {
     name: String,
@@ -162,6 +208,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(*args).await,
+        Command::Logins(args) => logins(args).await,
         Command::Upstream { listen } => upstream(listen).await,
     };
     match result {
@@ -897,6 +944,151 @@ async fn probe(state: &Run, gateways: &[Arc<Gateway>], timeout: Duration) {
         });
     }
     while polls.join_next().await.is_some() {}
+}
+
+// --------------------------------------------------------------------------------- logins --
+
+/// One password grant: its status as a tally key, and how long it took in ms.
+async fn password_login(
+    http: &reqwest::Client,
+    args: &LoginArgs,
+    username: &str,
+    password: &str,
+) -> (String, f64) {
+    let started = Instant::now();
+    let answer = http
+        .post(format!("{}/oauth2/token", args.auth))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", args.client_id.as_str()),
+            ("username", username),
+            ("password", password),
+        ])
+        .send()
+        .await;
+    let key = match answer {
+        Ok(response) => {
+            let status = response.status().as_u16().to_string();
+            // Read to the end, so the connection is reused.
+            let _ = response.bytes().await;
+            status
+        }
+        Err(e) => transport_kind(&e).to_owned(),
+    };
+    (key, started.elapsed().as_secs_f64() * 1000.0)
+}
+
+async fn logins(args: LoginArgs) -> anyhow::Result<()> {
+    let args = Arc::new(args);
+    let client_from = |ip| {
+        reqwest::Client::builder()
+            .local_address(ip)
+            .timeout(Duration::from_secs_f64(args.request_timeout_secs))
+            .build()
+            .context("cannot build an HTTP client")
+    };
+    let visitor = client_from(args.visitor_ip)?;
+    let attacker = client_from(args.flood_ip)?;
+    let (status, _) = password_login(&visitor, &args, &args.username, &args.password).await;
+    if status != "200" {
+        bail!("the legitimate login answered {status} before the flood");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood_tally = Arc::new(Mutex::new(Tally::default()));
+    let mut flood = JoinSet::new();
+    for worker in 0..args.flood_concurrency {
+        let (attacker, args, stop, tally) = (
+            attacker.clone(),
+            args.clone(),
+            stop.clone(),
+            flood_tally.clone(),
+        );
+        flood.spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let name = format!("flood-{worker}-{n}");
+                let (key, _) = password_login(&attacker, &args, &name, "wrong-guess").await;
+                lock(&tally).add(key);
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_secs_f64(args.warmup_secs)).await;
+    let flood_before = lock(&flood_tally).total();
+
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.duration_secs);
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let legit_tally = Arc::new(Mutex::new(Tally::default()));
+    let mut legit = JoinSet::new();
+    for _ in 0..args.concurrency.max(1) {
+        let (visitor, args, latencies, tally) = (
+            visitor.clone(),
+            args.clone(),
+            latencies.clone(),
+            legit_tally.clone(),
+        );
+        legit.spawn(async move {
+            while Instant::now() < deadline {
+                let (key, ms) =
+                    password_login(&visitor, &args, &args.username, &args.password).await;
+                lock(&latencies).push(ms);
+                lock(&tally).add(key);
+            }
+        });
+    }
+    while legit.join_next().await.is_some() {}
+    let elapsed = started.elapsed().as_secs_f64();
+    let flood_during = lock(&flood_tally).total() - flood_before;
+    stop.store(true, Ordering::Relaxed);
+    while flood.join_next().await.is_some() {}
+
+    let mut sorted = lock(&latencies).clone();
+    sorted.sort_by(f64::total_cmp);
+    let legit = lock(&legit_tally);
+    let ok = legit.get("200");
+    let rate = ok as f64 / elapsed;
+    let (p50, p99) = (percentile(&sorted, 50.0), percentile(&sorted, 99.0));
+    let flood = lock(&flood_tally);
+    println!(
+        "legitimate logins from {} at concurrency {}: {} in {elapsed:.1} s, {rate:.1}/s answered 200, p50 {}, p99 {}; answers: {}",
+        args.visitor_ip,
+        args.concurrency,
+        legit.total(),
+        fmt_ms(p50),
+        fmt_ms(p99),
+        legit.human()
+    );
+    println!(
+        "flood from {} at concurrency {}: {flood_during} requests during the measurement; answers over the whole run: {}",
+        args.flood_ip,
+        args.flood_concurrency,
+        flood.human()
+    );
+    println!(
+        "{}",
+        json!({
+            "label": args.label,
+            "flood_concurrency": args.flood_concurrency,
+            "concurrency": args.concurrency,
+            "seconds": elapsed,
+            "legit": {
+                "requests": legit.total(),
+                "ok": ok,
+                "per_second": rate,
+                "p50_ms": json_ms(p50),
+                "p99_ms": json_ms(p99),
+                "answers": legit.json(),
+            },
+            "flood": {
+                "requests_during": flood_during,
+                "per_second_during": flood_during as f64 / elapsed,
+                "answers": flood.json(),
+            },
+        })
+    );
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------- report --

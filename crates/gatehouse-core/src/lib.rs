@@ -7,6 +7,7 @@
 //! any particular database: the server crate maps errors to responses in one place, and the
 //! store crate implements persistence.
 
+pub mod authorization;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -17,19 +17,22 @@ pub const ADMIN_ROLE: &str = "admin";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
+    AuthorizationCode,
     ClientCredentials,
     Password,
     RefreshToken,
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 3] = [
+    pub const ALL: [GrantType; 4] = [
+        GrantType::AuthorizationCode,
         GrantType::ClientCredentials,
         GrantType::Password,
         GrantType::RefreshToken,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::AuthorizationCode => "authorization_code",
             Self::ClientCredentials => "client_credentials",
             Self::Password => "password",
             Self::RefreshToken => "refresh_token",
@@ -109,6 +112,13 @@ pub struct Client {
     pub blocked_at: Option<i64>,
     /// Tokens of this client issued before this time are dead.
     pub not_before: i64,
+    /// Where the authorization endpoint may send people back (compared exactly, RFC 6749 §3.1.2;
+    /// any port for a loopback IP, RFC 8252 §7.3).
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send people afterwards (compared exactly).
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A first-party application: people are not asked to consent to it.
+    pub skip_consent: bool,
 }
 
 impl Client {
@@ -136,11 +146,19 @@ impl Client {
             updated_at: now,
             blocked_at: None,
             not_before: 0,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            skip_consent: false,
         }
     }
 
     pub fn is_public(&self) -> bool {
         self.auth_method == AuthMethod::None
+    }
+    /// Registered by itself (RFC 7591) rather than by an operator: trusted with nothing a
+    /// person did not consent to.
+    pub fn is_self_registered(&self) -> bool {
+        self.registration_token_hash.is_some()
     }
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
@@ -215,6 +233,58 @@ pub struct RefreshFamily {
     pub revoked_at: Option<i64>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The browser sign-in it came from (authorization code flow); ending that ends this too.
+    pub browser_session_id: Option<String>,
+}
+
+/// A browser signed in to the hosted pages, known by the hash of its cookie's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserSession {
+    /// Public: the ID token's `sid`, and the handle logout and the account page use.
+    pub id: String,
+    /// SHA-256 of the cookie's value.
+    pub secret_hash: String,
+    pub user_id: String,
+    /// When the person last proved who they are (OIDC `auth_time`); never before the user's
+    /// not-before time as it stood then, so a cut-off ends every earlier browser session.
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    /// Absolute end, however active the browser is.
+    pub expires_at: i64,
+    pub ended_at: Option<i64>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// An authorization code (RFC 6749 §4.1.2), stored only as its hash, with everything it is
+/// bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationCode {
+    pub hash: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    /// PKCE `code_challenge` (S256, RFC 7636).
+    pub code_challenge: String,
+    pub nonce: Option<String>,
+    pub scope: String,
+    pub auth_time: i64,
+    pub browser_session_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    /// The session (refresh family) its first use started: ended when the code comes back.
+    pub family_id: Option<String>,
+}
+
+/// What a person has allowed a client, so they are not asked again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: ScopeSet,
+    pub granted_at: i64,
 }
 
 /// One refresh token, stored only as its hash.

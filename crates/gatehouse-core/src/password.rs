@@ -1,5 +1,6 @@
 //! Password hashing with argon2id (OWASP parameters), off the async threads and bounded.
 
+use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +21,65 @@ const SALT_LEN: usize = 16;
 const OUTPUT_LEN: usize = 32;
 /// About a second of waiting work per thread at ~16 ms a hash.
 const QUEUE_PER_THREAD: usize = 64;
+/// The default share of one source (an IP address, a username): an eighth of the queue.
+const DEFAULT_PER_SOURCE_PER_THREAD: usize = QUEUE_PER_THREAD / 8;
+
+/// Whom a password check is for. Each IP address and each username may have only a share of the
+/// hashing queue waiting or running, so a flood from one of them cannot turn everyone else away.
+#[derive(Debug, Clone, Default)]
+pub struct HashSource {
+    pub ip: Option<String>,
+    pub username: Option<String>,
+}
+
+impl HashSource {
+    fn keys(&self) -> Vec<String> {
+        let mut keys = Vec::with_capacity(2);
+        if let Some(ip) = &self.ip {
+            keys.push(format!("ip {ip}"));
+        }
+        if let Some(username) = &self.username {
+            // Fixed size, whatever was typed.
+            keys.push(format!(
+                "user {}",
+                crate::secret::hash_secret(&username.to_lowercase())
+            ));
+        }
+        keys
+    }
+}
+
+/// Jobs waiting or running per source key. Only sources with work in hand are held, so its size
+/// is bounded by the queue's.
+type InHand = Arc<Mutex<HashMap<String, usize>>>;
+
+fn with_in_hand<T>(in_hand: &InHand, f: impl FnOnce(&mut HashMap<String, usize>) -> T) -> T {
+    match in_hand.lock() {
+        Ok(mut guard) => f(&mut guard),
+        Err(poisoned) => f(&mut poisoned.into_inner()),
+    }
+}
+
+/// A job's place in its sources' shares, given back when the job is done or dropped.
+struct Share {
+    in_hand: InHand,
+    keys: Vec<String>,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        with_in_hand(&self.in_hand, |counts| {
+            for key in &self.keys {
+                if let Some(n) = counts.get_mut(key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        counts.remove(key);
+                    }
+                }
+            }
+        });
+    }
+}
 
 fn params() -> Result<Params, StoreError> {
     Params::new(M_COST_KIB, T_COST, P_COST, Some(OUTPUT_LEN))
@@ -40,13 +100,23 @@ pub struct PasswordHasher {
     /// Bounded: past `QUEUE_PER_THREAD` waiting jobs a thread, callers are told to come back later
     /// instead of queueing minutes of work behind a flood.
     jobs: mpsc::SyncSender<Job>,
+    /// Jobs waiting or running per source, and how many one source may have.
+    in_hand: InHand,
+    per_source: usize,
     /// Verified against when a username is unknown, so that answer takes as long as a wrong password.
     dummy_hash: Arc<str>,
 }
 
 impl PasswordHasher {
     /// Starts `limit` hashing threads; they end when the last clone of the hasher is dropped.
+    /// One source may have an eighth of the queue (8 checks per thread) waiting or running.
     pub fn new(limit: usize) -> Result<Self, StoreError> {
+        Self::with_share(limit, 0)
+    }
+
+    /// [`PasswordHasher::new`] with at most `per_source` checks waiting or running for one IP
+    /// address or one username (0: an eighth of the queue).
+    pub fn with_share(limit: usize, per_source: usize) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::sync_channel::<Job>(limit.max(1) * QUEUE_PER_THREAD);
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..limit.max(1) {
@@ -56,8 +126,14 @@ impl PasswordHasher {
                 .spawn(move || work(&queue))
                 .map_err(|e| StoreError::Backend(format!("cannot start a hashing thread: {e}")))?;
         }
+        let per_source = match per_source {
+            0 => limit.max(1) * DEFAULT_PER_SOURCE_PER_THREAD,
+            n => n,
+        };
         let mut hasher = Self {
             jobs,
+            in_hand: InHand::default(),
+            per_source,
             dummy_hash: Arc::from(""),
         };
         let mut memory = Vec::new();
@@ -65,16 +141,46 @@ impl PasswordHasher {
         Ok(hasher)
     }
 
+    /// Takes a place in each of the source's shares, or refuses when one is used up.
+    fn take_share(&self, source: &HashSource) -> Result<Share, StoreError> {
+        let keys = source.keys();
+        with_in_hand(&self.in_hand, |counts| {
+            if keys
+                .iter()
+                .any(|k| counts.get(k).is_some_and(|n| *n >= self.per_source))
+            {
+                return Err(StoreError::Unavailable(
+                    "too many password checks waiting for this source".into(),
+                ));
+            }
+            for key in &keys {
+                *counts.entry(key.clone()).or_insert(0) += 1;
+            }
+            Ok(())
+        })?;
+        Ok(Share {
+            in_hand: self.in_hand.clone(),
+            keys,
+        })
+    }
+
     async fn run<T: Send + 'static>(
         &self,
+        source: &HashSource,
         job: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, StoreError> {
+        let share = self.take_share(source)?;
         let (done, result) = tokio::sync::oneshot::channel();
         self.jobs
             .try_send(Box::new(move |memory: &mut Vec<Block>| {
+                // Held until the job is done (or dropped unrun), and given back before the
+                // answer goes out, so a caller that has its answer has its share back too.
+                let share = share;
                 // The caller gave up (timeout, hung up): do not spend a hash on it.
                 if !done.is_closed() {
-                    let _ = done.send(job(memory));
+                    let answer = job(memory);
+                    drop(share);
+                    let _ = done.send(answer);
                 }
             }))
             .map_err(|e| match e {
@@ -90,19 +196,25 @@ impl PasswordHasher {
             .map_err(|_| StoreError::Backend("a password hashing job was lost".into()))
     }
 
-    pub async fn hash(&self, password: &str) -> Result<String, StoreError> {
+    pub async fn hash(&self, password: &str, source: &HashSource) -> Result<String, StoreError> {
         let password = password.to_owned();
-        self.run(move |memory| hash_with(memory, &password)).await?
+        self.run(source, move |memory| hash_with(memory, &password))
+            .await?
     }
 
     /// Verifies `password` against `stored`, or against a dummy hash when there is no user, so
     /// both cases cost the same.
-    pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<bool, StoreError> {
+    pub async fn verify(
+        &self,
+        password: &str,
+        stored: Option<&str>,
+        source: &HashSource,
+    ) -> Result<bool, StoreError> {
         let password = password.to_owned();
         let known = stored.is_some();
         let hash = stored.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
         let matched = self
-            .run(move |memory| verify_with(memory, &password, &hash))
+            .run(source, move |memory| verify_with(memory, &password, &hash))
             .await??;
         Ok(known && matched)
     }
@@ -174,16 +286,31 @@ fn verify_with(memory: &mut Vec<Block>, password: &str, stored: &str) -> Result<
 mod tests {
     use super::*;
 
+    const ANY: HashSource = HashSource {
+        ip: None,
+        username: None,
+    };
+
     #[tokio::test]
     async fn verifies_right_password_only_and_never_for_unknown_users() {
         let hasher = PasswordHasher::new(2).unwrap();
-        let hash = hasher.hash("correct horse").await.unwrap();
+        let hash = hasher.hash("correct horse", &ANY).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(hasher.verify("correct horse", Some(&hash)).await.unwrap());
-        assert!(!hasher.verify("wrong horse", Some(&hash)).await.unwrap());
+        assert!(
+            hasher
+                .verify("correct horse", Some(&hash), &ANY)
+                .await
+                .unwrap()
+        );
         assert!(
             !hasher
-                .verify("gatehouse-dummy-password-for-timing", None)
+                .verify("wrong horse", Some(&hash), &ANY)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !hasher
+                .verify("gatehouse-dummy-password-for-timing", None, &ANY)
                 .await
                 .unwrap()
         );
@@ -216,11 +343,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_is_refused_as_unavailable() {
         let hasher = PasswordHasher::new(1).unwrap();
-        let hash = hasher.hash("pass-word-1").await.unwrap();
+        let hash = hasher.hash("pass-word-1", &ANY).await.unwrap();
         let tasks: Vec<_> = (0..(QUEUE_PER_THREAD + 40))
             .map(|_| {
                 let (hasher, hash) = (hasher.clone(), hash.clone());
-                tokio::spawn(async move { hasher.verify("pass-word-1", Some(&hash)).await })
+                tokio::spawn(async move { hasher.verify("pass-word-1", Some(&hash), &ANY).await })
             })
             .collect();
         let mut refused = 0;
@@ -235,9 +362,55 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_source_gets_only_its_share_and_others_still_get_in() {
+        let hasher = PasswordHasher::with_share(1, 4).unwrap();
+        let hash = hasher.hash("pass-word-1", &ANY).await.unwrap();
+        let from = |ip: &str, username: &str| HashSource {
+            ip: Some(ip.into()),
+            username: Some(username.into()),
+        };
+        // Taken directly, so the shares stay held while the test looks.
+        let held: Vec<Share> = (0..4)
+            .map(|i| {
+                hasher
+                    .take_share(&from("10.0.0.1", &format!("u{i}")))
+                    .unwrap()
+            })
+            .collect();
+        assert!(matches!(
+            hasher.take_share(&from("10.0.0.1", "another")),
+            Err(StoreError::Unavailable(_))
+        ));
+        // The same username from elsewhere is one source too.
+        let _victim: Vec<Share> = ["10.0.0.9", "10.0.0.8", "10.0.0.7", "10.0.0.6"]
+            .iter()
+            .map(|ip| hasher.take_share(&from(ip, "Victim")).unwrap())
+            .collect();
+        assert!(hasher.take_share(&from("10.0.0.5", "victim")).is_err());
+        // Someone else is checked at once.
+        assert!(
+            hasher
+                .verify("pass-word-1", Some(&hash), &from("10.0.0.2", "bob"))
+                .await
+                .unwrap()
+        );
+        drop(held);
+        assert!(
+            hasher
+                .verify("pass-word-1", Some(&hash), &from("10.0.0.1", "again"))
+                .await
+                .unwrap(),
+            "shares are given back when jobs end"
+        );
+        assert!(with_in_hand(&hasher.in_hand, |c| c
+            .get("ip 10.0.0.1")
+            .is_none()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_jobs_all_complete_on_a_small_pool() {
         let hasher = PasswordHasher::new(2).unwrap();
-        let hash = hasher.hash("pass-word-1").await.unwrap();
+        let hash = hasher.hash("pass-word-1", &ANY).await.unwrap();
         let tasks: Vec<_> = (0..8)
             .map(|i| {
                 let (hasher, hash) = (hasher.clone(), hash.clone());
@@ -247,7 +420,7 @@ mod tests {
                     } else {
                         "wrong-word"
                     };
-                    hasher.verify(guess, Some(&hash)).await.unwrap()
+                    hasher.verify(guess, Some(&hash), &ANY).await.unwrap()
                 })
             })
             .collect();

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 
 use crate::{
-    AuditEvent, Change, ChangeKind, Client, RefreshFamily, RefreshTokenRecord, RevokedToken, Role,
-    StoreError, StoredKey, User,
+    AuditEvent, AuthorizationCode, BrowserSession, Change, ChangeKind, Client, Consent,
+    RefreshFamily, RefreshTokenRecord, RevokedToken, Role, StoreError, StoredKey, User,
 };
 
 /// A write that can change whether a token is valid, or what a node has cached. Such writes reach
@@ -18,7 +18,8 @@ use crate::{
 /// time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
-    /// Replaces the client's metadata (name, auth method, grant types, scopes, roles) and nothing
+    /// Replaces the client's metadata (name, auth method, grant types, scopes, roles, redirect URIs,
+    /// post-logout redirect URIs, consent skipping) and nothing
     /// else, so an update built from a stale read cannot undo a block or a secret rotation.
     /// `cutoff` moves its not-before time forward too, for a change that takes something away.
     UpdateClient {
@@ -98,6 +99,23 @@ pub enum Write {
     },
     /// Adds a `jti` to the deny list until the token expires.
     RevokeAccessToken(RevokedToken),
+    /// Signs a browser out: the browser session ends, and with it every session (refresh family)
+    /// started from it and their access tokens, which all expire by `until`. Ending an ended
+    /// browser session changes nothing and is not an error.
+    EndBrowserSession {
+        id: String,
+        now: i64,
+        until: i64,
+    },
+    /// A person withdraws what they allowed a client: the consent goes, and every session of
+    /// theirs with that client ends with its access tokens (all expired by `until`). Withdrawing
+    /// a consent that does not exist is not an error.
+    RevokeConsent {
+        user_id: String,
+        client_id: String,
+        now: i64,
+        until: i64,
+    },
     /// Publishes a new signing key; every other key not yet retiring retires at `retire_others_at`.
     AddSigningKey {
         key: StoredKey,
@@ -188,6 +206,9 @@ impl Write {
             | Self::CutOffUser {
                 tokens_expire_by, ..
             } => Some(*tokens_expire_by),
+            Self::EndBrowserSession { until, .. } | Self::RevokeConsent { until, .. } => {
+                Some(*until)
+            }
             _ => None,
         }
     }
@@ -246,6 +267,8 @@ impl Write {
                 vec![entry(ChangeKind::Role, &role.name, None)]
             }
             Self::DeleteRole(name) => vec![entry(ChangeKind::Role, name, None)],
+            // Only the refresh families they end matter to anyone else (see `changes`).
+            Self::EndBrowserSession { .. } | Self::RevokeConsent { .. } => vec![],
         }
     }
 }
@@ -339,8 +362,45 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<RotateOutcome, StoreError>;
     async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
-    /// Deletes deny entries and refresh families that expired before `now`, change-log entries a
-    /// day old, and audit events before `audit_before` when given; returns how many rows went.
+
+    /// `Conflict` when the id or the secret hash is taken.
+    async fn insert_browser_session(&self, session: &BrowserSession) -> Result<(), StoreError>;
+    /// The browser session whose cookie hashes to `secret_hash`, ended or not.
+    async fn browser_session(
+        &self,
+        secret_hash: &str,
+    ) -> Result<Option<BrowserSession>, StoreError>;
+    /// Notes that the browser was seen at `now` (the idle lifetime counts from there).
+    async fn touch_browser_session(&self, id: &str, now: i64) -> Result<(), StoreError>;
+    /// The user's browser sessions that have not ended and expire after `now`, newest first.
+    async fn browser_sessions_of(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Vec<BrowserSession>, StoreError>;
+
+    /// `Conflict` when the hash is taken.
+    async fn insert_authorization_code(&self, code: &AuthorizationCode) -> Result<(), StoreError>;
+    async fn authorization_code(&self, hash: &str)
+    -> Result<Option<AuthorizationCode>, StoreError>;
+    /// Marks the code used at `now` by the session `family_id` its use starts, only if it was not
+    /// used before; `false` when it was (a replay).
+    async fn redeem_authorization_code(
+        &self,
+        hash: &str,
+        family_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    async fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>, StoreError>;
+    /// Stores the consent, replacing the one the user gave the client before.
+    async fn save_consent(&self, consent: &Consent) -> Result<(), StoreError>;
+    /// Every consent the user has given, in client id order.
+    async fn consents_of(&self, user_id: &str) -> Result<Vec<Consent>, StoreError>;
+
+    /// Deletes deny entries, refresh families, authorization codes and browser sessions that
+    /// expired (or, for browser sessions, ended) before `now`, change-log entries a day old, and
+    /// audit events before `audit_before` when given; returns how many rows went.
     async fn purge_expired(&self, now: i64, audit_before: Option<i64>) -> Result<u64, StoreError>;
 
     /// Applies `writes` and appends the change-log entries they imply ([`Write::changes`]) in

@@ -65,6 +65,9 @@ impl Rig {
                     scope: Some(scope.into()),
                     roles: Vec::new(),
                     token_endpoint_auth_method: None,
+                    redirect_uris: Vec::new(),
+                    post_logout_redirect_uris: Vec::new(),
+                    skip_consent: false,
                 },
                 &RequestContext::default(),
             )
@@ -260,6 +263,49 @@ async fn repeated_failures_lock_a_username_until_the_lock_runs_out() {
     assert!(rig.login("bob", "correct-horse-2").await.is_err());
     rig.advance(2);
     rig.login("bob", "correct-horse-2").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_guesses_gets_no_more_checks_than_the_lock_allows() {
+    let rig = Arc::new(
+        rig(|c| {
+            c.login_lock_after_failures = 10;
+            c.login_lock_secs = 60;
+            // Room for the whole burst: this is about the lock, not the hashing shares.
+            c.password_checks_per_source = 100;
+        })
+        .await,
+    );
+    rig.sign_up("carol", "correct-horse-3").await;
+    let burst: Vec<_> = (0..60)
+        .map(|i| {
+            let rig = rig.clone();
+            tokio::spawn(async move { rig.login("carol", &format!("guess-{i}")).await })
+        })
+        .collect();
+    for guess in burst {
+        assert_eq!(
+            guess.await.unwrap().unwrap_err(),
+            OAuthErrorCode::InvalidGrant
+        );
+    }
+    assert_eq!(
+        rig.login("carol", "correct-horse-3").await.unwrap_err(),
+        OAuthErrorCode::InvalidGrant,
+        "the burst locked the username before most of it was checked"
+    );
+    let locks = rig
+        .service
+        .store()
+        .recent_events(200)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "login.locked")
+        .count();
+    assert_eq!(locks, 1, "one lock, recorded once");
+    rig.advance(61);
+    rig.login("carol", "correct-horse-3").await.unwrap();
 }
 
 #[tokio::test]

@@ -119,6 +119,10 @@ pub struct RouteSpec {
     /// Shown in metrics and logs; defaults to the prefix.
     pub name: Option<String>,
     pub prefix: String,
+    /// Match the prefix itself only, nothing below it: for a single anonymous document, so
+    /// `/api/posts/openapi.json/vote` is not let through as part of it.
+    #[serde(default)]
+    pub exact: bool,
     pub upstream: String,
     #[serde(default)]
     pub strip_prefix: bool,
@@ -136,6 +140,12 @@ pub struct RouteSpec {
     /// Pass WebSocket upgrades through (no other protocol is ever upgraded to).
     #[serde(default)]
     pub websocket: bool,
+    /// Cookies the upstream may read and set, by name. Every other cookie is taken out of
+    /// requests and every other `Set-Cookie` out of responses: the browser sends its cookies for
+    /// this host to every route (the sign-in pages' among them, since ports do not separate
+    /// cookies), and an API taking bearer tokens has no business with them.
+    #[serde(default)]
+    pub cookies: Vec<String>,
     /// The token's `aud` must contain this instead of the `[gateway]` audience.
     pub audience: Option<String>,
     /// Time allowed for the upstream's response headers.
@@ -159,6 +169,8 @@ fn default_max_body_bytes() -> u64 {
 pub struct RouteRule {
     pub name: String,
     pub prefix: String,
+    /// Only the prefix itself, nothing below it.
+    pub exact: bool,
     pub upstream: Uri,
     pub strip_prefix: bool,
     pub methods: Option<HashSet<Method>>,
@@ -168,6 +180,8 @@ pub struct RouteRule {
     pub policy: Policy,
     pub anonymous: bool,
     pub websocket: bool,
+    /// The cookies that pass, by name; none by default.
+    pub cookies: Vec<String>,
     /// The route's own audience; `None` means the gateway's.
     pub audience: Option<String>,
     pub timeout: Duration,
@@ -321,6 +335,9 @@ impl RouteSpec {
         if self.timeout_ms == 0 {
             return Err(fail("timeout_ms must be positive".into()));
         }
+        if let Some(bad) = self.cookies.iter().find(|name| !is_cookie_name(name)) {
+            return Err(fail(format!("{bad:?} is not a cookie name")));
+        }
         if let Some(limit) = &self.rate_limit
             && (limit.per_second == 0 || limit.burst == Some(0))
         {
@@ -336,6 +353,7 @@ impl RouteSpec {
         Ok(RouteRule {
             name,
             prefix,
+            exact: self.exact,
             upstream,
             strip_prefix: self.strip_prefix,
             methods,
@@ -346,6 +364,7 @@ impl RouteSpec {
             policy: policy_with(scopes_default),
             anonymous: self.anonymous,
             websocket: self.websocket,
+            cookies: self.cookies.clone(),
             audience: self.audience.clone(),
             timeout: Duration::from_millis(self.timeout_ms),
             max_body_bytes: self.max_body_bytes,
@@ -358,9 +377,21 @@ fn is_audience(name: &str) -> bool {
     !name.trim().is_empty()
 }
 
+/// A cookie name as RFC 6265 §4.1.1 allows: a token, no separators.
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
 impl RouteRule {
-    /// Whether `path` falls under this route: the prefix itself or anything below it.
+    /// Whether `path` falls under this route: the prefix itself, or anything below it unless
+    /// the route is exact.
     pub fn matches(&self, path: &str) -> bool {
+        if self.exact {
+            return path == self.prefix;
+        }
         self.prefix == "/"
             || path == self.prefix
             || path
@@ -449,7 +480,8 @@ mod tests {
             Some("https://auth.example.com")
         );
         let rules = file.rules().unwrap();
-        assert_eq!(rules.len(), 2);
+        assert_eq!(rules.len(), 3);
+        assert!(rules.iter().any(|r| r.exact));
         assert!(rules.iter().any(|r| r.anonymous));
     }
 
@@ -491,6 +523,28 @@ mod tests {
         .unwrap();
         assert_eq!(rules[0].prefix, "/api/x");
         assert!(rules[1].matches("/anything"));
+    }
+
+    #[test]
+    fn an_exact_route_matches_its_path_only() {
+        let rules = parse(
+            r#"
+            [[route]]
+            prefix = "/api/posts"
+            upstream = "http://a"
+            [[route]]
+            prefix = "/api/posts/openapi.json"
+            exact = true
+            anonymous = true
+            upstream = "http://a"
+            "#,
+        )
+        .unwrap();
+        let first_match = |path: &str| rules.iter().find(|r| r.matches(path)).map(|r| r.anonymous);
+        assert_eq!(first_match("/api/posts/openapi.json"), Some(true));
+        assert_eq!(first_match("/api/posts/openapi.json/vote"), Some(false));
+        assert_eq!(first_match("/api/posts/openapi.jsonx"), Some(false));
+        assert_eq!(first_match("/api/posts/1/vote"), Some(false));
     }
 
     #[test]

@@ -87,6 +87,57 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderVa
     }
 }
 
+/// Keeps only the cookies named in `allowed` in a request's `Cookie` headers (RFC 6265 §5.4:
+/// `name=value` pairs separated by `; `).
+pub(crate) fn keep_cookies(headers: &mut HeaderMap, allowed: &[String]) {
+    if !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .map(str::trim)
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
+            allowed.iter().any(|a| a == name)
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if kept.is_empty() {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
+/// Keeps only the `Set-Cookie` headers of a response that set a cookie named in `allowed`.
+pub(crate) fn keep_set_cookies(headers: &mut HeaderMap, allowed: &[String]) {
+    if !headers.contains_key(header::SET_COOKIE) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|value| {
+            let name = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.split_once('='))
+                .map(|(name, _)| name.trim());
+            name.is_some_and(|name| allowed.iter().any(|a| a == name))
+        })
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for value in kept {
+        headers.append(header::SET_COOKIE, value);
+    }
+}
+
 /// Replaces whatever identity headers came from outside with the verified ones. `Err` when a
 /// value cannot be a header: the request must not go on without its identity.
 pub(crate) fn set_identity(
@@ -234,7 +285,37 @@ fn decode_unreserved(segment: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize_path;
+    use super::{keep_cookies, keep_set_cookies, normalize_path};
+    use http::header::{COOKIE, HeaderMap, HeaderValue, SET_COOKIE};
+
+    #[test]
+    fn only_the_routes_own_cookies_pass_either_way() {
+        let allowed = vec!["shop_session".to_owned()];
+        let mut request = HeaderMap::new();
+        request.append(
+            COOKIE,
+            HeaderValue::from_static("gatehouse_session=s3cret; shop_session=abc"),
+        );
+        request.append(COOKIE, HeaderValue::from_static("other=1"));
+        keep_cookies(&mut request, &allowed);
+        assert_eq!(request.get_all(COOKIE).iter().count(), 1);
+        assert_eq!(request[COOKIE], "shop_session=abc");
+        keep_cookies(&mut request, &[]);
+        assert!(request.get(COOKIE).is_none());
+
+        let mut response = HeaderMap::new();
+        response.append(
+            SET_COOKIE,
+            HeaderValue::from_static("shop_session=x; Path=/"),
+        );
+        response.append(
+            SET_COOKIE,
+            HeaderValue::from_static("gatehouse_session=y; Path=/"),
+        );
+        keep_set_cookies(&mut response, &allowed);
+        let kept: Vec<_> = response.get_all(SET_COOKIE).iter().collect();
+        assert_eq!(kept, ["shop_session=x; Path=/"]);
+    }
 
     #[test]
     fn paths_are_normalised_or_refused() {

@@ -9,16 +9,16 @@ mod config;
 mod forward;
 mod limits;
 mod metrics;
+#[cfg(test)]
+mod properties;
 mod proxy;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use gatehouse_sdk::TokenVerifier;
@@ -126,10 +126,12 @@ impl Gateway {
     ///
     /// Like nginx's workers, the gateway runs one single-threaded event loop per core, all
     /// accepting on the same socket: a request and its upstream call stay on one thread, with no
-    /// cross-thread wake-ups, and each loop keeps its own pool of upstream connections.
+    /// cross-thread wake-ups, and each loop keeps its own pool of upstream connections. The
+    /// loops share `connections`, the process's budget of open connections.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        connections: gatehouse_listen::Connections,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tokio::spawn(limits::forget_idle(Arc::downgrade(&self)));
@@ -142,6 +144,7 @@ impl Gateway {
             let listener = listener.try_clone()?;
             let gateway = self.clone();
             let mut stopping = stopping.clone();
+            let connections = connections.clone();
             let (done, finished) = tokio::sync::oneshot::channel();
             std::thread::Builder::new()
                 .name(format!("gateway-{index}"))
@@ -151,19 +154,16 @@ impl Gateway {
                         .build()
                         .and_then(|runtime| {
                             runtime.block_on(async move {
-                                // Answers go out at once, not held back to be coalesced (Nagle).
-                                let listener = TcpListener::from_std(listener)?.tap_io(|tcp| {
-                                    let _ = tcp.set_nodelay(true);
-                                });
-                                axum::serve(
+                                let listener = TcpListener::from_std(listener)?;
+                                gatehouse_listen::serve(
                                     listener,
-                                    gateway
-                                        .router()
-                                        .into_make_service_with_connect_info::<SocketAddr>(),
+                                    "gateway",
+                                    gateway.router(),
+                                    connections,
+                                    async move {
+                                        let _ = stopping.wait_for(|stop| *stop).await;
+                                    },
                                 )
-                                .with_graceful_shutdown(async move {
-                                    let _ = stopping.wait_for(|stop| *stop).await;
-                                })
                                 .await
                             })
                         });

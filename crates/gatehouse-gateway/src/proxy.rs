@@ -124,8 +124,11 @@ async fn admit_and_forward(
     request_id: &HeaderValue,
 ) -> Result<(Response, Caller), (Refusal, Caller)> {
     let rule = &route.rule;
+    // HEAD goes wherever GET does (RFC 9110 §9.3.2), and is passed on as HEAD.
+    let method = request.method();
     if let Some(methods) = &rule.methods
-        && !methods.contains(request.method())
+        && !methods.contains(method)
+        && !(method == http::Method::HEAD && methods.contains(&http::Method::GET))
     {
         let mut refusal = Refusal::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -133,6 +136,9 @@ async fn admit_and_forward(
             "this route does not accept that method",
         );
         let mut allowed: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+        if methods.contains(&http::Method::GET) && !methods.contains(&http::Method::HEAD) {
+            allowed.push("HEAD");
+        }
         allowed.sort_unstable();
         if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
             refusal.response.headers_mut().insert(header::ALLOW, value);
@@ -262,6 +268,7 @@ async fn forward(
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     forward::strip_hop_by_hop(&mut parts.headers, upgrade);
+    forward::keep_cookies(&mut parts.headers, &rule.cookies);
     forward::set_identity(&mut parts.headers, caller.map(|c| &c.claims)).map_err(|()| {
         Refusal::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -311,6 +318,7 @@ async fn forward(
     } else {
         forward::strip_hop_by_hop(response.headers_mut(), None);
     }
+    forward::keep_set_cookies(response.headers_mut(), &rule.cookies);
     Ok(response.map(Body::new))
 }
 

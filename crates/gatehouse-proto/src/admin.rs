@@ -17,6 +17,7 @@ pub const PAGE_MAX: u32 = 200;
 /// `limit` and `cursor` of a list request.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct PageRequest {
     /// 1 to 200; default 50.
@@ -36,6 +37,12 @@ pub struct ClientView {
     pub scopes: Option<String>,
     pub roles: Vec<String>,
     pub token_endpoint_auth_method: String,
+    /// Where the authorization endpoint may send people back.
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send people afterwards.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A first-party application: people are not asked to consent to it.
+    pub skip_consent: bool,
     pub self_registered: bool,
     pub blocked: bool,
     pub blocked_at: Option<i64>,
@@ -67,7 +74,8 @@ pub struct AdminUserView {
 #[serde(deny_unknown_fields)]
 pub struct NewClient {
     pub name: String,
-    /// Default `["client_credentials"]`.
+    /// Default `["authorization_code"]` when `redirect_uris` are given, else
+    /// `["client_credentials"]`.
     pub grant_types: Option<Vec<String>>,
     /// Space-separated; omitted: a first-party client limited only by its users' scopes.
     pub scope: Option<String>,
@@ -75,6 +83,17 @@ pub struct NewClient {
     pub roles: Vec<String>,
     /// `client_secret_basic` (default), `client_secret_post`, or `none` for a public client.
     pub token_endpoint_auth_method: Option<String>,
+    /// Where the authorization endpoint may send people back (at most 10); required with
+    /// `authorization_code`, refused without it.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send people afterwards (at most 10; `authorization_code`
+    /// clients only).
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A first-party application: people are not asked to consent to it.
+    #[serde(default)]
+    pub skip_consent: bool,
 }
 
 /// A created client with its secret, shown this once.
@@ -96,6 +115,12 @@ pub struct ClientPatch {
     /// Space-separated scopes the client may have.
     pub scope: Option<String>,
     pub roles: Option<Vec<String>>,
+    /// Replaces the list; a client with `authorization_code` keeps at least one.
+    pub redirect_uris: Option<Vec<String>>,
+    /// Replaces the list.
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// Not for self-registered clients.
+    pub skip_consent: Option<bool>,
 }
 
 /// The new secret after a rotation; the old one works until `previous_secret_expires_at`.
@@ -170,6 +195,7 @@ pub struct SessionView {
 /// `GET /admin/sessions` filters and paging.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct SessionQuery {
     pub user_id: Option<String>,
@@ -181,6 +207,7 @@ pub struct SessionQuery {
 /// `GET /admin/audit` filters and paging.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// The user, client or key the event is about.

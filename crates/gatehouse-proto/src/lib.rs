@@ -33,4 +33,4 @@ pub use feed::FeedEvent;
 pub use introspection::Introspection;
 pub use metadata::ServerMetadata;
 pub use problem::{PROBLEM_CONTENT_TYPE, Problem, retry_after_secs};
-pub use token::{Audience, ErrorResponse, OAuthErrorCode, TokenResponse};
+pub use token::{Audience, ErrorResponse, OAuthErrorCode, TokenResponse, UserInfo};

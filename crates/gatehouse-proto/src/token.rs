@@ -22,6 +22,24 @@ pub struct TokenResponse {
     /// one asked for (§5.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// OpenID Connect: the ID token, when the code was issued for scope `openid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// The claims `/oauth2/userinfo` answers with (OpenID Connect Core §5.3), by scope.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserInfo {
+    pub sub: String,
+    /// With scope `profile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    /// With scope `email`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
 }
 
 /// An OAuth error body (RFC 6749 §5.2). `error` is text so that codes of newer specifications
@@ -43,7 +61,8 @@ impl ErrorResponse {
     }
 }
 
-/// The error codes of RFC 6749 §5.2, RFC 7009, RFC 7591 §3.2.2 and RFC 6750 §3.1.
+/// The error codes of RFC 6749 §4.1.2.1 and §5.2, RFC 7009, RFC 7591 §3.2.2, RFC 6750 §3.1 and
+/// OpenID Connect Core §3.1.2.6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OAuthErrorCode {
     InvalidRequest,
@@ -58,10 +77,17 @@ pub enum OAuthErrorCode {
     AccessDenied,
     ServerError,
     TemporarilyUnavailable,
+    UnsupportedResponseType,
+    LoginRequired,
+    ConsentRequired,
+    InteractionRequired,
+    RequestNotSupported,
+    RequestUriNotSupported,
+    InvalidRedirectUri,
 }
 
 impl OAuthErrorCode {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 19] = [
         Self::InvalidRequest,
         Self::InvalidClient,
         Self::InvalidGrant,
@@ -74,6 +100,13 @@ impl OAuthErrorCode {
         Self::AccessDenied,
         Self::ServerError,
         Self::TemporarilyUnavailable,
+        Self::UnsupportedResponseType,
+        Self::LoginRequired,
+        Self::ConsentRequired,
+        Self::InteractionRequired,
+        Self::RequestNotSupported,
+        Self::RequestUriNotSupported,
+        Self::InvalidRedirectUri,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +123,13 @@ impl OAuthErrorCode {
             Self::AccessDenied => "access_denied",
             Self::ServerError => "server_error",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::LoginRequired => "login_required",
+            Self::ConsentRequired => "consent_required",
+            Self::InteractionRequired => "interaction_required",
+            Self::RequestNotSupported => "request_not_supported",
+            Self::RequestUriNotSupported => "request_uri_not_supported",
+            Self::InvalidRedirectUri => "invalid_redirect_uri",
         }
     }
 }

@@ -167,7 +167,7 @@ pub enum ErrorForm {
 
 /// Gives a body to an error response the framework made rather than a handler: a method the
 /// route does not take, a body over a limit, a timeout, a query string that does not parse.
-/// Responses with a JSON body already, and successes, pass untouched.
+/// Responses with a JSON body already, pages (HTML), and successes pass untouched.
 pub async fn describe_bare_error(response: Response, form: ErrorForm) -> Response {
     let status = response.status();
     let content_type = response
@@ -176,7 +176,10 @@ pub async fn describe_bare_error(response: Response, form: ErrorForm) -> Respons
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    if !(status.is_client_error() || status.is_server_error()) || content_type.contains("json") {
+    if !(status.is_client_error() || status.is_server_error())
+        || content_type.contains("json")
+        || content_type.starts_with("text/html")
+    {
         return response;
     }
     let allow = response.headers().get(header::ALLOW).cloned();

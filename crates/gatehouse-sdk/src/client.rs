@@ -236,41 +236,17 @@ impl TokenClient {
         .await
     }
 
-    async fn token_request(&self, mut form: Vec<(&str, &str)>) -> Result<Held, SdkError> {
-        let url = &self.config.token_endpoint;
+    async fn token_request(&self, form: Vec<(&str, &str)>) -> Result<Held, SdkError> {
         let (client_id, secret) = self.config.grant.credentials();
-        let mut request = self.http.post(url);
-        match secret {
-            Some(secret) => request = request.basic_auth(client_id, Some(secret)),
-            None => form.push(("client_id", client_id)),
-        }
         let started = Instant::now();
-        let response = request
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| SdkError::unreachable(url, e))?;
-        let status = response.status();
-        if status.is_client_error() {
-            let body: ErrorResponse = response
-                .json()
-                .await
-                .map_err(|e| SdkError::invalid(url, e))?;
-            return Err(SdkError::Refused {
-                error: body.error,
-                description: body.error_description,
-            });
-        }
-        if !status.is_success() {
-            return Err(SdkError::Status {
-                url: url.clone(),
-                status: status.as_u16(),
-            });
-        }
-        let body: TokenResponse = response
-            .json()
-            .await
-            .map_err(|e| SdkError::invalid(url, e))?;
+        let body = post_token_form(
+            &self.http,
+            &self.config.token_endpoint,
+            client_id,
+            secret,
+            form,
+        )
+        .await?;
         // A year at most, so a silly expires_in cannot overflow the clock.
         let lifetime = Duration::from_secs(body.expires_in.min(365 * 86_400));
         let share = match self.config.refresh_ahead {
@@ -285,4 +261,44 @@ impl TokenClient {
             refresh_at: started + lifetime.saturating_sub(ahead),
         })
     }
+}
+
+/// One token request (RFC 6749 §3.2): the client authenticates with HTTP Basic when it has a
+/// secret, or names itself in the form when it is public. A 4xx is the endpoint's refusal, with
+/// its error code.
+pub(crate) async fn post_token_form(
+    http: &reqwest::Client,
+    url: &str,
+    client_id: &str,
+    secret: Option<&str>,
+    mut form: Vec<(&str, &str)>,
+) -> Result<TokenResponse, SdkError> {
+    let mut request = http.post(url);
+    match secret {
+        Some(secret) => request = request.basic_auth(client_id, Some(secret)),
+        None => form.push(("client_id", client_id)),
+    }
+    let response = request
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| SdkError::unreachable(url, e))?;
+    let status = response.status();
+    if status.is_client_error() {
+        let body: ErrorResponse = response
+            .json()
+            .await
+            .map_err(|e| SdkError::invalid(url, e))?;
+        return Err(SdkError::Refused {
+            error: body.error,
+            description: body.error_description,
+        });
+    }
+    if !status.is_success() {
+        return Err(SdkError::Status {
+            url: url.to_owned(),
+            status: status.as_u16(),
+        });
+    }
+    response.json().await.map_err(|e| SdkError::invalid(url, e))
 }

@@ -6,6 +6,8 @@
 //! - [`Authenticated`] and [`require`]: an axum extractor and a one-line route guard answering
 //!   the way RFC 6750 says.
 //! - [`TokenClient`]: gets, caches and refreshes tokens for a machine or a person.
+//! - [`SignInClient`]: signs people in to a web application's back end (code flow, PKCE,
+//!   OpenID Connect), refreshes and revokes their tokens and signs them out.
 //! - [`files`]: credential files only their owner can read, never left half-written.
 //!
 //! It speaks to the issuer over HTTP only (discovery, JWKS, feed, introspection, token endpoint): it must not
@@ -20,6 +22,7 @@ mod keys;
 mod policy;
 mod rejection;
 mod revocations;
+mod signin;
 mod verifier;
 
 pub use client::{Grant, TokenClient, TokenClientConfig};
@@ -31,4 +34,5 @@ pub use guard::{Authenticated, Require, RequireLayer, authorize, bearer_token, r
 pub use policy::{Policy, ScopeRule};
 pub use rejection::{REALM, Rejection, problem};
 pub use revocations::{FeedCredentials, FeedStatus};
+pub use signin::{Callback, PendingSignIn, SignInClient, SignInError, SignInRequest, SignedIn};
 pub use verifier::{TokenVerifier, Verified, VerifierSettings};

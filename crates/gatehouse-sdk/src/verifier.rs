@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_token::{
-    AccessClaims, DEFAULT_AUDIENCE, VerifierConfig, VerifyError, key_id, now_unix,
+    AccessClaims, DEFAULT_AUDIENCE, IdClaims, VerifierConfig, VerifyError, key_id, now_unix,
 };
 use quick_cache::sync::Cache;
 
@@ -193,6 +193,24 @@ impl TokenVerifier {
     /// How long since the revocation feed last proved current (zero when none is followed).
     pub fn feed_silence(&self) -> Duration {
         self.revocations.silence()
+    }
+
+    /// An ID token's claims once its signature, type and issuer are checked (a key it names
+    /// that is not known yet is looked up once); audience, expiry and nonce are the caller's.
+    pub(crate) async fn id_token_claims(&self, token: &str) -> Result<IdClaims, VerifyError> {
+        let outcome = self.keys.current().verify_id_token_hint(token);
+        match (outcome, key_id(token)) {
+            (Err(VerifyError::UnknownKey), Some(kid)) => self
+                .keys
+                .refresh_for_unknown(&kid)
+                .await
+                .verify_id_token_hint(token),
+            (outcome, _) => outcome,
+        }
+    }
+
+    pub(crate) fn leeway_secs(&self) -> i64 {
+        self.leeway_secs
     }
 
     /// Checks a bearer token meant for this verifier's [audience](TokenVerifier::audience); see

@@ -2,9 +2,6 @@
 //! failures with RFC 6750 challenges, everything else as RFC 9457 problem details. The bodies and
 //! challenges themselves are the wire contract's (`gatehouse-proto`).
 
-use std::any::Any;
-
-use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -130,10 +127,4 @@ pub async fn describe_bare_errors(request: Request, next: Next) -> Response {
         ErrorForm::Problem
     };
     describe_bare_error(next.run(request).await, form).await
-}
-
-/// A panic is a bug; the caller gets a plain 500 problem and the details stay in the log.
-pub fn panic_response(_err: Box<dyn Any + Send + 'static>) -> Response<Body> {
-    tracing::error!("a request handler panicked");
-    ApiReply(ApiError::Internal).into_response()
 }

@@ -21,7 +21,7 @@ use crate::error::OAuthReply;
 pub const FORM_LIMIT: usize = 16 * 1024;
 
 /// The parameters of an `application/x-www-form-urlencoded` OAuth request. Repeated parameters are
-/// refused (RFC 6749 §3.1) and empty ones treated as absent.
+/// refused (RFC 6749 §3.1), empty ones too, and a single empty one is treated as absent.
 #[derive(Debug, Default)]
 pub struct OAuthForm(pub HashMap<String, String>);
 
@@ -48,21 +48,15 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
                 OAuthError::invalid_request("the request body could not be read")
             }
         })?;
-        let mut params = HashMap::new();
-        for (name, value) in form_urlencoded::parse(&body) {
-            if value.is_empty() {
-                continue;
-            }
-            if params
-                .insert(name.to_string(), value.into_owned())
-                .is_some()
-            {
-                return Err(
-                    OAuthError::invalid_request(format!("parameter {name:?} is repeated")).into(),
-                );
-            }
-        }
-        Ok(Self(params))
+        // A repeated parameter is refused, even an empty one (RFC 6749 §3.1).
+        let pairs = gatehouse_look::single_valued_pairs(&body)
+            .map_err(|refused| OAuthError::invalid_request(refused.to_string()))?;
+        Ok(Self(
+            pairs
+                .into_iter()
+                .filter(|(_, value)| !value.is_empty())
+                .collect(),
+        ))
     }
 }
 

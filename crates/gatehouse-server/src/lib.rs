@@ -1,5 +1,7 @@
 //! The authorization server's HTTP face (axum): the OAuth endpoints (token, registration, JWKS,
-//! discovery), people's account endpoints, health, metrics and the generated OpenAPI document.
+//! discovery, userinfo), people's account endpoints, health, metrics and the generated OpenAPI
+//! document, with the hosted pages of `gatehouse-web` (authorization, sign-in, consent, account,
+//! logout) mounted beside them.
 //!
 //! [`start`] runs it with the loops that keep a node current. Handlers parse requests strictly,
 //! call `gatehouse-core`, and turn its typed errors into HTTP in one place (`error.rs`), with the
@@ -11,22 +13,24 @@ mod extract;
 pub mod limits;
 mod metrics;
 mod openapi;
+#[cfg(test)]
+mod properties;
 mod routes;
 mod run;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use gatehouse_core::AuthService;
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+/// What [`ServerSettings::api_documents`] lists.
+pub use gatehouse_look::docs::ApiDocument;
 pub use metrics::install_metrics;
 pub use run::{RunningServer, ServerSettings, start};
 
@@ -40,6 +44,8 @@ pub struct AppState {
     /// does not wait on them forever.
     stopping: tokio::sync::watch::Receiver<bool>,
     stop: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The other OpenAPI documents the docs pages list after the server's own.
+    api_documents: Arc<Vec<gatehouse_look::docs::ApiDocument>>,
 }
 
 impl AppState {
@@ -55,7 +61,14 @@ impl AppState {
             limits,
             stopping,
             stop: Arc::new(stop),
+            api_documents: Arc::default(),
         }
+    }
+
+    /// Lists `documents` on the docs pages after the server's own.
+    pub fn with_api_documents(mut self, documents: Vec<gatehouse_look::docs::ApiDocument>) -> Self {
+        self.api_documents = Arc::new(documents);
+        self
     }
 
     /// Resolves once shutdown has begun.
@@ -71,9 +84,10 @@ impl AppState {
 /// The whole application: routes, docs, and the layers every request passes.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = routes::api(state.clone()).split_for_parts();
-    let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi);
+    let docs = docs(openapi, &state.api_documents);
     let request_id = axum::http::HeaderName::from_static("x-request-id");
     api.merge(docs)
+        .merge(gatehouse_web::pages(state.service.clone()))
         .fallback(error::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(extract::JSON_LIMIT))
         .layer(TimeoutLayer::with_status_code(
@@ -86,7 +100,6 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(error::describe_bare_errors))
         .layer(axum::middleware::from_fn(metrics::track))
-        .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
@@ -97,18 +110,35 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+/// `/openapi.json`, and the docs pages listing it first and then `others`.
+fn docs<S: Clone + Send + Sync + 'static>(
+    openapi: utoipa::openapi::OpenApi,
+    others: &[gatehouse_look::docs::ApiDocument],
+) -> Router<S> {
+    use gatehouse_look::docs::{ApiDocument, router};
+    // Written once: the document does not change while the server runs.
+    let body = axum::body::Bytes::from(serde_json::to_vec(&openapi).unwrap_or_default());
+    let own = ApiDocument::new("server", "/openapi.json");
+    let documents = own.into_iter().chain(others.iter().cloned()).collect();
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    Router::new()
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { (json, body.clone()) }),
+        )
+        .merge(router("Gatehouse", documents))
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish. `connections` is the
+/// process's budget of open connections, shared with its other listeners.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    connections: gatehouse_listen::Connections,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stop = state.stop.clone();
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    gatehouse_listen::serve(listener, "auth", router(state), connections, async move {
         shutdown.await;
         let _ = stop.send(true);
     })

@@ -255,7 +255,9 @@ pub async fn per_ip(
         (&Method::POST, "/oauth2/revoke") => &limits.revoke.per_ip,
         (&Method::POST, "/oauth2/introspect") => &limits.introspect.per_ip,
         (&Method::POST, "/oauth2/register") => &limits.registration_per_ip,
-        (&Method::POST, "/users") => &limits.signup_per_ip,
+        (&Method::POST, "/users" | "/signup") => &limits.signup_per_ip,
+        // Password checks through the pages count as token requests do.
+        (&Method::POST, "/signin" | "/account/password") => &limits.token.per_ip,
         _ => return next.run(request).await,
     };
     match check(limiter.as_ref(), &ip) {

@@ -19,6 +19,11 @@ pub struct ServerSettings {
     pub rate_limits: RateLimitConfig,
     /// How often the change log is read when no commit wakes the reader.
     pub change_poll: Duration,
+    /// OpenAPI documents of other services on the origin the docs are read through (under
+    /// `serve`, the apps behind the gateway): `/docs` lists them after the server's own.
+    pub api_documents: Vec<gatehouse_look::docs::ApiDocument>,
+    /// The process's budget of open connections and the listener timeouts.
+    pub connections: gatehouse_listen::Connections,
 }
 
 impl Default for ServerSettings {
@@ -26,6 +31,8 @@ impl Default for ServerSettings {
         Self {
             rate_limits: RateLimitConfig::default(),
             change_poll: Duration::from_millis(250),
+            api_documents: Vec::new(),
+            connections: gatehouse_listen::Connections::default(),
         }
     }
 }
@@ -56,9 +63,11 @@ pub fn start(
         tokio::spawn(purge_periodically(service.clone())),
         tokio::spawn(forget_idle_limits(limits.clone())),
     ];
-    let state = AppState::new(service.clone(), crate::install_metrics(), limits);
+    let state = AppState::new(service.clone(), crate::install_metrics(), limits)
+        .with_api_documents(settings.api_documents);
+    let connections = settings.connections;
     let task = tokio::spawn(async move {
-        let served = crate::serve(listener, state, shutdown).await;
+        let served = crate::serve(listener, state, connections, shutdown).await;
         for task in loops {
             task.abort();
         }

@@ -164,7 +164,7 @@ async fn logout_ends_the_sessions_access_tokens_everywhere(backend: Backend) {
     read_until(&mut feed, &mut seen, &sid, Duration::from_secs(1)).await;
     assert!(seen.contains("event: session_revoked"), "{seen}");
     assert_eq!(app.me(laptop_access).await.status(), 401);
-    let (checker, checker_secret, _) = app.register_client("rates:read").await;
+    let (checker, checker_secret) = app.register_introspector("rates:read").await;
     assert_eq!(
         app.introspect(&checker, &checker_secret, laptop_access)
             .await["active"],
@@ -264,7 +264,7 @@ async fn taking_a_role_away_ends_earlier_tokens_and_adding_one_does_not(backend:
 
 async fn a_narrowed_or_deleted_registration_ends_its_tokens(backend: Backend) {
     let (app, reader, reader_secret) = app_with_reader(backend, false).await;
-    let (checker, checker_secret, _) = app.register_client("rates:read").await;
+    let (checker, checker_secret) = app.register_introspector("rates:read").await;
     let (id, secret, registration) = app.register_client("rates:read fx:read").await;
     let registration_token = registration["registration_access_token"].as_str().unwrap();
     let update = |scope: &str| {
@@ -503,6 +503,7 @@ async fn a_sign_in_that_raced_a_cut_off_leaves_no_session(backend: Backend) {
         revoked_at: None,
         ip: None,
         user_agent: None,
+        browser_session_id: None,
     };
     let first = RefreshTokenRecord {
         hash: "raced-hash".into(),

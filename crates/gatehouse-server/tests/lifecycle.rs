@@ -19,6 +19,7 @@ on_both_stores!(
     introspection_reports_live_tokens_with_their_claims,
     introspection_reports_dead_tokens_as_inactive,
     introspection_needs_a_confidential_client,
+    introspection_shows_each_client_only_what_it_may_see,
     blocked_or_cut_off_clients_tokens_are_dead,
     expired_revocations_and_sessions_are_purged,
 );
@@ -33,6 +34,36 @@ async fn machine(app: &TestApp) -> Machine {
     Machine { id, secret }
 }
 
+/// A resource server: a machine client an operator let introspect other clients' tokens.
+async fn introspector(app: &TestApp) -> Machine {
+    let (id, secret) = app.register_introspector("rates:read").await;
+    Machine { id, secret }
+}
+
+/// A confidential client that signs people in with the password grant and keeps refresh
+/// tokens, made as an operator would.
+async fn confidential_app(app: &TestApp) -> Machine {
+    let secret = "a-confidential-app-secret-of-some-length".to_owned();
+    let client = gatehouse_core::Client {
+        secret_hash: Some(gatehouse_core::secret::hash_secret(&secret)),
+        ..gatehouse_core::Client::new(
+            "confidential-app".into(),
+            "Confidential app".into(),
+            gatehouse_core::AuthMethod::ClientSecretBasic,
+            vec![
+                gatehouse_core::GrantType::Password,
+                gatehouse_core::GrantType::RefreshToken,
+            ],
+            now_unix(),
+        )
+    };
+    app.store.insert_client(&client).await.unwrap();
+    Machine {
+        id: client.id,
+        secret,
+    }
+}
+
 async fn machine_token(app: &TestApp, m: &Machine) -> String {
     app.machine_token(&m.id, &m.secret).await
 }
@@ -43,7 +74,7 @@ async fn introspect(app: &TestApp, by: &Machine, token: &str) -> Value {
 
 async fn revoked_access_token_is_refused_everywhere(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let resource = machine(&app).await;
+    let resource = introspector(&app).await;
     app.sign_up("alice", "correct-horse").await;
     let session = app.login("alice", "correct-horse").await;
     let access = session["access_token"].as_str().unwrap();
@@ -188,7 +219,7 @@ async fn revocation_of_unknown_or_malformed_tokens_is_200_and_changes_nothing(ba
 
 async fn introspection_reports_live_tokens_with_their_claims(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let resource = machine(&app).await;
+    let resource = introspector(&app).await;
     let user = app.sign_up("alice", "correct-horse").await;
     let session = app.login("alice", "correct-horse").await;
 
@@ -204,10 +235,14 @@ async fn introspection_reports_live_tokens_with_their_claims(backend: Backend) {
     assert!(access["exp"].as_i64().unwrap() > now_unix());
     assert!(access["jti"].is_string());
 
-    let refresh = introspect(&app, &resource, session["refresh_token"].as_str().unwrap()).await;
+    // A refresh token is shown to its own client only.
+    let owner = confidential_app(&app).await;
+    let own_session = password_login(&app, &owner, "alice", "correct-horse").await;
+    let refresh = introspect(&app, &owner, own_session["refresh_token"].as_str().unwrap()).await;
     assert_eq!(refresh["active"], true);
     assert_eq!(refresh["token_type"], "refresh_token");
     assert_eq!(refresh["sub"], user["id"]);
+    assert_eq!(refresh["client_id"], owner.id.as_str());
 
     let own = machine_token(&app, &resource).await;
     let machine_view = introspect(&app, &resource, &own).await;
@@ -218,7 +253,7 @@ async fn introspection_reports_live_tokens_with_their_claims(backend: Backend) {
 
 async fn introspection_reports_dead_tokens_as_inactive(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let resource = machine(&app).await;
+    let resource = introspector(&app).await;
     let user = app.sign_up("alice", "correct-horse").await;
     let session = app.login("alice", "correct-horse").await;
     let key = app.server_signing_key().await;
@@ -281,10 +316,115 @@ async fn introspection_needs_a_confidential_client(backend: Backend) {
     );
 }
 
+/// A password grant through `client`, authenticated with Basic as registered.
+async fn password_login(app: &TestApp, client: &Machine, username: &str, password: &str) -> Value {
+    let response = app
+        .http
+        .post(app.url("/oauth2/token"))
+        .basic_auth(&client.id, Some(&client.secret))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+async fn introspection_shows_each_client_only_what_it_may_see(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let stranger = machine(&app).await;
+    let resource = introspector(&app).await;
+    let owner = confidential_app(&app).await;
+    let other = machine(&app).await;
+    app.sign_up("alice", "correct-horse").await;
+    let web_session = app.login("alice", "correct-horse").await;
+    let own_session = password_login(&app, &owner, "alice", "correct-horse").await;
+    let others_token = machine_token(&app, &other).await;
+    let strangers_token = machine_token(&app, &stranger).await;
+    let inactive = serde_json::json!({"active": false});
+    let before = app.snapshot().await;
+
+    // A client without the introspect scope: its own tokens only. Everything else looks like
+    // an unknown token, a live refresh token included.
+    for (what, token) in [
+        ("another client's token", others_token.as_str()),
+        (
+            "a person's access token",
+            web_session["access_token"].as_str().unwrap(),
+        ),
+        (
+            "a public client's refresh token",
+            web_session["refresh_token"].as_str().unwrap(),
+        ),
+        (
+            "another client's refresh token",
+            own_session["refresh_token"].as_str().unwrap(),
+        ),
+        (
+            "another client's access token",
+            own_session["access_token"].as_str().unwrap(),
+        ),
+    ] {
+        assert_eq!(introspect(&app, &stranger, token).await, inactive, "{what}");
+    }
+    assert_eq!(
+        introspect(&app, &stranger, &strangers_token).await["active"],
+        true
+    );
+
+    // With the introspect scope: others' access tokens, never their refresh tokens.
+    assert_eq!(
+        introspect(&app, &resource, &others_token).await["active"],
+        true
+    );
+    let person = introspect(
+        &app,
+        &resource,
+        own_session["access_token"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(person["active"], true);
+    assert_eq!(person["username"], "alice");
+    for token in [&web_session["refresh_token"], &own_session["refresh_token"]] {
+        assert_eq!(
+            introspect(&app, &resource, token.as_str().unwrap()).await,
+            inactive
+        );
+    }
+    // Its own client sees the refresh token; looking did not rotate or spend it.
+    let own_refresh = own_session["refresh_token"].as_str().unwrap();
+    assert_eq!(introspect(&app, &owner, own_refresh).await["active"], true);
+    assert_eq!(
+        app.snapshot().await,
+        before,
+        "introspection changes nothing"
+    );
+    let refreshed = app
+        .http
+        .post(app.url("/oauth2/token"))
+        .basic_auth(&owner.id, Some(&owner.secret))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", own_refresh),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refreshed.status(),
+        200,
+        "the refresh token was still unused"
+    );
+}
+
 async fn blocked_or_cut_off_clients_tokens_are_dead(backend: Backend) {
     // No client cache, so changes made straight in the store are seen at once.
     let app = TestApp::spawn_with(backend, |c| c.client_cache_ttl_secs = 0).await;
-    let resource = machine(&app).await;
+    let resource = introspector(&app).await;
     let subject = machine(&app).await;
     let token = machine_token(&app, &subject).await;
     assert_eq!(introspect(&app, &resource, &token).await["active"], true);
@@ -303,7 +443,7 @@ async fn blocked_or_cut_off_clients_tokens_are_dead(backend: Backend) {
         .unwrap();
     let blocked = app.client_credentials(&resource.id, &resource.secret).await;
     assert_eq!(blocked.status(), 401, "a blocked client gets no token");
-    let checker = machine(&app).await;
+    let checker = introspector(&app).await;
     assert_eq!(introspect(&app, &checker, &other).await["active"], false);
 }
 

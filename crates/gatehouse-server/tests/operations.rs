@@ -57,7 +57,12 @@ async fn discovery_documents_list_every_endpoint(backend: Backend) {
     };
     assert_eq!(
         list("grant_types_supported"),
-        ["client_credentials", "password", "refresh_token"]
+        [
+            "authorization_code",
+            "client_credentials",
+            "password",
+            "refresh_token"
+        ]
     );
     assert_eq!(
         list("token_endpoint_auth_methods_supported"),

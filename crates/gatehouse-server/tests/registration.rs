@@ -6,6 +6,7 @@ mod common;
 use gatehouse_testkit::on_both_stores;
 
 use common::{Backend, TestApp};
+use gatehouse_core::Store;
 use gatehouse_core::config::RegistrationMode;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -15,6 +16,9 @@ on_both_stores!(
     registration_management_needs_the_registration_token,
     metadata_outside_policy_is_invalid_client_metadata,
     initial_access_token_mode_and_closed_mode,
+    an_update_cannot_widen_what_the_client_holds,
+    a_blocked_clients_registration_is_out_of_its_reach,
+    self_registration_cannot_ask_to_introspect,
 );
 
 fn local(app: &TestApp, uri: &Value) -> String {
@@ -157,7 +161,6 @@ async fn metadata_outside_policy_is_invalid_client_metadata(backend: Backend) {
     let cases = [
         json!({"scope": "rates:read admin"}),
         json!({"grant_types": ["password"]}),
-        json!({"grant_types": ["authorization_code"]}),
         json!({"grant_types": []}),
         json!({"token_endpoint_auth_method": "none"}),
         json!({"token_endpoint_auth_method": "private_key_jwt"}),
@@ -261,4 +264,171 @@ async fn initial_access_token_mode_and_closed_mode(backend: Backend) {
         refused.json::<Value>().await.unwrap()["error"],
         "access_denied"
     );
+}
+
+/// An operator's change to a client, through the admin API.
+async fn admin_patch(app: &TestApp, admin: &str, id: &str, patch: Value) {
+    let response = app
+        .http
+        .patch(app.url(&format!("/admin/clients/{id}")))
+        .bearer_auth(admin)
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+}
+
+async fn an_update_cannot_widen_what_the_client_holds(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let (id, _, body) = app.register_client("rates:read fx:read").await;
+    let uri = local(&app, &body["registration_client_uri"]);
+    let rat = body["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let put = |metadata: Value| app.http.put(&uri).bearer_auth(&rat).json(&metadata).send();
+    // An operator narrows the client.
+    admin_patch(&app, &admin, &id, json!({"scope": "rates:read"})).await;
+    let before = app.snapshot().await;
+
+    for (metadata, named) in [
+        // Back to what the registration policy allows: refused, the operator narrowed it.
+        (
+            json!({"client_id": id, "scope": "rates:read fx:read"}),
+            "fx:read",
+        ),
+        (json!({"client_id": id, "scope": "fx:read"}), "fx:read"),
+        // A grant type it does not hold, even one the token endpoint knows.
+        (
+            json!({"client_id": id, "grant_types": ["client_credentials", "refresh_token"]}),
+            "refresh_token",
+        ),
+        (
+            json!({"client_id": id, "scope": "introspect"}),
+            "introspect",
+        ),
+    ] {
+        let response = put(metadata.clone()).await.unwrap();
+        assert_eq!(response.status(), 400, "{metadata}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "invalid_client_metadata", "{metadata}");
+        let description = error["error_description"].as_str().unwrap();
+        assert!(description.contains(named), "{metadata}: {description}");
+    }
+    assert_eq!(
+        app.snapshot().await,
+        before,
+        "refused updates change nothing"
+    );
+
+    // Naming no scope keeps the operator's; narrowing further is fine.
+    let kept: Value = put(json!({"client_id": id, "client_name": "renamed"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kept["scope"], "rates:read");
+    assert_eq!(kept["grant_types"], json!(["client_credentials"]));
+    let token: Value = app
+        .client_credentials(&id, body["client_secret"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(token["scope"], "rates:read");
+
+    // What an operator granted beyond the policy may be kept by an update.
+    admin_patch(&app, &admin, &id, json!({"scope": "rates:read orders"})).await;
+    let kept: Value = put(json!({"client_id": id, "scope": "rates:read orders"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kept["scope"], "orders rates:read");
+}
+
+async fn a_blocked_clients_registration_is_out_of_its_reach(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let (id, _, body) = app.register_client("rates:read").await;
+    let uri = local(&app, &body["registration_client_uri"]);
+    let rat = body["registration_access_token"].as_str().unwrap();
+    admin_patch(&app, &admin, &id, json!({"blocked": true})).await;
+    let before = app.snapshot().await;
+
+    let requests = [
+        app.http.get(&uri).bearer_auth(rat),
+        app.http
+            .put(&uri)
+            .bearer_auth(rat)
+            .json(&json!({"client_id": id, "client_name": "innocent"})),
+        app.http.delete(&uri).bearer_auth(rat),
+    ];
+    for request in requests {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert!(
+            response.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains(r#"error="invalid_token""#)
+        );
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "invalid_token");
+    }
+    assert_eq!(
+        app.snapshot().await,
+        before,
+        "the block and the client remain"
+    );
+    let stored = app.store.client(&id).await.unwrap().unwrap();
+    assert!(stored.blocked_at.is_some());
+    assert_eq!(stored.name, "test client");
+
+    // Unblocked, the registration is the client's again.
+    admin_patch(&app, &admin, &id, json!({"blocked": false})).await;
+    let read = app.http.get(&uri).bearer_auth(rat).send().await.unwrap();
+    assert_eq!(read.status(), 200);
+}
+
+async fn self_registration_cannot_ask_to_introspect(backend: Backend) {
+    // Even a policy that lists the scope does not hand it out.
+    let app = TestApp::spawn_with(backend, |c| {
+        c.registration.allowed_scopes.push("introspect".into());
+    })
+    .await;
+    let before = app.snapshot().await;
+    for scope in ["introspect", "rates:read introspect"] {
+        let response = app
+            .http
+            .post(app.url("/oauth2/register"))
+            .json(&json!({"scope": scope}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{scope}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "invalid_client_metadata");
+        assert!(
+            error["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("introspect")
+        );
+    }
+    assert_eq!(app.snapshot().await, before);
+    let defaulted = app
+        .http
+        .post(app.url("/oauth2/register"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(defaulted.status(), 201);
+    let body: Value = defaulted.json().await.unwrap();
+    assert_eq!(body["scope"], "fx:read rates:read");
 }

@@ -24,7 +24,29 @@ on_both_stores!(
     deleted_client_can_no_longer_get_tokens,
     refresh_never_grants_more_than_the_client_may_now_have,
     single_session_policy_ends_earlier_sessions_only_when_on,
+    the_registered_authentication_method_is_the_only_one_accepted,
+    repeated_parameters_are_refused_everywhere,
 );
+
+/// Registers a machine client that authenticates with `method`; returns (id, secret).
+async fn register_with_method(app: &TestApp, method: &str) -> (String, String) {
+    let response = app
+        .http
+        .post(app.url("/oauth2/register"))
+        .json(&serde_json::json!({
+            "scope": "rates:read",
+            "token_endpoint_auth_method": method,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    (
+        body["client_id"].as_str().unwrap().to_owned(),
+        body["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
 
 async fn verifier_for(app: &TestApp) -> Verifier {
     let jwks: JwkSet = app
@@ -81,7 +103,15 @@ async fn client_credentials_with_basic_and_post_issues_verifiable_at_jwt(backend
     assert_eq!(claims.exp - claims.iat, 600);
     assert!(claims.roles.is_none());
 
-    let post = app.client_credentials(&id, &secret).await;
+    // A client registered for client_secret_post sends its secret in the form.
+    let (post_id, post_secret) = register_with_method(&app, "client_secret_post").await;
+    let post = app
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &post_id),
+            ("client_secret", &post_secret),
+        ])
+        .await;
     assert_eq!(post.status(), 200);
     let second: Value = post.json().await.unwrap();
     let other = verifier_for(&app)
@@ -98,16 +128,13 @@ async fn scope_rules_for_client_credentials(backend: Backend) {
         let (id, secret) = (id.clone(), secret.clone());
         let app = &app;
         async move {
-            let mut form = vec![
-                ("grant_type", "client_credentials".to_owned()),
-                ("client_id", id),
-                ("client_secret", secret),
-            ];
+            let mut form = vec![("grant_type", "client_credentials".to_owned())];
             if let Some(s) = scope {
                 form.push(("scope", s.to_owned()));
             }
             app.http
                 .post(app.url("/oauth2/token"))
+                .basic_auth(id, Some(secret))
                 .form(&form)
                 .send()
                 .await
@@ -232,14 +259,17 @@ async fn client_authentication_failures_are_401_with_basic_challenge(backend: Ba
 
     // A registered machine client may not use the password grant.
     let machine_password = app
-        .token(&[
+        .http
+        .post(app.url("/oauth2/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[
             ("grant_type", "password"),
-            ("client_id", &id),
-            ("client_secret", &secret),
             ("username", "a"),
             ("password", "b"),
         ])
-        .await;
+        .send()
+        .await
+        .unwrap();
     assert_eq!(machine_password.status(), 400);
     assert_eq!(
         machine_password.json::<Value>().await.unwrap()["error"],
@@ -323,11 +353,7 @@ async fn malformed_token_requests_get_rfc_errors_and_change_nothing(backend: Bac
         .await
         .unwrap();
     expect(400, "invalid_request")(missing).await;
-    for grant in [
-        "authorization_code",
-        "urn:ietf:params:oauth:grant-type:jwt-bearer",
-        "x",
-    ] {
+    for grant in ["urn:ietf:params:oauth:grant-type:jwt-bearer", "x"] {
         let unknown = app
             .http
             .post(&url)
@@ -561,13 +587,13 @@ async fn expired_and_foreign_refresh_tokens_are_invalid_grant(backend: Backend) 
 
     // Another client cannot redeem it.
     let foreign = app
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", &id),
-            ("client_secret", &secret),
-            ("refresh_token", token),
-        ])
-        .await;
+        .http
+        .post(app.url("/oauth2/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         foreign.status(),
         400,
@@ -627,6 +653,9 @@ async fn refresh_never_grants_more_than_the_client_may_now_have(backend: Backend
         updated_at: 0,
         blocked_at: None,
         not_before: 0,
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        skip_consent: false,
     };
     app.store.insert_client(&client).await.unwrap();
     let login: Value = app
@@ -697,4 +726,167 @@ async fn single_session_policy_ends_earlier_sessions_only_when_on(backend: Backe
             200
         );
     }
+}
+
+async fn the_registered_authentication_method_is_the_only_one_accepted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (basic_id, basic_secret) = register_with_method(&app, "client_secret_basic").await;
+    let (post_id, post_secret) = register_with_method(&app, "client_secret_post").await;
+    app.sign_up("alice", "correct-horse").await;
+    let person = app.login("alice", "correct-horse").await;
+    let person_refresh = person["refresh_token"].as_str().unwrap();
+    let before = app.snapshot().await;
+
+    let basic = |path: &str, id: &str, secret: &str, form: Vec<(&'static str, String)>| {
+        app.http
+            .post(app.url(path))
+            .basic_auth(id, Some(secret))
+            .form(&form)
+            .send()
+    };
+    let post = |path: &str, id: &str, secret: &str, mut form: Vec<(&'static str, String)>| {
+        form.push(("client_id", id.to_owned()));
+        form.push(("client_secret", secret.to_owned()));
+        app.http.post(app.url(path)).form(&form).send()
+    };
+    let grant = || vec![("grant_type", "client_credentials".to_owned())];
+    let token = |t: &str| vec![("token", t.to_owned())];
+    let wrong_way = [
+        // The Basic client with its secret in the form, at each endpoint that authenticates.
+        post("/oauth2/token", &basic_id, &basic_secret, grant()).await,
+        post("/oauth2/revoke", &basic_id, &basic_secret, token("x")).await,
+        post("/oauth2/introspect", &basic_id, &basic_secret, token("x")).await,
+        // The form client with Basic.
+        basic("/oauth2/token", &post_id, &post_secret, grant()).await,
+        basic("/oauth2/revoke", &post_id, &post_secret, token("x")).await,
+        basic("/oauth2/introspect", &post_id, &post_secret, token("x")).await,
+        // A public client cannot pass for a confidential one with an empty Basic secret.
+        basic(
+            "/oauth2/token",
+            "gatehouse-web",
+            "",
+            vec![
+                ("grant_type", "refresh_token".to_owned()),
+                ("refresh_token", person_refresh.to_owned()),
+            ],
+        )
+        .await,
+        basic("/oauth2/revoke", "gatehouse-web", "", token(person_refresh)).await,
+        // The feed takes Basic only, so a form client cannot read it.
+        app.http
+            .get(app.url("/oauth2/revocations"))
+            .basic_auth(&post_id, Some(&post_secret))
+            .send()
+            .await,
+    ];
+    for response in wrong_way {
+        let response = response.unwrap();
+        let url = response.url().path().to_owned();
+        assert_eq!(response.status(), 401, "{url}");
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Basic realm="gatehouse""#,
+            "{url}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_client", "{url}");
+    }
+    assert_eq!(
+        app.snapshot().await,
+        before,
+        "refused requests change nothing"
+    );
+
+    // Each the registered way.
+    let ok = basic("/oauth2/token", &basic_id, &basic_secret, grant())
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let ok = post("/oauth2/token", &post_id, &post_secret, grant())
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let ok = post("/oauth2/revoke", &post_id, &post_secret, token("x"))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(app.refresh(person_refresh).await.status(), 200);
+}
+
+async fn repeated_parameters_are_refused_everywhere(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, secret, _) = app.register_client("rates:read").await;
+    app.sign_up("alice", "correct-horse").await;
+    let before = app.snapshot().await;
+    let send = |path: &str, body: String| {
+        app.http
+            .post(app.url(path))
+            .basic_auth(&id, Some(&secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let cases = [
+        (
+            "/oauth2/token",
+            "grant_type=client_credentials&scope=&scope=rates%3Aread",
+            "scope",
+        ),
+        (
+            "/oauth2/token",
+            "grant_type=client_credentials&grant_type=client_credentials",
+            "grant_type",
+        ),
+        ("/oauth2/revoke", "token=a&token=", "token"),
+        ("/oauth2/introspect", "token=&token=b", "token"),
+    ];
+    for (path, body, name) in cases {
+        let response = send(path, body.to_owned()).await.unwrap();
+        assert_eq!(response.status(), 400, "{path} {body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "invalid_request", "{path} {body}");
+        assert!(
+            error["error_description"].as_str().unwrap().contains(name),
+            "{path} {body}: {error}"
+        );
+    }
+    // A password grant through the public client, the password given twice.
+    let twice = app
+        .http
+        .post(app.url("/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            "grant_type=password&client_id=gatehouse-web&username=alice&password=&password=correct-horse",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), 400);
+    assert_eq!(
+        twice.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+
+    // The hosted pages: end-session by GET and by POST.
+    let logout_get = app
+        .http
+        .get(app.url("/oauth2/logout?state=&state=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout_get.status(), 400);
+    let logout_post = app
+        .http
+        .post(app.url("/oauth2/logout"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("client_id=gatehouse-web&client_id=")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout_post.status(), 400);
+    assert_eq!(
+        app.snapshot().await,
+        before,
+        "refused requests change nothing"
+    );
 }

@@ -13,7 +13,7 @@ macro_rules! client_columns {
         concat!(
             "id, name, secret_hash, auth_method, grant_types, scopes, registration_token_hash, \
              created_at, updated_at, blocked_at, not_before, previous_secret_hash, \
-             previous_secret_expires_at, ",
+             previous_secret_expires_at, redirect_uris, post_logout_redirect_uris, skip_consent, ",
             held_roles!("client_roles", "client_id", "clients.id")
         )
     };
@@ -58,8 +58,9 @@ impl SqlStore {
         sqlx::query(
             "INSERT INTO clients (id, name, secret_hash, auth_method, grant_types, scopes, \
              registration_token_hash, created_at, updated_at, blocked_at, not_before, \
-             previous_secret_hash, previous_secret_expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             previous_secret_hash, previous_secret_expires_at, redirect_uris, \
+             post_logout_redirect_uris, skip_consent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(row.id)
         .bind(row.name)
@@ -74,6 +75,9 @@ impl SqlStore {
         .bind(row.not_before)
         .bind(row.previous_secret_hash)
         .bind(row.previous_secret_expires_at)
+        .bind(row.redirect_uris)
+        .bind(row.post_logout_redirect_uris)
+        .bind(row.skip_consent)
         .execute(&mut *tx)
         .await
         .map_err(taken("that client id is taken"))?;

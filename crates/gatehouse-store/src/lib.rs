@@ -7,7 +7,8 @@
 //! (`user_roles`, `client_roles`) with foreign keys, so a role cannot vanish while held.
 //!
 //! The code is split by aggregate: `clients`, `users`, `roles`, `sessions` (refresh families and
-//! tokens, revoked access tokens), `keys`, `audit`, `changes` (the change log) and `purge`.
+//! tokens, revoked access tokens), `browser` (browser sessions), `codes` (authorization codes),
+//! `consents`, `keys`, `audit`, `changes` (the change log) and `purge`.
 //! `writes` applies [`Store::commit`]'s writes in one transaction, with `cutoffs` for those that
 //! move a not-before time; `rows` turns rows into domain records. This file holds the
 //! connection, the migrations and the trait, whose methods only delegate.
@@ -22,8 +23,11 @@
 //! This crate must not know about HTTP or OAuth rules; it stores and loads what the core hands it.
 
 mod audit;
+mod browser;
 mod changes;
 mod clients;
+mod codes;
+mod consents;
 mod cutoffs;
 mod keys;
 mod purge;
@@ -38,8 +42,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use gatehouse_core::{
-    AuditEvent, Change, Client, Committed, EventFilter, FamilyFilter, RefreshFamily,
-    RefreshTokenRecord, Role, RotateOutcome, Store, StoreError, StoredKey, User, Write,
+    AuditEvent, AuthorizationCode, BrowserSession, Change, Client, Committed, Consent, EventFilter,
+    FamilyFilter, RefreshFamily, RefreshTokenRecord, Role, RotateOutcome, Store, StoreError,
+    StoredKey, User, Write,
 };
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{MigrateError, Migrator};
@@ -77,12 +82,20 @@ impl std::fmt::Debug for SqlStore {
 
 impl SqlStore {
     /// Opens (creating if needed) the SQLite database `gatehouse.db` in `dir`, in WAL mode.
+    ///
+    /// The database holds password hashes and sealed keys: the directory is made (or put back to)
+    /// mode 0700 and the database's files 0600, whatever the umask, on creation and on every
+    /// open. SQLite gives the files it makes beside the database (`-wal`, `-shm`, `-journal`)
+    /// the database's own mode, so creating it 0600 first keeps them private too.
     pub async fn open_sqlite_dir(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-        })?;
-        let path = dir.join("gatehouse.db");
-        Self::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
+        private::make_dir(dir)?;
+        let path = dir.join(SQLITE_FILE);
+        private::make_file(&path)?;
+        private::tighten(dir, &path)?;
+        let store = Self::connect(&format!("sqlite://{}?mode=rwc", path.display())).await?;
+        // The WAL and shared-memory files appear on connecting: check them as well.
+        private::tighten(dir, &path)?;
+        Ok(store)
     }
 
     /// A private SQLite database in memory, gone when the store closes: for tests that want the
@@ -182,6 +195,92 @@ impl SqlStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The SQLite database's file name in its directory.
+pub const SQLITE_FILE: &str = "gatehouse.db";
+
+/// Least privilege on disk for the SQLite store.
+mod private {
+    use std::path::Path;
+
+    use gatehouse_core::StoreError;
+
+    /// The directory's mode: its owner's alone.
+    pub const DIR_MODE: u32 = 0o700;
+    /// The database files' mode.
+    pub const FILE_MODE: u32 = 0o600;
+    /// What SQLite keeps beside the database.
+    pub const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+    fn unavailable(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+        StoreError::Unavailable(format!("cannot {what} {}: {e}", path.display()))
+    }
+
+    /// Creates `dir` (and its missing parents) with mode 0700.
+    pub fn make_dir(dir: &Path) -> Result<(), StoreError> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+        builder
+            .create(dir)
+            .map_err(|e| unavailable("create", dir, e))
+    }
+
+    /// Creates the empty database file with mode 0600 if it is missing (SQLite takes an empty
+    /// file for a new database).
+    pub fn make_file(path: &Path) -> Result<(), StoreError> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+        match options.open(path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(unavailable("create", path, e)),
+        }
+    }
+
+    /// Puts the directory back to 0700 and every database file present to 0600 (a umask, a
+    /// copy or an earlier version may have left them open to others), saying what it changed.
+    pub fn tighten(dir: &Path, database: &Path) -> Result<(), StoreError> {
+        set_mode(dir, DIR_MODE)?;
+        set_mode(database, FILE_MODE)?;
+        for suffix in SIDE_FILES {
+            let mut name = database.as_os_str().to_owned();
+            name.push(suffix);
+            set_mode(Path::new(&name), FILE_MODE)?;
+        }
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    fn set_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
+        use std::os::unix::fs::PermissionsExt;
+        let found = match std::fs::metadata(path) {
+            Ok(metadata) => metadata.permissions().mode() & 0o7777,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(unavailable("read the mode of", path, e)),
+        };
+        if found == mode {
+            return Ok(());
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| unavailable("restrict", path, e))?;
+        tracing::warn!(
+            path = %path.display(),
+            was = %format!("{found:o}"),
+            now = %format!("{mode:o}"),
+            "restricted the store's file mode to its owner"
+        );
+        Ok(())
+    }
+
+    #[cfg(not(unix))]
+    fn set_mode(_path: &Path, _mode: u32) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
@@ -331,6 +430,61 @@ impl Store for SqlStore {
 
     async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         self.is_access_token_revoked(jti).await
+    }
+
+    async fn insert_browser_session(&self, session: &BrowserSession) -> Result<(), StoreError> {
+        self.store_new_browser_session(session).await
+    }
+
+    async fn browser_session(
+        &self,
+        secret_hash: &str,
+    ) -> Result<Option<BrowserSession>, StoreError> {
+        self.load_browser_session(secret_hash).await
+    }
+
+    async fn touch_browser_session(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        self.touch_session(id, now).await
+    }
+
+    async fn browser_sessions_of(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Vec<BrowserSession>, StoreError> {
+        self.load_live_browser_sessions(user_id, now).await
+    }
+
+    async fn insert_authorization_code(&self, code: &AuthorizationCode) -> Result<(), StoreError> {
+        self.store_new_code(code).await
+    }
+
+    async fn authorization_code(
+        &self,
+        hash: &str,
+    ) -> Result<Option<AuthorizationCode>, StoreError> {
+        self.load_code(hash).await
+    }
+
+    async fn redeem_authorization_code(
+        &self,
+        hash: &str,
+        family_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.redeem_code(hash, family_id, now).await
+    }
+
+    async fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>, StoreError> {
+        self.load_consent(user_id, client_id).await
+    }
+
+    async fn save_consent(&self, consent: &Consent) -> Result<(), StoreError> {
+        self.store_consent(consent).await
+    }
+
+    async fn consents_of(&self, user_id: &str) -> Result<Vec<Consent>, StoreError> {
+        self.load_consents_of(user_id).await
     }
 
     async fn purge_expired(&self, now: i64, audit_before: Option<i64>) -> Result<u64, StoreError> {

@@ -21,6 +21,19 @@ impl SqlStore {
             .execute(&self.pool)
             .await
             .map_err(backend_error)?;
+        let codes = sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        // Families started from one keep its id (a plain column, no foreign key), so ending it
+        // later still finds them.
+        let browser_sessions =
+            sqlx::query("DELETE FROM browser_sessions WHERE expires_at < $1 OR ended_at < $1")
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(backend_error)?;
         // A day of changes is plenty for any node or gateway to catch up. The newest entry stays:
         // it tells a starting reader where the sequence stands.
         let changes = sqlx::query(
@@ -39,6 +52,11 @@ impl SqlStore {
                 .rows_affected(),
             None => 0,
         };
-        Ok(tokens.rows_affected() + families.rows_affected() + changes.rows_affected() + events)
+        Ok(tokens.rows_affected()
+            + families.rows_affected()
+            + codes.rows_affected()
+            + browser_sessions.rows_affected()
+            + changes.rows_affected()
+            + events)
     }
 }

@@ -1,10 +1,11 @@
 //! Row shapes as the shared SQL returns them, and their conversion to domain records. Lists are
-//! space-separated (scope and role names cannot contain spaces): scopes and grant types as stored,
-//! roles as gathered from their join tables when a user or client is loaded.
+//! space-separated (scope and role names and URIs cannot contain spaces): scopes, grant types and
+//! redirect URIs as stored, roles as gathered from their join tables when a user or client is
+//! loaded. Flags are integers, 0 or 1, which both backends store alike.
 
 use gatehouse_core::{
-    AuditEvent, AuthMethod, Change, ChangeKind, Client, GrantType, RefreshFamily,
-    RefreshTokenRecord, Role, ScopeSet, StoreError, StoredKey, User,
+    AuditEvent, AuthMethod, AuthorizationCode, BrowserSession, Change, ChangeKind, Client, Consent,
+    GrantType, RefreshFamily, RefreshTokenRecord, Role, ScopeSet, StoreError, StoredKey, User,
 };
 
 pub(crate) fn join_list<S: AsRef<str>>(items: &[S]) -> String {
@@ -71,6 +72,9 @@ pub(crate) struct ClientRow {
     pub updated_at: i64,
     pub blocked_at: Option<i64>,
     pub not_before: i64,
+    pub redirect_uris: String,
+    pub post_logout_redirect_uris: String,
+    pub skip_consent: i64,
 }
 
 impl From<&Client> for ClientRow {
@@ -90,6 +94,9 @@ impl From<&Client> for ClientRow {
             updated_at: c.updated_at,
             blocked_at: c.blocked_at,
             not_before: c.not_before,
+            redirect_uris: join_list(&c.redirect_uris),
+            post_logout_redirect_uris: join_list(&c.post_logout_redirect_uris),
+            skip_consent: i64::from(c.skip_consent),
         }
     }
 }
@@ -123,6 +130,9 @@ impl TryFrom<ClientRow> for Client {
             updated_at: r.updated_at,
             blocked_at: r.blocked_at,
             not_before: r.not_before,
+            redirect_uris: split_list(&r.redirect_uris),
+            post_logout_redirect_uris: split_list(&r.post_logout_redirect_uris),
+            skip_consent: r.skip_consent != 0,
         })
     }
 }
@@ -186,6 +196,7 @@ pub(crate) struct FamilyRow {
     revoked_at: Option<i64>,
     ip: Option<String>,
     user_agent: Option<String>,
+    browser_session_id: Option<String>,
 }
 
 impl From<FamilyRow> for RefreshFamily {
@@ -201,6 +212,7 @@ impl From<FamilyRow> for RefreshFamily {
             revoked_at: r.revoked_at,
             ip: r.ip,
             user_agent: r.user_agent,
+            browser_session_id: r.browser_session_id,
         }
     }
 }
@@ -228,6 +240,7 @@ pub(crate) struct FamilyColumns {
     revoked_at: Option<i64>,
     ip: Option<String>,
     user_agent: Option<String>,
+    browser_session_id: Option<String>,
 }
 
 impl From<TokenAndFamilyRow> for (RefreshTokenRecord, RefreshFamily) {
@@ -244,6 +257,7 @@ impl From<TokenAndFamilyRow> for (RefreshTokenRecord, RefreshFamily) {
             revoked_at: f.revoked_at,
             ip: f.ip,
             user_agent: f.user_agent,
+            browser_session_id: f.browser_session_id,
         };
         (
             RefreshTokenRecord {
@@ -255,6 +269,94 @@ impl From<TokenAndFamilyRow> for (RefreshTokenRecord, RefreshFamily) {
             },
             family.into(),
         )
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct BrowserSessionRow {
+    id: String,
+    secret_hash: String,
+    user_id: String,
+    auth_time: i64,
+    created_at: i64,
+    last_seen_at: i64,
+    expires_at: i64,
+    ended_at: Option<i64>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl From<BrowserSessionRow> for BrowserSession {
+    fn from(r: BrowserSessionRow) -> Self {
+        BrowserSession {
+            id: r.id,
+            secret_hash: r.secret_hash,
+            user_id: r.user_id,
+            auth_time: r.auth_time,
+            created_at: r.created_at,
+            last_seen_at: r.last_seen_at,
+            expires_at: r.expires_at,
+            ended_at: r.ended_at,
+            ip: r.ip,
+            user_agent: r.user_agent,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct CodeRow {
+    hash: String,
+    client_id: String,
+    user_id: String,
+    redirect_uri: String,
+    code_challenge: String,
+    nonce: Option<String>,
+    scope: String,
+    auth_time: i64,
+    browser_session_id: String,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+    family_id: Option<String>,
+}
+
+impl From<CodeRow> for AuthorizationCode {
+    fn from(r: CodeRow) -> Self {
+        AuthorizationCode {
+            hash: r.hash,
+            client_id: r.client_id,
+            user_id: r.user_id,
+            redirect_uri: r.redirect_uri,
+            code_challenge: r.code_challenge,
+            nonce: r.nonce,
+            scope: r.scope,
+            auth_time: r.auth_time,
+            browser_session_id: r.browser_session_id,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            used_at: r.used_at,
+            family_id: r.family_id,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ConsentRow {
+    user_id: String,
+    client_id: String,
+    scope: String,
+    granted_at: i64,
+}
+
+impl TryFrom<ConsentRow> for Consent {
+    type Error = StoreError;
+    fn try_from(r: ConsentRow) -> Result<Self, StoreError> {
+        Ok(Consent {
+            scope: scopes(&r.scope)?,
+            user_id: r.user_id,
+            client_id: r.client_id,
+            granted_at: r.granted_at,
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use crate::{Backend, SqlStore, backend_error};
 macro_rules! family_columns {
     () => {
         "id, user_id, client_id, scope, created_at, last_used_at, expires_at, revoked_at, ip, \
-         user_agent"
+         user_agent, browser_session_id"
     };
 }
 
@@ -85,7 +85,7 @@ impl SqlStore {
         sqlx::query(concat!(
             "INSERT INTO refresh_families (",
             family_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
         .bind(&f.id)
         .bind(&f.user_id)
@@ -97,6 +97,7 @@ impl SqlStore {
         .bind(f.revoked_at)
         .bind(&f.ip)
         .bind(&f.user_agent)
+        .bind(&f.browser_session_id)
         .execute(&mut *tx)
         .await
         .map_err(backend_error)?;
@@ -112,7 +113,8 @@ impl SqlStore {
         let row: Option<TokenAndFamilyRow> = sqlx::query_as(
             "SELECT t.hash, t.family_id, t.created_at AS token_created_at, \
              t.expires_at AS token_expires_at, t.rotated_at, f.user_id, f.client_id, f.scope, \
-             f.created_at, f.last_used_at, f.expires_at, f.revoked_at, f.ip, f.user_agent \
+             f.created_at, f.last_used_at, f.expires_at, f.revoked_at, f.ip, f.user_agent, \
+             f.browser_session_id \
              FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
              WHERE t.hash = $1",
         )

@@ -96,13 +96,15 @@ async fn apply(
             let sql = match cutoff {
                 None => {
                     "UPDATE clients SET name = $2, auth_method = $3, grant_types = $4, \
-                     scopes = $5, updated_at = $6 WHERE id = $1 RETURNING not_before"
+                     scopes = $5, redirect_uris = $6, post_logout_redirect_uris = $7, \
+                     skip_consent = $8, updated_at = $9 WHERE id = $1 RETURNING not_before"
                 }
                 Some(_) => concat!(
                     "UPDATE clients SET ",
                     forward_not_before!(),
                     ", name = $3, auth_method = $4, grant_types = $5, scopes = $6, \
-                     updated_at = $7 WHERE id = $1 RETURNING not_before"
+                     redirect_uris = $7, post_logout_redirect_uris = $8, skip_consent = $9, \
+                     updated_at = $10 WHERE id = $1 RETURNING not_before"
                 ),
             };
             let mut query = sqlx::query_scalar(sql).bind(&client.id);
@@ -114,6 +116,9 @@ async fn apply(
                 .bind(row.auth_method)
                 .bind(row.grant_types)
                 .bind(row.scopes)
+                .bind(row.redirect_uris)
+                .bind(row.post_logout_redirect_uris)
+                .bind(row.skip_consent)
                 .bind(row.updated_at)
                 .fetch_optional(&mut **tx)
                 .await
@@ -266,6 +271,63 @@ async fn apply(
             .await
             .map_err(backend_error)?;
             return Ok(changed(done.rows_affected()));
+        }
+        Write::EndBrowserSession { id, now, .. } => {
+            let ended = sqlx::query(
+                "UPDATE browser_sessions SET ended_at = $2 WHERE id = $1 AND ended_at IS NULL",
+            )
+            .bind(id)
+            .bind(*now)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend_error)?
+            .rows_affected();
+            // Even when it had ended already (or was purged): a code redeemed meanwhile may have
+            // started a family from it.
+            let ended_sessions: Vec<String> = sqlx::query_scalar(
+                "UPDATE refresh_families SET revoked_at = $2 WHERE browser_session_id = $1 \
+                 AND revoked_at IS NULL RETURNING id",
+            )
+            .bind(id)
+            .bind(*now)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(backend_error)?;
+            return Ok(Some(WriteEffect {
+                changed_nothing: ended == 0 && ended_sessions.is_empty(),
+                ended_sessions,
+                ..WriteEffect::default()
+            }));
+        }
+        Write::RevokeConsent {
+            user_id,
+            client_id,
+            now,
+            ..
+        } => {
+            let deleted = sqlx::query("DELETE FROM consents WHERE user_id = $1 AND client_id = $2")
+                .bind(user_id)
+                .bind(client_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(backend_error)?
+                .rows_affected();
+            // Every session of theirs with the client, however it began: what was allowed is gone.
+            let ended_sessions: Vec<String> = sqlx::query_scalar(
+                "UPDATE refresh_families SET revoked_at = $3 WHERE user_id = $1 \
+                 AND client_id = $2 AND revoked_at IS NULL RETURNING id",
+            )
+            .bind(user_id)
+            .bind(client_id)
+            .bind(*now)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(backend_error)?;
+            return Ok(Some(WriteEffect {
+                changed_nothing: deleted == 0 && ended_sessions.is_empty(),
+                ended_sessions,
+                ..WriteEffect::default()
+            }));
         }
         Write::AddSigningKey {
             key,

@@ -9,7 +9,10 @@ use gatehouse_testkit::on_both_stores;
 
 use std::time::Duration;
 
-use common::{Backend, TestStore, client, family, role, roles, scopes, token, user};
+use common::{
+    Backend, TestStore, browser_session, client, code, consent, family, role, roles, scopes, token,
+    user,
+};
 use gatehouse_core::{
     AuditEvent, AuthMethod, Change, ChangeKind, Committed, EventFilter, FamilyFilter, GrantType,
     RevokedToken, RotateOutcome, Store, StoreError, StoredKey, Write,
@@ -40,6 +43,17 @@ on_both_stores!(
     families_page_by_user_and_client,
     access_tokens_are_revoked_once,
     purge_deletes_only_what_expired,
+    client_redirect_uris_and_consent_skipping_are_stored_and_updated,
+    browser_sessions_round_trip_by_secret_hash,
+    a_taken_browser_session_id_or_secret_is_a_conflict,
+    touching_a_browser_session_only_moves_last_seen_forward,
+    a_users_browser_sessions_list_live_ones_newest_first,
+    an_authorization_code_round_trips_and_redeems_once,
+    consents_are_replaced_when_given_again_and_listed_by_client,
+    ending_a_browser_session_ends_exactly_its_families,
+    revoking_a_consent_ends_only_that_clients_sessions_of_that_user,
+    purge_deletes_expired_codes_and_expired_or_ended_browser_sessions,
+    deleting_a_user_or_client_takes_its_browser_sign_ins,
     audit_events_filter_and_page_newest_first,
     signing_keys_keep_their_bytes_and_retire_others,
     a_database_from_another_migration_history_is_refused,
@@ -556,16 +570,32 @@ async fn every_write_that_needs_its_row_reports_it_missing(backend: Backend) {
             "{write:?}"
         );
     }
-    // Ending a session that is not there changes nothing and is no error.
-    assert_eq!(
-        s.commit(&[Write::RevokeSession {
+    // Ending a session, a browser session or a consent that is not there changes nothing and is
+    // no error.
+    for write in [
+        Write::RevokeSession {
             id: ghost.into(),
             now: 10,
             until: 20,
-        }])
-        .await,
-        Ok(Committed::Done { sessions_ended: 0 })
-    );
+        },
+        Write::EndBrowserSession {
+            id: ghost.into(),
+            now: 10,
+            until: 20,
+        },
+        Write::RevokeConsent {
+            user_id: ghost.into(),
+            client_id: ghost.into(),
+            now: 10,
+            until: 20,
+        },
+    ] {
+        assert_eq!(
+            s.commit(std::slice::from_ref(&write)).await,
+            Ok(Committed::Done { sessions_ended: 0 }),
+            "{write:?}"
+        );
+    }
     assert_eq!(s.latest_change().await.unwrap(), 0);
 }
 
@@ -1197,6 +1227,708 @@ async fn purge_deletes_only_what_expired(backend: Backend) {
     assert_eq!(s.purge_expired(purge_at, Some(150)).await.unwrap(), 0);
 }
 
+// --- browser sign-in: clients' redirect URIs, browser sessions, codes, consents ---
+
+async fn client_redirect_uris_and_consent_skipping_are_stored_and_updated(backend: Backend) {
+    let s = TestStore::open(backend).await;
+    let first_party = client("cli_a", &[]);
+    assert_eq!(first_party.redirect_uris.len(), 2);
+    assert!(first_party.skip_consent);
+    let third_party = gatehouse_core::Client {
+        redirect_uris: Vec::new(),
+        post_logout_redirect_uris: Vec::new(),
+        skip_consent: false,
+        ..client("cli_b", &[])
+    };
+    s.insert_client(&first_party).await.unwrap();
+    s.insert_client(&third_party).await.unwrap();
+    assert_eq!(s.client("cli_a").await.unwrap(), Some(first_party.clone()));
+    assert_eq!(
+        s.list_clients("", 10).await.unwrap(),
+        [first_party.clone(), third_party.clone()]
+    );
+
+    // They are metadata: an update replaces them, with a cut-off or without.
+    let moved = gatehouse_core::Client {
+        redirect_uris: vec!["https://new.example.test/cb?x=1".into()],
+        post_logout_redirect_uris: vec![
+            "https://new.example.test/bye".into(),
+            "https://new.example.test/".into(),
+        ],
+        skip_consent: false,
+        ..first_party.clone()
+    };
+    let opened = gatehouse_core::Client {
+        redirect_uris: vec!["com.example.app:/callback".into()],
+        post_logout_redirect_uris: vec!["com.example.app:/signed-out".into()],
+        skip_consent: true,
+        ..third_party.clone()
+    };
+    done(
+        &s,
+        &[
+            Write::UpdateClient {
+                client: moved.clone(),
+                cutoff: None,
+            },
+            Write::UpdateClient {
+                client: opened.clone(),
+                cutoff: Some(100),
+            },
+        ],
+    )
+    .await;
+    assert_eq!(s.client("cli_a").await.unwrap(), Some(moved));
+    assert_eq!(
+        s.client("cli_b").await.unwrap(),
+        Some(gatehouse_core::Client {
+            not_before: 100,
+            ..opened
+        })
+    );
+}
+
+async fn browser_sessions_round_trip_by_secret_hash(backend: Backend) {
+    let s = TestStore::open(backend).await;
+    s.insert_user(&user("usr_a", "alice", &["user"]))
+        .await
+        .unwrap();
+    let live = browser_session("bs_1", "usr_a", 1_700_000_000, LATER);
+    // Ended, and with nothing optional set.
+    let ended = gatehouse_core::BrowserSession {
+        ended_at: Some(1_700_000_300),
+        last_seen_at: 1_700_000_200,
+        ip: None,
+        user_agent: None,
+        ..browser_session("bs_2", "usr_a", 1_700_000_100, LATER)
+    };
+    s.insert_browser_session(&live).await.unwrap();
+    s.insert_browser_session(&ended).await.unwrap();
+
+    assert_eq!(
+        s.browser_session("secret-of-bs_1").await.unwrap(),
+        Some(live)
+    );
+    assert_eq!(
+        s.browser_session("secret-of-bs_2").await.unwrap(),
+        Some(ended)
+    );
+    // By the secret's hash only, not by the public id.
+    assert_eq!(s.browser_session("bs_1").await.unwrap(), None);
+    assert_eq!(s.browser_session("secret-of-bs_3").await.unwrap(), None);
+}
+
+async fn a_taken_browser_session_id_or_secret_is_a_conflict(backend: Backend) {
+    let s = TestStore::open(backend).await;
+    s.insert_user(&user("usr_a", "alice", &["user"]))
+        .await
+        .unwrap();
+    let original = browser_session("bs_1", "usr_a", 1_700_000_000, LATER);
+    s.insert_browser_session(&original).await.unwrap();
+    let taken = Err(StoreError::Conflict(
+        "that browser session id or secret is taken".into(),
+    ));
+
+    let same_secret = gatehouse_core::BrowserSession {
+        secret_hash: original.secret_hash.clone(),
+        ..browser_session("bs_2", "usr_a", 1_700_000_100, LATER)
+    };
+    assert_eq!(s.insert_browser_session(&same_secret).await, taken);
+    let same_id = gatehouse_core::BrowserSession {
+        secret_hash: "another-secret".into(),
+        ..browser_session("bs_1", "usr_a", 1_700_000_100, LATER)
+    };
+    assert_eq!(s.insert_browser_session(&same_id).await, taken);
+
+    assert_eq!(
+        s.browser_session(&original.secret_hash).await.unwrap(),
+        Some(original)
+    );
+    assert_eq!(s.browser_session("another-secret").await.unwrap(), None);
+    assert_eq!(
+        s.browser_sessions_of("usr_a", 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.id.as_str())
+            .collect::<Vec<_>>(),
+        ["bs_1"]
+    );
+}
+
+async fn touching_a_browser_session_only_moves_last_seen_forward(backend: Backend) {
+    let s = TestStore::open(backend).await;
+    s.insert_user(&user("usr_a", "alice", &["user"]))
+        .await
+        .unwrap();
+    let original = browser_session("bs_1", "usr_a", 1_700_000_000, LATER);
+    let other = browser_session("bs_2", "usr_a", 1_700_000_000, LATER);
+    s.insert_browser_session(&original).await.unwrap();
+    s.insert_browser_session(&other).await.unwrap();
+    let last_seen = async |secret: &str| {
+        s.browser_session(secret)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_at
+    };
+
+    s.touch_browser_session("bs_1", 1_700_000_500)
+        .await
+        .unwrap();
+    assert_eq!(last_seen("secret-of-bs_1").await, 1_700_000_500);
+    // A request that arrives late does not move it back.
+    s.touch_browser_session("bs_1", 1_700_000_400)
+        .await
+        .unwrap();
+    assert_eq!(last_seen("secret-of-bs_1").await, 1_700_000_500);
+    // Nothing else changes, here or in another session.
+    assert_eq!(
+        s.browser_session("secret-of-bs_1").await.unwrap(),
+        Some(gatehouse_core::BrowserSession {
+            last_seen_at: 1_700_000_500,
+            ..original
+        })
+    );
+    assert_eq!(
+        s.browser_session("secret-of-bs_2").await.unwrap(),
+        Some(other)
+    );
+    // One that is not there is no error.
+    s.touch_browser_session("bs_ghost", 1_700_000_500)
+        .await
+        .unwrap();
+}
+
+async fn a_users_browser_sessions_list_live_ones_newest_first(backend: Backend) {
+    let s = TestStore::open(backend).await;
+    for (id, name) in [("usr_a", "alice"), ("usr_b", "bob")] {
+        s.insert_user(&user(id, name, &["user"])).await.unwrap();
+    }
+    let now = 1_700_001_000;
+    let sessions = [
+        browser_session("bs_1", "usr_a", 1_700_000_100, LATER),
+        // Two in one second: by id.
+        browser_session("bs_3", "usr_a", 1_700_000_300, LATER),
+        browser_session("bs_2", "usr_a", 1_700_000_300, now + 1),
+        gatehouse_core::BrowserSession {
+            ended_at: Some(1_700_000_500),
+            ..browser_session("bs_ended", "usr_a", 1_700_000_400, LATER)
+        },
+        // Expires at `now`: over.
+        browser_session("bs_expired", "usr_a", 1_700_000_400, now),
+        browser_session("bs_bob", "usr_b", 1_700_000_400, LATER),
+    ];
+    for each in &sessions {
+        s.insert_browser_session(each).await.unwrap();
+    }
+
+    let listed = s.browser_sessions_of("usr_a", now).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
+        ["bs_2", "bs_3", "bs_1"]
+    );
+    assert_eq!(listed[2], sessions[0]);
+    assert_eq!(
+        s.browser_sessions_of("usr_b", now).await.unwrap(),
+        [sessions[5].clone()]
+    );
+    assert!(
+        s.browser_sessions_of("usr_nobody", now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Later, fewer are live.
+    assert_eq!(
+        s.browser_sessions_of("usr_a", now + 1)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.id.as_str())
+            .collect::<Vec<_>>(),
+        ["bs_3", "bs_1"]
+    );
+}
+
+async fn an_authorization_code_round_trips_and_redeems_once(backend: Backend) {
+    let s = TestStore::open(backend).await;
+    s.insert_client(&client("cli_a", &[])).await.unwrap();
+    s.insert_user(&user("usr_a", "alice", &["user"]))
+        .await
+        .unwrap();
+    let first = code("code_1", "cli_a", "usr_a", LATER);
+    let plain = gatehouse_core::AuthorizationCode {
+        nonce: None,
+        ..code("code_2", "cli_a", "usr_a", LATER)
+    };
+    s.insert_authorization_code(&first).await.unwrap();
+    s.insert_authorization_code(&plain).await.unwrap();
+    assert_eq!(
+        s.authorization_code("code_1").await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        s.authorization_code("code_2").await.unwrap(),
+        Some(plain.clone())
+    );
+    assert_eq!(s.authorization_code("code_x").await.unwrap(), None);
+    assert_eq!(
+        s.insert_authorization_code(&code("code_1", "cli_a", "usr_a", 5))
+            .await,
+        Err(StoreError::Conflict(
+            "that authorization code exists".into()
+        ))
+    );
+
+    let now = 1_700_000_020;
+    assert!(
+        s.redeem_authorization_code("code_1", "fam_1", now)
+            .await
+            .unwrap()
+    );
+    let used = gatehouse_core::AuthorizationCode {
+        used_at: Some(now),
+        family_id: Some("fam_1".into()),
+        ..first
+    };
+    assert_eq!(
+        s.authorization_code("code_1").await.unwrap(),
+        Some(used.clone())
+    );
+    // A replay redeems nothing and keeps the first use's record.
+    assert!(
+        !s.redeem_authorization_code("code_1", "fam_2", now + 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.authorization_code("code_1").await.unwrap(), Some(used));
+    assert!(
+        !s.redeem_authorization_code("code_x", "fam_3", now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.authorization_code("code_2").await.unwrap(), Some(plain));
+
+    // Of concurrent redemptions of one code, exactly one wins, and its family is stored.
+    let racers: Vec<_> = (0..4)
+        .map(|i| {
+            let store = s.store.clone();
+            tokio::spawn(async move {
+                let family = format!("fam_race_{i}");
+                let won = store
+                    .redeem_authorization_code("code_2", &family, now + 2)
+                    .await
+                    .unwrap();
+                won.then_some(family)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for racer in racers {
+        winners.extend(racer.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let stored = s.authorization_code("code_2").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.used_at, stored.family_id),
+        (Some(now + 2), winners.pop())
+    );
+}
+
+async fn consents_are_replaced_when_given_again_and_listed_by_client(backend: Backend) {
+    let s = TestStore::open(backend).await;
+    for (id, name) in [("usr_a", "alice"), ("usr_b", "bob")] {
+        s.insert_user(&user(id, name, &["user"])).await.unwrap();
+    }
+    for id in ["cli_a", "cli_b"] {
+        s.insert_client(&client(id, &[])).await.unwrap();
+    }
+    assert_eq!(s.consent("usr_a", "cli_a").await.unwrap(), None);
+
+    let to_b = consent("usr_a", "cli_b", "openid", 1_700_000_050);
+    let to_a = consent("usr_a", "cli_a", "openid rates:read", 1_700_000_100);
+    s.save_consent(&to_b).await.unwrap();
+    s.save_consent(&to_a).await.unwrap();
+    assert_eq!(s.consent("usr_a", "cli_a").await.unwrap(), Some(to_a));
+    assert_eq!(s.consent("usr_b", "cli_a").await.unwrap(), None);
+
+    // Given again, with more: the new one replaces the old.
+    let wider = consent("usr_a", "cli_a", "openid rates:read fx:read", 1_700_000_200);
+    s.save_consent(&wider).await.unwrap();
+    assert_eq!(
+        s.consent("usr_a", "cli_a").await.unwrap(),
+        Some(wider.clone())
+    );
+    assert_eq!(s.consents_of("usr_a").await.unwrap(), [wider, to_b]);
+    assert!(s.consents_of("usr_b").await.unwrap().is_empty());
+}
+
+/// A user's live session on `client_id` started from the browser session `browser`.
+async fn signed_in_through(
+    s: &TestStore,
+    family_id: &str,
+    user_id: &str,
+    client_id: &str,
+    browser: Option<&str>,
+) {
+    let fam = gatehouse_core::RefreshFamily {
+        browser_session_id: browser.map(Into::into),
+        ..family(family_id, user_id, client_id, LATER)
+    };
+    let first = token(&format!("{family_id}-t1"), family_id, LATER);
+    assert!(
+        s.create_family(&fam, &first, 0).await.unwrap(),
+        "{family_id}"
+    );
+}
+
+/// The families among `ids` that are revoked, and when.
+async fn revoked(s: &TestStore, ids: &[&str]) -> Vec<(String, Option<i64>)> {
+    let mut found = Vec::new();
+    for id in ids {
+        let f = s.family(id).await.unwrap().unwrap();
+        found.push((f.id, f.revoked_at));
+    }
+    found
+}
+
+async fn ending_a_browser_session_ends_exactly_its_families(backend: Backend) {
+    let s = TestStore::open(backend).await;
+    for (id, name) in [("usr_a", "alice"), ("usr_b", "bob")] {
+        s.insert_user(&user(id, name, &["user"])).await.unwrap();
+    }
+    for id in ["cli_a", "cli_b"] {
+        s.insert_client(&client(id, &[])).await.unwrap();
+    }
+    for (id, user_id) in [("bs_1", "usr_a"), ("bs_2", "usr_a"), ("bs_3", "usr_b")] {
+        s.insert_browser_session(&browser_session(id, user_id, 1_700_000_000, LATER))
+            .await
+            .unwrap();
+    }
+    signed_in_through(&s, "fam_1", "usr_a", "cli_a", Some("bs_1")).await;
+    signed_in_through(&s, "fam_2", "usr_a", "cli_b", Some("bs_1")).await;
+    signed_in_through(&s, "fam_3", "usr_a", "cli_a", Some("bs_2")).await;
+    signed_in_through(&s, "fam_4", "usr_a", "cli_a", None).await;
+    signed_in_through(&s, "fam_5", "usr_b", "cli_a", Some("bs_3")).await;
+    signed_in_through(&s, "fam_6", "usr_a", "cli_b", Some("bs_1")).await;
+    // The family keeps where it came from, however it is loaded.
+    assert_eq!(
+        s.family("fam_1").await.unwrap().unwrap().browser_session_id,
+        Some("bs_1".into())
+    );
+    assert_eq!(
+        s.refresh_token("fam_1-t1").await.unwrap().unwrap().1,
+        gatehouse_core::RefreshFamily {
+            browser_session_id: Some("bs_1".into()),
+            ..family("fam_1", "usr_a", "cli_a", LATER)
+        }
+    );
+    // Already over: not ended again.
+    done(
+        &s,
+        &[Write::RevokeSession {
+            id: "fam_6".into(),
+            now: 1_700_000_100,
+            until: 1_700_001_000,
+        }],
+    )
+    .await;
+    let before = s.latest_change().await.unwrap();
+
+    let now = 1_700_000_500;
+    let end = |now| Write::EndBrowserSession {
+        id: "bs_1".into(),
+        now,
+        until: 1_700_001_400,
+    };
+    assert_eq!(done(&s, &[end(now)]).await, 2);
+    assert_eq!(
+        s.browser_session("secret-of-bs_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .ended_at,
+        Some(now)
+    );
+    assert_eq!(
+        revoked(&s, &["fam_1", "fam_2", "fam_3", "fam_4", "fam_5", "fam_6"]).await,
+        [
+            ("fam_1".into(), Some(now)),
+            ("fam_2".into(), Some(now)),
+            ("fam_3".into(), None),
+            ("fam_4".into(), None),
+            ("fam_5".into(), None),
+            ("fam_6".into(), Some(1_700_000_100)),
+        ]
+    );
+    let mut logged = entries(&changes_after(&s, before).await);
+    logged.sort_by_key(|(kind, subject, until)| (kind.as_str(), subject.clone(), *until));
+    assert_eq!(
+        logged,
+        [
+            entry(ChangeKind::SessionRevoked, "fam_1", Some(1_700_001_400)),
+            entry(ChangeKind::SessionRevoked, "fam_2", Some(1_700_001_400)),
+        ]
+    );
+    // The other browser sessions live on.
+    assert_eq!(
+        s.browser_sessions_of("usr_a", now)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.id.as_str())
+            .collect::<Vec<_>>(),
+        ["bs_2"]
+    );
+    assert!(
+        s.browser_session("secret-of-bs_3")
+            .await
+            .unwrap()
+            .unwrap()
+            .ended_at
+            .is_none()
+    );
+
+    // Ending it again changes nothing and logs nothing; it keeps the first end's time.
+    let before = s.latest_change().await.unwrap();
+    assert_eq!(done(&s, &[end(now + 100)]).await, 0);
+    assert_eq!(s.latest_change().await.unwrap(), before);
+    assert_eq!(
+        s.browser_session("secret-of-bs_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .ended_at,
+        Some(now)
+    );
+
+    // A family started from it late (a code redeemed as it ended) ends when it is ended again.
+    signed_in_through(&s, "fam_7", "usr_a", "cli_a", Some("bs_1")).await;
+    assert_eq!(done(&s, &[end(now + 200)]).await, 1);
+    assert_eq!(
+        revoked(&s, &["fam_1", "fam_7"]).await,
+        [
+            ("fam_1".into(), Some(now)),
+            ("fam_7".into(), Some(now + 200))
+        ]
+    );
+    assert_eq!(
+        entries(&changes_after(&s, before).await),
+        [entry(
+            ChangeKind::SessionRevoked,
+            "fam_7",
+            Some(1_700_001_400)
+        )]
+    );
+}
+
+async fn revoking_a_consent_ends_only_that_clients_sessions_of_that_user(backend: Backend) {
+    let s = TestStore::open(backend).await;
+    for (id, name) in [("usr_a", "alice"), ("usr_b", "bob")] {
+        s.insert_user(&user(id, name, &["user"])).await.unwrap();
+    }
+    for id in ["cli_a", "cli_b"] {
+        s.insert_client(&client(id, &[])).await.unwrap();
+    }
+    for (user_id, client_id) in [("usr_a", "cli_a"), ("usr_a", "cli_b"), ("usr_b", "cli_a")] {
+        s.save_consent(&consent(user_id, client_id, "openid", 1_700_000_000))
+            .await
+            .unwrap();
+    }
+    signed_in_through(&s, "fam_1", "usr_a", "cli_a", Some("bs_1")).await;
+    signed_in_through(&s, "fam_2", "usr_a", "cli_a", None).await;
+    signed_in_through(&s, "fam_3", "usr_a", "cli_b", Some("bs_1")).await;
+    signed_in_through(&s, "fam_4", "usr_b", "cli_a", None).await;
+    let before = s.latest_change().await.unwrap();
+
+    let now = 1_700_000_500;
+    let withdraw = |user_id: &str, client_id: &str| Write::RevokeConsent {
+        user_id: user_id.into(),
+        client_id: client_id.into(),
+        now,
+        until: 1_700_001_400,
+    };
+    assert_eq!(done(&s, &[withdraw("usr_a", "cli_a")]).await, 2);
+    assert_eq!(s.consent("usr_a", "cli_a").await.unwrap(), None);
+    assert_eq!(
+        s.consents_of("usr_a").await.unwrap(),
+        [consent("usr_a", "cli_b", "openid", 1_700_000_000)]
+    );
+    assert!(s.consent("usr_b", "cli_a").await.unwrap().is_some());
+    assert_eq!(
+        revoked(&s, &["fam_1", "fam_2", "fam_3", "fam_4"]).await,
+        [
+            ("fam_1".into(), Some(now)),
+            ("fam_2".into(), Some(now)),
+            ("fam_3".into(), None),
+            ("fam_4".into(), None),
+        ]
+    );
+    let mut logged = entries(&changes_after(&s, before).await);
+    logged.sort_by_key(|(kind, subject, until)| (kind.as_str(), subject.clone(), *until));
+    assert_eq!(
+        logged,
+        [
+            entry(ChangeKind::SessionRevoked, "fam_1", Some(1_700_001_400)),
+            entry(ChangeKind::SessionRevoked, "fam_2", Some(1_700_001_400)),
+        ]
+    );
+
+    // Withdrawn again: nothing to do, nothing logged.
+    let before = s.latest_change().await.unwrap();
+    assert_eq!(done(&s, &[withdraw("usr_a", "cli_a")]).await, 0);
+    assert_eq!(s.latest_change().await.unwrap(), before);
+
+    // A consent with no sessions goes all the same, logging nothing.
+    assert_eq!(done(&s, &[withdraw("usr_b", "cli_b")]).await, 0);
+    s.save_consent(&consent("usr_b", "cli_b", "openid", 1_700_000_000))
+        .await
+        .unwrap();
+    assert_eq!(done(&s, &[withdraw("usr_b", "cli_b")]).await, 0);
+    assert_eq!(s.consent("usr_b", "cli_b").await.unwrap(), None);
+    assert_eq!(s.latest_change().await.unwrap(), before);
+}
+
+async fn purge_deletes_expired_codes_and_expired_or_ended_browser_sessions(backend: Backend) {
+    let s = TestStore::open(backend).await;
+    s.insert_client(&client("cli_a", &[])).await.unwrap();
+    s.insert_user(&user("usr_a", "alice", &["user"]))
+        .await
+        .unwrap();
+    let now = 1_700_050_000;
+    for (hash, expires_at) in [
+        ("code_old", now - 1),
+        ("code_now", now),
+        ("code_live", LATER),
+    ] {
+        s.insert_authorization_code(&code(hash, "cli_a", "usr_a", expires_at))
+            .await
+            .unwrap();
+    }
+    // (id, expires_at, ended_at)
+    for (id, expires_at, ended_at) in [
+        ("bs_expired", now - 1, None),
+        ("bs_ended", LATER, Some(now - 1)),
+        ("bs_ends_now", LATER, Some(now)),
+        ("bs_expires_now", now, None),
+        ("bs_live", LATER, None),
+    ] {
+        let b = gatehouse_core::BrowserSession {
+            ended_at,
+            ..browser_session(id, "usr_a", 1_700_000_000, expires_at)
+        };
+        s.insert_browser_session(&b).await.unwrap();
+    }
+    // A live family started from a browser session that goes.
+    signed_in_through(&s, "fam_1", "usr_a", "cli_a", Some("bs_ended")).await;
+
+    // Two browser sessions and a code; nothing else had expired or been logged.
+    assert_eq!(s.purge_expired(now, None).await.unwrap(), 3);
+    assert_eq!(s.authorization_code("code_old").await.unwrap(), None);
+    for hash in ["code_now", "code_live"] {
+        assert!(
+            s.authorization_code(hash).await.unwrap().is_some(),
+            "{hash}"
+        );
+    }
+    for (id, kept) in [
+        ("bs_expired", false),
+        ("bs_ended", false),
+        ("bs_ends_now", true),
+        ("bs_expires_now", true),
+        ("bs_live", true),
+    ] {
+        let found = s.browser_session(&format!("secret-of-{id}")).await.unwrap();
+        assert_eq!(found.is_some(), kept, "{id}");
+    }
+    let fam = s.family("fam_1").await.unwrap().unwrap();
+    assert_eq!(
+        (fam.browser_session_id.as_deref(), fam.revoked_at),
+        (Some("bs_ended"), None)
+    );
+    assert!(s.refresh_token("fam_1-t1").await.unwrap().is_some());
+    // Ending the purged one still finds the family.
+    assert_eq!(
+        done(
+            &s,
+            &[Write::EndBrowserSession {
+                id: "bs_ended".into(),
+                now,
+                until: now + 900,
+            }],
+        )
+        .await,
+        1
+    );
+
+    // A second later, what was at its limit goes too.
+    assert_eq!(s.purge_expired(now + 1, None).await.unwrap(), 3);
+    assert_eq!(s.authorization_code("code_now").await.unwrap(), None);
+    assert!(
+        s.browser_session("secret-of-bs_live")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(s.authorization_code("code_live").await.unwrap().is_some());
+}
+
+async fn deleting_a_user_or_client_takes_its_browser_sign_ins(backend: Backend) {
+    let s = TestStore::open(backend).await;
+    for (id, name) in [("usr_a", "alice"), ("usr_b", "bob")] {
+        s.insert_user(&user(id, name, &["user"])).await.unwrap();
+    }
+    for id in ["cli_a", "cli_b"] {
+        s.insert_client(&client(id, &[])).await.unwrap();
+    }
+    for (user_id, client_id, browser) in [("usr_a", "cli_a", "bs_a"), ("usr_b", "cli_b", "bs_b")] {
+        s.insert_browser_session(&browser_session(browser, user_id, 1_700_000_000, LATER))
+            .await
+            .unwrap();
+        s.insert_authorization_code(&code(&format!("code_{user_id}"), client_id, user_id, LATER))
+            .await
+            .unwrap();
+        s.save_consent(&consent(user_id, client_id, "openid", 1_700_000_000))
+            .await
+            .unwrap();
+    }
+    s.save_consent(&consent("usr_b", "cli_a", "openid", 1_700_000_000))
+        .await
+        .unwrap();
+
+    done(
+        &s,
+        &[Write::DeleteUser {
+            id: "usr_a".into(),
+            cutoff: 100,
+        }],
+    )
+    .await;
+    assert_eq!(s.browser_session("secret-of-bs_a").await.unwrap(), None);
+    assert_eq!(s.authorization_code("code_usr_a").await.unwrap(), None);
+    assert_eq!(s.consent("usr_a", "cli_a").await.unwrap(), None);
+    assert!(s.browser_session("secret-of-bs_b").await.unwrap().is_some());
+    assert!(s.authorization_code("code_usr_b").await.unwrap().is_some());
+    assert_eq!(s.consents_of("usr_b").await.unwrap().len(), 2);
+
+    // A client's codes and consents go with it; the people's browser sessions stay.
+    done(
+        &s,
+        &[Write::DeleteClient {
+            id: "cli_b".into(),
+            cutoff: 200,
+        }],
+    )
+    .await;
+    assert_eq!(s.authorization_code("code_usr_b").await.unwrap(), None);
+    assert_eq!(
+        s.consents_of("usr_b").await.unwrap(),
+        [consent("usr_b", "cli_a", "openid", 1_700_000_000)]
+    );
+    assert!(s.browser_session("secret-of-bs_b").await.unwrap().is_some());
+}
+
 // --- audit ---
 
 fn event(id: &str, at: i64, subject: &str, kind: &str) -> AuditEvent {
@@ -1347,10 +2079,11 @@ async fn a_database_from_another_migration_history_is_refused(backend: Backend) 
     s.insert_user(&user("usr_a", "alice", &["user"]))
         .await
         .unwrap();
-    // As a database made by the history before it was consolidated looks: more versions.
+    // As a database made by the history before it was consolidated looks: more versions (one
+    // far past ours, so this history can grow).
     s.execute(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         SELECT 3, 'admin', success, checksum, 0 FROM _sqlx_migrations WHERE version = 1",
+         SELECT 999, 'admin', success, checksum, 0 FROM _sqlx_migrations WHERE version = 1",
     )
     .await;
     let reopen = async || match gatehouse_store::SqlStore::connect(&s.url).await {
@@ -1360,12 +2093,12 @@ async fn a_database_from_another_migration_history_is_refused(backend: Backend) 
     };
     let message = reopen().await;
     assert!(
-        message.contains("different migration history") && message.contains("migration 3"),
+        message.contains("different migration history") && message.contains("migration 999"),
         "{message}"
     );
 
     // And one whose first migration differs from ours.
-    s.execute("DELETE FROM _sqlx_migrations WHERE version = 3")
+    s.execute("DELETE FROM _sqlx_migrations WHERE version = 999")
         .await;
     s.execute(
         "UPDATE _sqlx_migrations \

@@ -1,9 +1,12 @@
 //! What Gatehouse's tests share at every level (store, server, binary): a store of its own per
 //! test, on SQLite (a file in a temporary directory) or on a fresh database of the test
-//! PostgreSQL server, and [`on_both_stores!`], which runs a test on each.
+//! PostgreSQL server, and [`on_both_stores!`], which runs a test on each; and, for page tests, a
+//! headless Chromium ([`browser::Browser`]).
 //!
 //! For tests only: nothing that ships may depend on it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod browser;
 
 pub use gatehouse_store::{Backend, SqlStore};
 

@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
-use crate::{ACCESS_TOKEN_TYPE, AccessClaims, Jwk};
+use crate::{ACCESS_TOKEN_TYPE, AccessClaims, ID_TOKEN_TYPE, IdClaims, Jwk};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -26,6 +26,8 @@ pub struct SigningKey {
     pkcs8: Vec<u8>,
     /// `base64url(header) + "."`, computed once per key.
     header_prefix: String,
+    /// The same for ID tokens, whose `typ` is `JWT`.
+    id_header_prefix: String,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -68,17 +70,22 @@ impl SigningKey {
     fn from_parts(kid: String, pkcs8: Vec<u8>) -> Result<Self, KeyError> {
         let pair =
             Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8).map_err(|_| KeyError::Parse)?;
-        let header = serde_json::to_vec(&Header {
-            alg: Self::ALGORITHM,
-            typ: ACCESS_TOKEN_TYPE,
-            kid: &kid,
-        })?;
-        let header_prefix = format!("{}.", URL_SAFE_NO_PAD.encode(header));
+        let prefix = |typ: &str| -> Result<String, KeyError> {
+            let header = serde_json::to_vec(&Header {
+                alg: Self::ALGORITHM,
+                typ,
+                kid: &kid,
+            })?;
+            Ok(format!("{}.", URL_SAFE_NO_PAD.encode(header)))
+        };
+        let header_prefix = prefix(ACCESS_TOKEN_TYPE)?;
+        let id_header_prefix = prefix(ID_TOKEN_TYPE)?;
         Ok(Self {
             kid,
             pair,
             pkcs8,
             header_prefix,
+            id_header_prefix,
         })
     }
 
@@ -104,10 +111,17 @@ impl SigningKey {
 
     /// Serializes and signs the claims as a compact JWS with `typ: at+jwt` and this key's `kid`.
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, KeyError> {
-        let payload = serde_json::to_vec(claims)?;
-        let mut token =
-            String::with_capacity(self.header_prefix.len() + payload.len() * 4 / 3 + 90);
-        token.push_str(&self.header_prefix);
+        self.sign_payload(&self.header_prefix, &serde_json::to_vec(claims)?)
+    }
+
+    /// An OpenID Connect ID token: the claims as a compact JWS with `typ: JWT`.
+    pub fn sign_id_token(&self, claims: &IdClaims) -> Result<String, KeyError> {
+        self.sign_payload(&self.id_header_prefix, &serde_json::to_vec(claims)?)
+    }
+
+    fn sign_payload(&self, header_prefix: &str, payload: &[u8]) -> Result<String, KeyError> {
+        let mut token = String::with_capacity(header_prefix.len() + payload.len() * 4 / 3 + 90);
+        token.push_str(header_prefix);
         URL_SAFE_NO_PAD.encode_string(payload, &mut token);
         let signature = self.pair.sign(token.as_bytes());
         token.push('.');

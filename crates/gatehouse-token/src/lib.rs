@@ -11,7 +11,7 @@ mod kek;
 mod keys;
 mod verify;
 
-pub use claims::{AccessClaims, Audience};
+pub use claims::{AccessClaims, Audience, IdClaims, token_hash};
 pub use jwk::{Jwk, JwkSet};
 pub use kek::{KekError, KeyEncryptionKey};
 pub use keys::{KeyError, SigningKey};
@@ -19,6 +19,9 @@ pub use verify::{Verifier, VerifierConfig, VerifyError, key_id};
 
 /// The JOSE `typ` every Gatehouse access token carries (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+
+/// The JOSE `typ` of OpenID Connect ID tokens.
+pub const ID_TOKEN_TYPE: &str = "JWT";
 
 /// The `aud` an authorization server puts in its access tokens unless configured otherwise, and
 /// so what gateways and services expect unless told otherwise (RFC 9068 §4: they must check it).

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Deserializer};
 
-use crate::{ACCESS_TOKEN_TYPE, AccessClaims, Jwk, JwkSet};
+use crate::{ACCESS_TOKEN_TYPE, AccessClaims, IdClaims, Jwk, JwkSet};
 
 /// Why a token was refused. The messages are safe to show to the caller (RFC 6750 `error_description`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +117,32 @@ impl Verifier {
             return Err(VerifyError::NotYetValid);
         }
         Ok((data.claims, kid.to_owned()))
+    }
+}
+
+impl Verifier {
+    /// An ID token this issuer signed, as presented back as `id_token_hint` at logout (OpenID
+    /// Connect RP-Initiated Logout §2): signature, type and issuer are checked; its expiry is not,
+    /// since a relying party may hold an expired one, and its audience is the caller's to judge.
+    pub fn verify_id_token_hint(&self, token: &str) -> Result<IdClaims, VerifyError> {
+        let header = JoseHeader::of(token)?;
+        header.refuse_critical_extensions()?;
+        if header.typ.as_deref() != Some(crate::ID_TOKEN_TYPE) {
+            return Err(VerifyError::WrongType);
+        }
+        let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
+        let key = self.keys.get(kid).ok_or(VerifyError::UnknownKey)?;
+        if header.alg != key.alg {
+            return Err(VerifyError::WrongAlgorithm);
+        }
+        let mut validation = Validation::new(key.alg);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["iss", "sub", "aud"]);
+        validation.set_issuer(&[&self.config.issuer]);
+        jsonwebtoken::decode::<IdClaims>(token, &key.key, &validation)
+            .map(|data| data.claims)
+            .map_err(map_error)
     }
 }
 
@@ -400,5 +426,63 @@ mod tests {
         assert_eq!(key_id(&token).as_deref(), Some(key.kid()));
         assert_eq!(key_id("garbage"), None);
         assert_eq!(key_id(""), None);
+    }
+
+    fn id_claims(exp_offset: i64) -> IdClaims {
+        let now = now_unix();
+        IdClaims {
+            iss: "https://issuer.test".into(),
+            sub: "usr_1".into(),
+            aud: "app".into(),
+            exp: now + exp_offset,
+            iat: now,
+            auth_time: now,
+            nonce: Some("n-1".into()),
+            at_hash: Some(crate::token_hash("an access token")),
+            sid: Some("s1".into()),
+        }
+    }
+
+    #[test]
+    fn an_id_token_hint_verifies_even_expired_but_never_as_an_access_token() {
+        let key = SigningKey::generate().unwrap();
+        let v = verifier(&key, Some("api"));
+        let expired = id_claims(-3600);
+        let token = key.sign_id_token(&expired).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("JWT"));
+        assert_eq!(v.verify_id_token_hint(&token).unwrap(), expired);
+        // An ID token is no access token, and an access token is no ID token.
+        assert_eq!(
+            v.verify(&key.sign_id_token(&id_claims(600)).unwrap()),
+            Err(VerifyError::WrongType)
+        );
+        assert_eq!(
+            v.verify_id_token_hint(&key.sign(&claims(600)).unwrap()),
+            Err(VerifyError::WrongType)
+        );
+        // Another issuer's, or another key's, is refused.
+        let mut foreign = id_claims(600);
+        foreign.iss = "https://elsewhere.test".into();
+        assert_eq!(
+            v.verify_id_token_hint(&key.sign_id_token(&foreign).unwrap()),
+            Err(VerifyError::WrongIssuer)
+        );
+        let other = SigningKey::generate().unwrap();
+        assert_eq!(
+            v.verify_id_token_hint(&other.sign_id_token(&id_claims(600)).unwrap()),
+            Err(VerifyError::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn the_token_hash_is_the_left_half_of_sha512() {
+        // SHA-512("abc") begins ddaf35a193617aba cc417349ae204131 12e6fa4e89a97ea2 0a9eeee64b55d39a.
+        let expected = URL_SAFE_NO_PAD.encode([
+            0xdd, 0xaf, 0x35, 0xa1, 0x93, 0x61, 0x7a, 0xba, 0xcc, 0x41, 0x73, 0x49, 0xae, 0x20,
+            0x41, 0x31, 0x12, 0xe6, 0xfa, 0x4e, 0x89, 0xa9, 0x7e, 0xa2, 0x0a, 0x9e, 0xee, 0xe6,
+            0x4b, 0x55, 0xd3, 0x9a,
+        ]);
+        assert_eq!(crate::token_hash("abc"), expected);
     }
 }

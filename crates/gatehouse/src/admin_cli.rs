@@ -21,7 +21,7 @@ pub enum AdminCommand {
     /// People's accounts.
     #[command(subcommand)]
     User(UserCommand),
-    /// Machine and first-party clients.
+    /// Clients: machines, and applications people sign in to.
     #[command(subcommand)]
     Client(ClientCommand),
     /// Signing keys.
@@ -70,9 +70,47 @@ pub enum ClientCommand {
         /// A role (client category) to hold (repeatable).
         #[arg(long = "role")]
         roles: Vec<String>,
-        /// A public client: no secret (for password and refresh_token grants only).
+        /// A public client: no secret (for the authorization_code, password and refresh_token
+        /// grants; not client_credentials).
         #[arg(long)]
         public: bool,
+        /// Where sign-in may send people back (repeatable); needed for the authorization_code
+        /// grant, which is the default when one is given.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Where logout may send people afterwards (repeatable).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// A first-party application: people are not asked to consent to it.
+        #[arg(long)]
+        skip_consent: bool,
+    },
+    /// Change a client: only what is given changes; a repeatable option replaces the whole list.
+    Update {
+        client_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Space-separated scopes it may have.
+        #[arg(long)]
+        scope: Option<String>,
+        /// A role to hold (repeatable); replaces the roles it holds.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Where sign-in may send people back (repeatable); replaces the list.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Where logout may send people afterwards (repeatable); replaces the list.
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Remove every post-logout redirect URI.
+        #[arg(long, conflicts_with = "post_logout_redirect_uris")]
+        clear_post_logout_redirect_uris: bool,
+        /// Make it first-party: people are no longer asked to consent to it.
+        #[arg(long)]
+        skip_consent: bool,
+        /// Ask people to consent to it again.
+        #[arg(long, conflicts_with = "skip_consent")]
+        ask_consent: bool,
     },
     /// List clients.
     List(ListArgs),
@@ -201,6 +239,9 @@ pub async fn run(settings: Settings, command: AdminCommand) -> anyhow::Result<()
             grants,
             roles,
             public,
+            redirect_uris,
+            post_logout_redirect_uris,
+            skip_consent,
         }) => {
             let new = NewClient {
                 name,
@@ -208,8 +249,38 @@ pub async fn run(settings: Settings, command: AdminCommand) -> anyhow::Result<()
                 scope,
                 roles,
                 token_endpoint_auth_method: public.then(|| "none".to_owned()),
+                redirect_uris,
+                post_logout_redirect_uris,
+                skip_consent,
             };
             emit(s.admin_create_client(&actor, new, &ctx).await)
+        }
+        AdminCommand::Client(ClientCommand::Update {
+            client_id,
+            name,
+            scope,
+            roles,
+            redirect_uris,
+            post_logout_redirect_uris,
+            clear_post_logout_redirect_uris,
+            skip_consent,
+            ask_consent,
+        }) => {
+            let post_logout_redirect_uris = if clear_post_logout_redirect_uris {
+                Some(Vec::new())
+            } else {
+                (!post_logout_redirect_uris.is_empty()).then_some(post_logout_redirect_uris)
+            };
+            let patch = ClientPatch {
+                name,
+                scope,
+                roles: (!roles.is_empty()).then_some(roles),
+                redirect_uris: (!redirect_uris.is_empty()).then_some(redirect_uris),
+                post_logout_redirect_uris,
+                skip_consent: (skip_consent || ask_consent).then_some(skip_consent),
+                ..ClientPatch::default()
+            };
+            emit(s.admin_patch_client(&actor, &client_id, patch, &ctx).await)
         }
         AdminCommand::Client(ClientCommand::List(list)) => {
             emit(s.admin_list_clients(&list.page()).await)

@@ -27,17 +27,20 @@ pub struct Settings {
     pub gateway: ServeGateway,
     /// The reference applications `serve` runs behind the gateway.
     pub apps: ServeApps,
+    /// Timeouts for slow clients and caps on open connections, for every listener.
+    pub listeners: gatehouse_listen::ListenerLimits,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServeApps {
     pub enabled: bool,
-    /// The apps listen on 127.0.0.1 from this port up (rates, fx, messages, orders, posts);
+    /// The apps listen on 127.0.0.1 from this port up (rates, fx, messages, orders, posts, shop);
     /// 0 lets the system pick.
     pub ports_from: u16,
     pub rates: gatehouse_apps::rates::RatesSettings,
     pub orders: gatehouse_apps::orders::OrdersSettings,
+    pub shop: gatehouse_apps::shop::ShopSettings,
 }
 
 impl Default for ServeApps {
@@ -47,6 +50,7 @@ impl Default for ServeApps {
             ports_from: 9101,
             rates: Default::default(),
             orders: Default::default(),
+            shop: Default::default(),
         }
     }
 }
@@ -56,6 +60,7 @@ impl ServeApps {
         gatehouse_apps::AppsSettings {
             rates: self.rates.clone(),
             orders: self.orders.clone(),
+            shop: self.shop.clone(),
         }
     }
 }
@@ -96,6 +101,7 @@ impl Default for Settings {
             rate_limits: RateLimitConfig::default(),
             gateway: ServeGateway::default(),
             apps: ServeApps::default(),
+            listeners: Default::default(),
         }
     }
 }
@@ -192,6 +198,19 @@ fn validate(settings: &Settings) -> anyhow::Result<()> {
              (JWKS caches and other nodes must have a new key before it signs)"
         );
     }
+    let code_ttl = settings.auth.authorization_code_ttl_secs;
+    if !(1..=gatehouse_core::config::MAX_AUTHORIZATION_CODE_TTL_SECS).contains(&code_ttl) {
+        anyhow::bail!(
+            "authorization_code_ttl_secs must be between 1 and {}",
+            gatehouse_core::config::MAX_AUTHORIZATION_CODE_TTL_SECS
+        );
+    }
+    if settings.auth.id_token_ttl_secs == 0
+        || settings.auth.browser_session_idle_secs == 0
+        || settings.auth.browser_session_lifetime_secs == 0
+    {
+        anyhow::bail!("ID token and browser session lifetimes must be positive");
+    }
     let registration = &settings.auth.registration;
     if registration.mode == RegistrationMode::InitialAccessToken
         && registration
@@ -207,6 +226,13 @@ fn validate(settings: &Settings) -> anyhow::Result<()> {
     let payment = settings.apps.orders.payment_success_rate;
     if !(0.0..=1.0).contains(&payment) {
         anyhow::bail!("apps.orders.payment_success_rate must be between 0 and 1");
+    }
+    let listeners = &settings.listeners;
+    if listeners.header_read_timeout_ms == 0
+        || listeners.idle_timeout_ms == 0
+        || listeners.body_read_timeout_ms == 0
+    {
+        anyhow::bail!("the listeners' timeouts must be positive");
     }
     if !matches!(settings.log_format.as_str(), "text" | "json") {
         anyhow::bail!("log_format must be text or json");

@@ -161,9 +161,17 @@ pub async fn ensure_feed_client(
             NewClient {
                 name: "Built-in gateway".into(),
                 grant_types: Some(vec!["client_credentials".into()]),
-                scope: Some(gatehouse_core::service::FEED_SCOPE.into()),
+                // Reads the feed, and introspects tokens when `introspect_when_stale` is set.
+                scope: Some(format!(
+                    "{} {}",
+                    gatehouse_core::service::FEED_SCOPE,
+                    gatehouse_core::service::INTROSPECT_SCOPE
+                )),
                 roles: Vec::new(),
                 token_endpoint_auth_method: None,
+                redirect_uris: Vec::new(),
+                post_logout_redirect_uris: Vec::new(),
+                skip_consent: false,
             },
             &RequestContext::default(),
         )
@@ -192,7 +200,8 @@ pub async fn ensure_feed_client(
 }
 
 /// The gateway beside the authorization server: the shipped routes (or `gateway.routes_file`),
-/// reading the revocation feed with a client of its own.
+/// reading the revocation feed with a client of its own. `placeholders` fill the route file's
+/// `{app:NAME}` (each app's address) and `{auth}` (the authorization server's).
 pub async fn beside_auth(
     settings: &Settings,
     service: &AuthService,

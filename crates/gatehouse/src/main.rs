@@ -209,12 +209,14 @@ fn print_banner(title: &str, addresses: &Addresses) {
     }
     if let Some(address) = addresses.gateway {
         println!("  gateway               http://{address}");
+        println!("  all API docs          http://{address}/docs");
     }
     for (name, address) in &addresses.apps {
         println!("  app {name:<18} http://{address}");
     }
     if let Some(address) = addresses.rates_client {
-        println!("  status                http://{address}/status");
+        println!("  status page           http://{address}/");
+        println!("  status (JSON)         http://{address}/status");
     }
     if let Some(store) = &addresses.store {
         println!("  store                 {store}");

@@ -70,17 +70,27 @@ pub struct Node {
     stop: Arc<watch::Sender<bool>>,
     servers: Vec<Server>,
     store: Option<SqlStore>,
+    /// The process's budget of open connections, shared by every listener it runs.
+    connections: gatehouse_listen::Connections,
 }
 
 /// Starts the parts `spec` names and returns once each is listening (and, for parts that check
 /// tokens, current with the revocation feed).
 pub async fn start(spec: NodeSpec) -> anyhow::Result<Node> {
     let (stop, stopping) = watch::channel(false);
+    // Made once, before any listener: it raises the open-files limit the caps derive from.
+    let limits = match &spec {
+        NodeSpec::Serve(settings) | NodeSpec::Auth(settings) | NodeSpec::App { settings, .. } => {
+            settings.listeners.clone()
+        }
+        NodeSpec::Gateway { .. } | NodeSpec::RatesClient { .. } => Default::default(),
+    };
     let mut node = Node {
         addresses: Addresses::default(),
         stop: Arc::new(stop),
         servers: Vec::new(),
         store: None,
+        connections: gatehouse_listen::Connections::new(limits),
     };
     let started = match spec {
         NodeSpec::Serve(settings) => node.start_auth(settings, true, stopping).await,
@@ -100,6 +110,7 @@ pub async fn start(spec: NodeSpec) -> anyhow::Result<Node> {
                 .push(tokio::spawn(gatehouse_apps::rates_client::serve(
                     args,
                     listener,
+                    node.connections.clone(),
                     stopped(stopping),
                 )));
             Ok(())
@@ -114,6 +125,22 @@ pub async fn start(spec: NodeSpec) -> anyhow::Result<Node> {
         return Err(e);
     }
     Ok(node)
+}
+
+/// The apps' OpenAPI documents, as the gateway serves them (`/api/NAME/openapi.json`), for the
+/// authorization server's docs pages to list when they are read through the gateway.
+fn app_documents(
+    bound: &[(App, TcpListener)],
+) -> anyhow::Result<Vec<gatehouse_server::ApiDocument>> {
+    const DOCUMENTED: [App; 5] = [App::Rates, App::Fx, App::Messages, App::Orders, App::Posts];
+    bound
+        .iter()
+        .filter(|(app, _)| DOCUMENTED.contains(app))
+        .map(|(app, _)| {
+            let path = format!("/api/{}/openapi.json", app.name());
+            gatehouse_server::ApiDocument::new(app.name(), &path).map_err(Into::into)
+        })
+        .collect()
 }
 
 async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -186,6 +213,8 @@ impl Node {
             None => format!("SQLite in {}", settings.data_dir.display()),
         });
         let kek = files::load_kek(&settings)?;
+        // The shop's own key for the tokens it keeps, the same on every node.
+        let shop_sealing_key = kek.derive("gatehouse/shop/token-sealing/v1");
         let with_gateway = with_gateway && settings.gateway.enabled;
         // The apps run behind the gateway, so only with it.
         let app_listeners = match with_gateway && settings.apps.enabled {
@@ -203,6 +232,8 @@ impl Node {
         files::bootstrap_admin(&service).await?;
         let server_settings = ServerSettings {
             rate_limits: settings.rate_limits.clone(),
+            api_documents: app_documents(&app_listeners)?,
+            connections: self.connections.clone(),
             ..ServerSettings::default()
         };
         let server = gatehouse_server::start(
@@ -218,15 +249,36 @@ impl Node {
         let Some(gateway_listener) = gateway_listener else {
             return Ok(());
         };
-        let placeholders = apps::placeholders(&app_listeners)?;
+        let mut placeholders = apps::placeholders(&app_listeners)?;
+        // `{auth}` in the route file: the authorization server (its docs pass the gateway).
+        // A server on every interface is dialled on loopback of the same family.
+        let dialled = match address.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => {
+                SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, address.port()))
+            }
+            ip if ip.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, address.port()))
+            }
+            _ => address,
+        };
+        placeholders.push(("auth".to_owned(), dialled.to_string()));
         let gateway = gateway::beside_auth(&settings, &server.service, placeholders).await?;
         if !app_listeners.is_empty() {
             let db = gatehouse_apps::Db::new(store.pool().clone());
+            let mut app_settings = settings.apps.app_settings();
+            app_settings.shop = apps::shop_beside_auth(
+                &server.service,
+                &app_settings.shop,
+                gateway_listener.local_addr()?,
+                shop_sealing_key,
+            )
+            .await?;
             let served = apps::serve(
                 app_listeners,
                 &db,
                 gateway.verifier(),
-                &settings.apps.app_settings(),
+                &app_settings,
+                &self.connections,
                 stopping.clone(),
             )
             .await?;
@@ -236,9 +288,11 @@ impl Node {
             }
         }
         self.addresses.gateway = Some(gateway_listener.local_addr()?);
-        self.servers.push(tokio::spawn(
-            gateway.serve(gateway_listener, stopped(stopping)),
-        ));
+        self.servers.push(tokio::spawn(gateway.serve(
+            gateway_listener,
+            self.connections.clone(),
+            stopped(stopping),
+        )));
         Ok(())
     }
 
@@ -262,8 +316,11 @@ impl Node {
         gateway::reload_on_hangup(gateway.clone())?;
         self.addresses.gateway = Some(listener.local_addr()?);
         self.addresses.issuer = Some(alone.issuer);
-        self.servers
-            .push(tokio::spawn(gateway.serve(listener, stopped(stopping))));
+        self.servers.push(tokio::spawn(gateway.serve(
+            listener,
+            self.connections.clone(),
+            stopped(stopping),
+        )));
         Ok(())
     }
 
@@ -274,6 +331,11 @@ impl Node {
         settings: Settings,
         stopping: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        // Missing credentials are told before anything is opened or reached.
+        let mut app_settings = settings.apps.app_settings();
+        if app == App::Shop {
+            app_settings.shop = apps::shop_alone(&app_settings.shop)?;
+        }
         let store = files::open_store(&settings).await?;
         self.store = Some(store.clone());
         let verifier = apps::alone_verifier(&settings).await?;
@@ -283,7 +345,8 @@ impl Node {
             vec![(app, listener)],
             &db,
             &verifier,
-            &settings.apps.app_settings(),
+            &app_settings,
+            &self.connections,
             stopping,
         )
         .await?;

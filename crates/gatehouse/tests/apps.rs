@@ -637,6 +637,14 @@ async fn every_app_publishes_its_openapi_document_and_a_revoked_token_stops_work
         let doc: Value = response.json().await.unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{app}");
         assert!(!doc["paths"].as_object().unwrap().is_empty(), "{app}");
+        // The document's anonymous route is that one path, not the API below it.
+        let below = s
+            .http
+            .get(s.gateway(&format!("/api/{app}/openapi.json/anything")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(below.status(), 401, "{app}");
     }
     let alice = s.user("alice").await;
     assert_eq!(s.get("/api/messages/welcome", &alice).await.0, 200);
@@ -768,6 +776,106 @@ async fn an_app_runs_alone_against_a_remote_issuer() {
         )
         .await;
     assert_eq!(status, 401);
+    the_shop_runs_alone_with_a_client_an_operator_registered(&s).await;
+}
+
+/// `gatehouse app shop` needs its client's credentials, and says so before reaching anything;
+/// with a code-flow client registered through the admin API it serves its pages and sends
+/// people to the issuer to sign in.
+async fn the_shop_runs_alone_with_a_client_an_operator_registered(s: &Stack) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shop-data");
+    let args = [
+        "app",
+        "shop",
+        "--listen",
+        "127.0.0.1:0",
+        "--issuer",
+        &s.server.base,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let refused = common::gatehouse(&args, &[]).output().unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("GATEHOUSE_SHOP_CLIENT_ID"), "{said}");
+
+    let public_url = "https://shop.example/shop";
+    let admin = common::login(&s.http, &s.server.base, "root", "root-password-1").await;
+    let created: Value = s
+        .http
+        .post(format!("{}/admin/clients", s.server.base))
+        .bearer_auth(&admin)
+        .json(&json!({
+            "name": "Own shop",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "redirect_uris": [format!("{public_url}/callback")],
+            "post_logout_redirect_uris": [format!("{public_url}/signed-out")],
+            "scope": "openid profile orders",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client_id = created["client_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"));
+    let gateway = s.server.gateway.clone().unwrap();
+    let command = common::gatehouse(
+        &args,
+        &[
+            ("GATEHOUSE_SHOP_CLIENT_ID", client_id),
+            (
+                "GATEHOUSE_SHOP_CLIENT_SECRET",
+                created["client_secret"].as_str().unwrap(),
+            ),
+            (
+                "GATEHOUSE_SHOP_SEALING_KEY",
+                "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0",
+            ),
+            ("GATEHOUSE_APPS__SHOP__PUBLIC_URL", public_url),
+            ("GATEHOUSE_APPS__SHOP__API_URL", &gateway),
+        ],
+    );
+    let shop = common::spawn_ready(command);
+    let url = shop.apps["shop"].clone();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let welcome = http.get(format!("{url}/shop/")).send().await.unwrap();
+    assert_eq!(welcome.status(), 200);
+    assert!(
+        welcome
+            .text()
+            .await
+            .unwrap()
+            .contains("Welcome to the shop")
+    );
+    let sign_in = http.get(format!("{url}/shop/signin")).send().await.unwrap();
+    assert_eq!(sign_in.status(), 303);
+    let location = sign_in.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with(&format!("{}/oauth2/authorize?", s.server.base)),
+        "{location}"
+    );
+    for expected in [
+        format!("client_id={client_id}"),
+        "code_challenge_method=S256".into(),
+        "redirect_uri=https%3A%2F%2Fshop.example%2Fshop%2Fcallback".into(),
+    ] {
+        assert!(location.contains(&expected), "{expected} in {location}");
+    }
+    // Served over https to browsers: the cookie is host-only and never sent in the clear.
+    let cookie = sign_in.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.starts_with("__Host-shop_session=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("Secure"),
+        "{cookie}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -379,7 +379,7 @@ async fn scopes_roles_and_audience_are_enforced_before_the_upstream() {
         .await
         .unwrap();
     assert_eq!(response.status(), 405);
-    assert_eq!(response.headers()["allow"], "GET, POST");
+    assert_eq!(response.headers()["allow"], "GET, HEAD, POST");
     assert_eq!(
         s.upstream.count(),
         before,

@@ -34,21 +34,6 @@ async fn admin_client(http: &reqwest::Client, base: &str, scope: &str) -> (Strin
     common::admin_client(http, base, &admin, scope).await
 }
 
-async fn tokens_issued(http: &reqwest::Client, base: &str, grant: &str) -> u64 {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("gatehouse_tokens_issued_total{{grant=\"{grant}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .map_or(0, |n| n.trim().parse().unwrap())
-}
-
 async fn serve_app(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -200,7 +185,7 @@ async fn the_token_client_caches_lets_one_request_run_and_refreshes_ahead_of_exp
     config.refresh_ahead = 0.5;
     let client = Arc::new(TokenClient::new(config));
 
-    let before = tokens_issued(&http, &server.base, "client_credentials").await;
+    let before = common::tokens_issued(&http, &server.base, "client_credentials").await;
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let client = client.clone();
@@ -216,13 +201,13 @@ async fn the_token_client_caches_lets_one_request_run_and_refreshes_ahead_of_exp
         "tasks got different tokens"
     );
     assert_eq!(
-        tokens_issued(&http, &server.base, "client_credentials").await,
+        common::tokens_issued(&http, &server.base, "client_credentials").await,
         before + 1
     );
     // Cached while fresh.
     assert_eq!(client.access_token().await.unwrap(), tokens[0]);
     assert_eq!(
-        tokens_issued(&http, &server.base, "client_credentials").await,
+        common::tokens_issued(&http, &server.base, "client_credentials").await,
         before + 1
     );
     let left = client.expires_in().await.unwrap();
@@ -236,7 +221,7 @@ async fn the_token_client_caches_lets_one_request_run_and_refreshes_ahead_of_exp
     let renewed = client.access_token().await.unwrap();
     assert_ne!(renewed, tokens[0]);
     assert_eq!(
-        tokens_issued(&http, &server.base, "client_credentials").await,
+        common::tokens_issued(&http, &server.base, "client_credentials").await,
         before + 2
     );
 }
@@ -267,16 +252,19 @@ async fn the_token_client_refreshes_a_person_and_retries_once_on_401() {
     let first = client.access_token().await.unwrap();
 
     // Ahead of expiry it uses the refresh token, not the password.
-    let refreshes = tokens_issued(&http, &server.base, "refresh_token").await;
-    let logins = tokens_issued(&http, &server.base, "password").await;
+    let refreshes = common::tokens_issued(&http, &server.base, "refresh_token").await;
+    let logins = common::tokens_issued(&http, &server.base, "password").await;
     tokio::time::sleep(Duration::from_millis(2300)).await;
     let second = client.access_token().await.unwrap();
     assert_ne!(second, first);
     assert_eq!(
-        tokens_issued(&http, &server.base, "refresh_token").await,
+        common::tokens_issued(&http, &server.base, "refresh_token").await,
         refreshes + 1
     );
-    assert_eq!(tokens_issued(&http, &server.base, "password").await, logins);
+    assert_eq!(
+        common::tokens_issued(&http, &server.base, "password").await,
+        logins
+    );
 
     // The server stops accepting the cached token: one 401, a fresh token, one retry.
     let revoked = http

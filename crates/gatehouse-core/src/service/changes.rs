@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gatehouse_proto::FeedEvent;
@@ -36,6 +36,9 @@ const HOLE_LOOKUP: usize = 200;
 
 /// Batches kept for subscribers that fall behind; one further behind re-reads from the store.
 const BROADCAST_CAPACITY: usize = 1024;
+
+/// How far back a reconnecting console page may ask to resume.
+const CONSOLE_REPLAY: i64 = 1000;
 
 /// How long the node's reader may fail before the feed's subscribers are cut off.
 const READER_PATIENCE: Duration = Duration::from_secs(5);
@@ -123,6 +126,24 @@ pub struct ChangeHub {
     /// Set while the reader has failed for longer than [`READER_PATIENCE`]: subscribers then end
     /// their streams, so gateways see their view go stale instead of trusting keep-alives.
     failing: watch::Sender<bool>,
+    /// Readers of `GET /oauth2/revocations` connected now (not the console's pages).
+    readers: Arc<AtomicUsize>,
+}
+
+/// Counts one feed reader while it is connected.
+struct ReaderCount(Arc<AtomicUsize>);
+
+impl ReaderCount {
+    fn new(readers: &Arc<AtomicUsize>) -> Self {
+        readers.fetch_add(1, Ordering::Relaxed);
+        Self(readers.clone())
+    }
+}
+
+impl Drop for ReaderCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl ChangeHub {
@@ -141,6 +162,7 @@ impl ChangeHub {
             high: AtomicI64::new(start),
             watermark: AtomicI64::new(start),
             start: LogPosition::at(start),
+            readers: Arc::default(),
         })
     }
 
@@ -157,9 +179,9 @@ impl ChangeHub {
         }
     }
 
-    /// How many feed subscribers this node serves.
+    /// How many readers of the revocation feed (gateways, services) this node serves now.
     pub fn subscribers(&self) -> usize {
-        self.sender.receiver_count()
+        self.readers.load(Ordering::Relaxed)
     }
 }
 
@@ -240,6 +262,35 @@ impl AuthService {
     /// This node's change hub (for metrics and tests).
     pub fn change_hub(&self) -> &ChangeHub {
         &self.changes
+    }
+
+    /// The revocation feed as the operators' console shows it to an administrator (the console
+    /// decides who may watch): from now on, or after `resume_after` when a reconnecting page
+    /// says where it got to, but never more than [`CONSOLE_REPLAY`] entries back.
+    pub fn watch_revocation_feed(&self, resume_after: Option<i64>) -> FeedSubscription {
+        let high = self.changes.high.load(Ordering::SeqCst);
+        let after = resume_after.map_or(high, |seq| seq.clamp(high - CONSOLE_REPLAY, high));
+        FeedSubscription::new(self, after)
+    }
+
+    /// The newest entries of the change log that the feed sends (at most `count`, looked for
+    /// among the last `2 * count` entries), oldest first, with each entry's time.
+    pub async fn recent_feed_events(
+        &self,
+        count: u32,
+    ) -> Result<Vec<(i64, FeedEvent)>, StoreError> {
+        let latest = self.store.latest_change().await?;
+        let window = count.saturating_mul(2);
+        let read = self
+            .store
+            .changes_between((latest - i64::from(window)).max(0), latest, window)
+            .await?;
+        let events: Vec<(i64, FeedEvent)> = read
+            .iter()
+            .filter_map(|change| feed_event(change).map(|event| (change.at, event)))
+            .collect();
+        let skip = events.len().saturating_sub(count as usize);
+        Ok(events.into_iter().skip(skip).collect())
     }
 }
 
@@ -330,6 +381,8 @@ pub struct FeedSubscription {
     backlog: Option<Backlog>,
     resume_from: i64,
     leeway: i64,
+    /// Set for a reader of the feed endpoint, so the node's figures count it while it lasts.
+    counted: Option<ReaderCount>,
 }
 
 impl FeedSubscription {
@@ -347,6 +400,7 @@ impl FeedSubscription {
             resume_from: after,
             leeway: service.config.token_leeway_secs as i64,
             clock: service.clock.clone(),
+            counted: None,
         };
         subscription.replay_from(after);
         subscription
@@ -483,6 +537,7 @@ impl AuthService {
         };
         let after = last_event_id.map_or(window_after, |id| id.max(window_after));
         let mut subscription = FeedSubscription::new(self, after);
+        subscription.counted = Some(ReaderCount::new(&self.changes.readers));
         // A node that has just started may not have read the log's end yet: the backlog goes
         // there, so `caught_up` never comes before what was logged until now.
         let logged = self.store.latest_change().await?;

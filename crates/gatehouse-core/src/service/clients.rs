@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::AuthService;
-use crate::{Client, OAuthError, ScopeSet, StoreError, secret};
+use crate::{AuthMethod, Client, OAuthError, ScopeSet, StoreError, secret};
 
 /// How the client presented itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +147,14 @@ impl AuthService {
             return Err(OAuthError::invalid_client(AUTH_FAILED));
         };
         let client = &found.client;
+        // The method registered is the only one accepted (RFC 7591 §2): a secret sent another
+        // way than agreed is refused, so it cannot be tried where it was not meant to travel.
+        let registered_method = matches!(
+            (client.auth_method, auth.method),
+            (AuthMethod::ClientSecretBasic, PresentedAuth::Basic)
+                | (AuthMethod::ClientSecretPost, PresentedAuth::Post)
+                | (AuthMethod::None, PresentedAuth::None)
+        );
         let authenticated = match (&client.secret_hash, &auth.secret, auth.method) {
             (None, None, PresentedAuth::None) => client.is_public(),
             (Some(hash), Some(presented), PresentedAuth::Basic | PresentedAuth::Post) => {
@@ -166,6 +174,13 @@ impl AuthService {
         };
         if !authenticated {
             return Err(OAuthError::invalid_client(AUTH_FAILED));
+        }
+        if !registered_method {
+            // Only a caller that proved the secret learns which method to use.
+            return Err(OAuthError::invalid_client(format!(
+                "this client authenticates with {}",
+                client.auth_method.as_str()
+            )));
         }
         if client.blocked_at.is_some() {
             return Err(OAuthError::invalid_client("the client is blocked"));

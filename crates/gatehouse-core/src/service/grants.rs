@@ -5,9 +5,11 @@ use gatehouse_proto::TokenResponse;
 use gatehouse_proto::token::BEARER;
 
 use super::{AuthService, ClientAuth, user_is_usable};
+use crate::password::HashSource;
+use crate::throttle::{Attempt, Source};
 use crate::{
-    GrantType, OAuthError, OAuthErrorCode, RefreshFamily, RefreshTokenRecord, RequestContext,
-    RotateOutcome, ScopeSet, Write, secret,
+    Client, FamilyFilter, GrantType, OAuthError, OAuthErrorCode, RefreshFamily, RefreshTokenRecord,
+    RequestContext, RotateOutcome, ScopeSet, StoreError, User, Write, secret,
 };
 
 /// The parameters of a token request, already parsed from the form.
@@ -18,9 +20,40 @@ pub struct TokenRequest {
     pub username: Option<String>,
     pub password: Option<String>,
     pub refresh_token: Option<String>,
+    /// `authorization_code`: the code, where it was sent, and the PKCE verifier.
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
 }
 
-const BAD_LOGIN: &str = "the username or password is incorrect";
+/// The one answer to every failed sign-in, wherever it is made.
+pub const BAD_LOGIN: &str = "the username or password is incorrect";
+
+/// A session about to be stored: its family, and its first refresh token in the clear and as
+/// stored.
+pub(super) struct NewFamily {
+    pub family: RefreshFamily,
+    pub refresh_token: String,
+    pub first: RefreshTokenRecord,
+}
+
+/// What a sign-in presents besides the password that may make it a source the person has used
+/// before (see [`crate::throttle::Source`]).
+pub(crate) enum Presented<'a> {
+    /// A browser, with its device cookie if it sent one.
+    Browser { device_cookie: Option<&'a str> },
+    /// The authenticated client of a password grant.
+    Client(&'a Client),
+}
+
+/// Why a sign-in failed: one answer for every reason, so nobody learns which.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("{BAD_LOGIN}")]
+    Failed,
+    #[error(transparent)]
+    Store(#[from] crate::StoreError),
+}
 const BAD_REFRESH: &str = "the refresh token is invalid, expired or revoked";
 
 impl AuthService {
@@ -36,12 +69,22 @@ impl AuthService {
             None | Some("") => {
                 return Err(OAuthError::invalid_request("grant_type is required"));
             }
-            Some(name) => name.parse::<GrantType>().map_err(|()| {
-                OAuthError::new(
-                    OAuthErrorCode::UnsupportedGrantType,
-                    "supported grant types: client_credentials, password, refresh_token",
-                )
-            })?,
+            Some(name) => name
+                .parse::<GrantType>()
+                .ok()
+                .filter(|g| self.config.accepts_grant(*g))
+                .ok_or_else(|| {
+                    let supported: Vec<&str> = self
+                        .config
+                        .grant_types()
+                        .into_iter()
+                        .map(GrantType::as_str)
+                        .collect();
+                    OAuthError::new(
+                        OAuthErrorCode::UnsupportedGrantType,
+                        format!("supported grant types: {}", supported.join(", ")),
+                    )
+                })?,
         };
         let requested_scope = match request.scope.as_deref() {
             None => None,
@@ -79,6 +122,7 @@ impl AuthService {
                     expires_in,
                     refresh_token: None,
                     scope: Some(scope.to_string()),
+                    id_token: None,
                 }
             }
             GrantType::Password => {
@@ -87,12 +131,20 @@ impl AuthService {
                 self.password_grant(&client, &username, &password, requested_scope, ctx)
                     .await?
             }
+            GrantType::AuthorizationCode => {
+                let code = required(request.code, "code")?;
+                let redirect_uri = required(request.redirect_uri, "redirect_uri")?;
+                let verifier = required(request.code_verifier, "code_verifier")?;
+                self.code_grant(&client, &code, &redirect_uri, &verifier, ctx)
+                    .await?
+            }
             GrantType::RefreshToken => {
                 let token = required(request.refresh_token, "refresh_token")?;
                 self.refresh_grant(&client, &token, requested_scope, ctx)
                     .await?
             }
         };
+        self.figures.count_issued(grant);
         Ok((grant, response))
     }
 
@@ -104,78 +156,31 @@ impl AuthService {
         requested: Option<ScopeSet>,
         ctx: &RequestContext,
     ) -> Result<TokenResponse, OAuthError> {
-        let locked = self.throttle.is_locked(username, self.clock.since_epoch());
-        let user = self.store.user_by_username(username).await?;
-        // The hash runs in every case, so a lock or an unknown name costs what a wrong password does.
-        let matched = self
-            .hasher
-            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
-            .await?;
-        let user = match user {
-            Some(user) if matched && !locked && user_is_usable(&user) => user,
-            other => {
-                let detail = match &other {
-                    _ if locked => "username locked after repeated failures",
-                    None => "unknown username",
-                    Some(u) if !user_is_usable(u) => "blocked user",
-                    Some(_) => "wrong password",
-                };
-                let subject = other.as_ref().map(|u| u.id.as_str());
-                let outcome = self
-                    .throttle
-                    .record_failure(username, self.clock.since_epoch());
-                self.audit(
-                    "login.failure",
-                    subject,
-                    Some(&client.client.id),
-                    ctx,
-                    detail,
-                )
-                .await;
-                if outcome.locked_now {
-                    self.audit(
-                        "login.locked",
-                        subject,
-                        Some(&client.client.id),
-                        ctx,
-                        &format!(
-                            "username {:?} locked after repeated failures",
-                            username.chars().take(64).collect::<String>()
-                        ),
-                    )
-                    .await;
-                }
-                tokio::time::sleep(outcome.delay).await;
-                return Err(OAuthError::invalid_grant(BAD_LOGIN));
-            }
-        };
-        self.throttle.record_success(username);
+        let user = self
+            .verify_login(username, password, Presented::Client(&client.client), ctx)
+            .await
+            .map_err(|e| match e {
+                LoginError::Failed => OAuthError::invalid_grant(BAD_LOGIN),
+                LoginError::Store(e) => e.into(),
+            })?;
         let mut allowed = self.scopes_of_roles(&user.roles).await?;
         if let Some(limit) = &client.delegation_limit {
             allowed = allowed.intersection(limit);
         }
         let scope = grant_scope(requested, &allowed)?;
         let now = self.now();
-        let family = RefreshFamily {
-            id: secret::random_string(16)?,
-            user_id: user.id.clone(),
-            client_id: client.client.id.clone(),
-            scope: scope.to_string(),
-            created_at: now,
-            last_used_at: now,
-            expires_at: now + self.config.refresh_family_lifetime_secs as i64,
-            revoked_at: None,
-            ip: ctx.ip.clone(),
-            user_agent: ctx.user_agent.clone(),
-        };
-        let refresh_token = secret::random_secret()?;
-        let first = RefreshTokenRecord {
-            hash: secret::hash_secret(&refresh_token),
-            family_id: family.id.clone(),
-            created_at: now,
-            expires_at: self.refresh_expiry(now, &family),
-            rotated_at: None,
-        };
+        let NewFamily {
+            family,
+            refresh_token,
+            first,
+        } = self.new_family(
+            secret::random_string(16)?,
+            &user.id,
+            &client.client.id,
+            &scope,
+            None,
+            ctx,
+        )?;
         let mut user_not_before = user.not_before;
         if self.config.single_session {
             // Every earlier session and access token of this person ends, at every gateway; the
@@ -218,7 +223,7 @@ impl AuthService {
             &user.id,
             &client.client.id,
             &scope,
-            Some(user.roles.clone()),
+            self.roles_for(&user, &client.client),
             user_not_before.max(client.client.not_before),
             Some(&family.id),
         )?;
@@ -236,6 +241,188 @@ impl AuthService {
             expires_in,
             refresh_token: Some(refresh_token),
             scope: Some(scope.to_string()),
+            id_token: None,
+        })
+    }
+
+    /// The one password check every sign-in makes (password grant and hosted sign-in page): the
+    /// same throttle, lock, hashing queue and audit records, and one answer for every failure.
+    ///
+    /// The attempt is counted before the password is checked, against the count of its source:
+    /// a browser or confidential client the person signed in from before has its own, so guesses
+    /// from elsewhere cannot lock the owner out of it.
+    pub(crate) async fn verify_login(
+        &self,
+        username: &str,
+        password: &str,
+        presented: Presented<'_>,
+        ctx: &RequestContext,
+    ) -> Result<User, LoginError> {
+        let client_id = match &presented {
+            Presented::Client(client) => Some(client.id.as_str()),
+            Presented::Browser { .. } => None,
+        };
+        let user = self.store.user_by_username(username).await?;
+        let source = self.login_source(user.as_ref(), &presented).await?;
+        let attempt = self
+            .throttle
+            .reserve(username, &source, self.clock.since_epoch());
+        let subject = user.as_ref().map(|u| u.id.clone());
+        // The hash runs in every case, so a lock or an unknown name costs what a wrong password does.
+        let checked = self
+            .hasher
+            .verify(
+                password,
+                user.as_ref().map(|u| u.password_hash.as_str()),
+                &HashSource {
+                    ip: ctx.ip.clone(),
+                    // The person's share per source: a flood of guesses at a name from anywhere
+                    // cannot take the share of a browser or client its owner signed in from.
+                    username: Some(crate::throttle::key(username, &source)),
+                },
+            )
+            .await;
+        let matched = match checked {
+            Ok(matched) => matched,
+            Err(e) => {
+                // Not checked (the queue or this source's share is full), yet counted.
+                self.audit_lock(
+                    &attempt,
+                    username,
+                    &source,
+                    subject.as_deref(),
+                    client_id,
+                    ctx,
+                )
+                .await;
+                return Err(e.into());
+            }
+        };
+        match user {
+            Some(user) if matched && !attempt.locked && user_is_usable(&user) => {
+                self.throttle.record_success(username, &source);
+                self.figures.count_sign_in(true);
+                Ok(user)
+            }
+            other => {
+                let detail = match &other {
+                    _ if attempt.locked => "username locked after repeated failures",
+                    None => "unknown username",
+                    Some(u) if !user_is_usable(u) => "blocked user",
+                    Some(_) => "wrong password",
+                };
+                self.figures.count_sign_in(false);
+                self.audit("login.failure", subject.as_deref(), client_id, ctx, detail)
+                    .await;
+                self.audit_lock(
+                    &attempt,
+                    username,
+                    &source,
+                    subject.as_deref(),
+                    client_id,
+                    ctx,
+                )
+                .await;
+                tokio::time::sleep(attempt.delay).await;
+                Err(LoginError::Failed)
+            }
+        }
+    }
+
+    /// Records the lock a failed attempt started, if it did.
+    pub(super) async fn audit_lock(
+        &self,
+        attempt: &Attempt,
+        username: &str,
+        source: &Source,
+        subject: Option<&str>,
+        client_id: Option<&str>,
+        ctx: &RequestContext,
+    ) {
+        if attempt.locks {
+            self.audit(
+                "login.locked",
+                subject,
+                client_id,
+                ctx,
+                &format!(
+                    "username {:?} locked after repeated failures {}",
+                    username.chars().take(64).collect::<String>(),
+                    source.describe()
+                ),
+            )
+            .await;
+        }
+    }
+
+    /// Which count an attempt goes to: a browser's device cookie issued to this person, or a
+    /// confidential client this person has a session with (or had), is a source of its own;
+    /// anything else is anyone.
+    async fn login_source(
+        &self,
+        user: Option<&User>,
+        presented: &Presented<'_>,
+    ) -> Result<Source, StoreError> {
+        match presented {
+            Presented::Browser {
+                device_cookie: Some(cookie),
+            } => Ok(user
+                .and_then(|user| self.device_nonce(cookie, user))
+                .map_or(Source::Untrusted, Source::Device)),
+            // A public client can be anyone: only a client that proved its secret vouches.
+            Presented::Client(client) if !client.is_public() => {
+                // Looked up for unknown names too, so the answer takes as long.
+                let filter = FamilyFilter {
+                    user_id: Some(user.map_or_else(String::new, |u| u.id.clone())),
+                    client_id: Some(client.id.clone()),
+                };
+                let used_before = !self.store.list_families(&filter, "", 1).await?.is_empty();
+                Ok(if used_before && user.is_some() {
+                    Source::Client(client.id.clone())
+                } else {
+                    Source::Untrusted
+                })
+            }
+            _ => Ok(Source::Untrusted),
+        }
+    }
+
+    /// A new sign-in session (refresh family) and its first refresh token, not yet stored.
+    pub(super) fn new_family(
+        &self,
+        id: String,
+        user_id: &str,
+        client_id: &str,
+        scope: &ScopeSet,
+        browser_session_id: Option<String>,
+        ctx: &RequestContext,
+    ) -> Result<NewFamily, OAuthError> {
+        let now = self.now();
+        let family = RefreshFamily {
+            id,
+            user_id: user_id.to_owned(),
+            client_id: client_id.to_owned(),
+            scope: scope.to_string(),
+            created_at: now,
+            last_used_at: now,
+            expires_at: now + self.config.refresh_family_lifetime_secs as i64,
+            revoked_at: None,
+            ip: ctx.ip.clone(),
+            user_agent: ctx.user_agent.clone(),
+            browser_session_id,
+        };
+        let refresh_token = secret::random_secret()?;
+        let first = RefreshTokenRecord {
+            hash: secret::hash_secret(&refresh_token),
+            family_id: family.id.clone(),
+            created_at: now,
+            expires_at: self.refresh_expiry(now, &family),
+            rotated_at: None,
+        };
+        Ok(NewFamily {
+            family,
+            refresh_token,
+            first,
         })
     }
 
@@ -271,12 +458,8 @@ impl AuthService {
         let family_scope = ScopeSet::parse(&family.scope)
             .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
         // Roles and the client may have changed since the login: never grant more than they
-        // allow now.
-        let mut still_allowed =
-            family_scope.intersection(&self.scopes_of_roles(&user.roles).await?);
-        if let Some(limit) = &client.delegation_limit {
-            still_allowed = still_allowed.intersection(limit);
-        }
+        // allow now (the identity scopes of a browser sign-in stay).
+        let still_allowed = family_scope.intersection(&self.browser_allowed(&user, client).await?);
         let scope = grant_scope(requested, &still_allowed)?;
 
         let successor = secret::derive_token(&self.refresh_successor_key, presented);
@@ -318,7 +501,7 @@ impl AuthService {
             &user.id,
             client_id,
             &scope,
-            Some(user.roles.clone()),
+            self.roles_for(&user, &client.client),
             user.not_before.max(client.client.not_before),
             Some(&family.id),
         )?;
@@ -328,6 +511,7 @@ impl AuthService {
             expires_in,
             refresh_token: Some(successor),
             scope: Some(scope.to_string()),
+            id_token: None,
         })
     }
 
@@ -393,7 +577,7 @@ impl AuthService {
     }
 }
 
-fn required(value: Option<String>, name: &str) -> Result<String, OAuthError> {
+pub(super) fn required(value: Option<String>, name: &str) -> Result<String, OAuthError> {
     match value {
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err(OAuthError::invalid_request(format!("{name} is required"))),
@@ -401,7 +585,10 @@ fn required(value: Option<String>, name: &str) -> Result<String, OAuthError> {
 }
 
 /// RFC 6749 §3.3: the requested scope must be within what is allowed; none requested means all.
-fn grant_scope(requested: Option<ScopeSet>, allowed: &ScopeSet) -> Result<ScopeSet, OAuthError> {
+pub(super) fn grant_scope(
+    requested: Option<ScopeSet>,
+    allowed: &ScopeSet,
+) -> Result<ScopeSet, OAuthError> {
     match requested {
         None => Ok(allowed.clone()),
         Some(asked) if asked.is_empty() => Ok(allowed.clone()),

@@ -22,6 +22,11 @@ pub struct LiveToken {
 
 const REVOKED: &str = "the token has been revoked";
 
+/// The scope that lets a client introspect access tokens issued to other clients (a resource
+/// server or gateway checking the tokens presented to it). Only an operator grants it: dynamic
+/// registration refuses to ask for it.
+pub const INTROSPECT_SCOPE: &str = "introspect";
+
 /// A JWT has three dot-separated parts; our refresh tokens are one base64url string.
 fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|b| *b == b'.').count() == 2
@@ -141,6 +146,11 @@ impl AuthService {
 
     /// `POST /oauth2/introspect` (RFC 7662), for authenticated confidential clients;
     /// rate-limited per client by `admit`.
+    ///
+    /// Who sees what (RFC 7662 §2.1, §4): a client sees its own tokens; an access token of another
+    /// client only with the operator-granted [`INTROSPECT_SCOPE`]; a refresh token only its own
+    /// client, ever. Anything else is `{"active": false}`, the answer for an unknown token, and
+    /// introspecting changes nothing (a refresh token is not rotated by being looked at).
     pub async fn introspect(
         &self,
         auth: ClientAuth,
@@ -155,9 +165,11 @@ impl AuthService {
             ));
         }
         let token = token.ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        let caller = client.client.id.as_str();
+        let may_see_others = client.own_scopes.contains(INTROSPECT_SCOPE);
         if looks_like_jwt(&token) {
             return Ok(match self.check_access_token(&token).await {
-                Ok(live) => {
+                Ok(live) if may_see_others || live.claims.client_id == caller => {
                     let c = live.claims;
                     Introspection {
                         active: true,
@@ -174,7 +186,7 @@ impl AuthService {
                         roles: c.roles,
                     }
                 }
-                Err(_) => Introspection::inactive(),
+                _ => Introspection::inactive(),
             });
         }
         let now = self.now();
@@ -185,16 +197,18 @@ impl AuthService {
         else {
             return Ok(Introspection::inactive());
         };
+        // A refresh token is a credential of its client alone: nobody else may even learn that
+        // it is live.
+        if family.client_id != caller {
+            return Ok(Introspection::inactive());
+        }
         let live = record.rotated_at.is_none()
             && record.expires_at > now
             && family.revoked_at.is_none()
             && family.expires_at > now;
         // As at the token endpoint: a client's cut-off ends its sessions by revoking them (seen
         // above); one that only narrowed its scopes lets them go on with what is left.
-        let client_ok = self
-            .cached_client(&family.client_id)
-            .await?
-            .is_some_and(|c| c.client.blocked_at.is_none());
+        let client_ok = client.client.blocked_at.is_none();
         let user = match self.store.user(&family.user_id).await? {
             Some(u) if live && client_ok && user_is_usable(&u) => u,
             _ => return Ok(Introspection::inactive()),

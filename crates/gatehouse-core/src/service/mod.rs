@@ -1,10 +1,15 @@
 //! The authorization server's behaviour: everything an endpoint does, minus HTTP.
 
 mod admin;
+mod authorize;
+mod browser;
 mod changes;
 mod clients;
+mod figures;
+mod first_party;
 mod grants;
 mod lifecycle;
+mod oidc;
 mod registration;
 mod tally;
 mod users;
@@ -14,10 +19,15 @@ use std::sync::Arc;
 use gatehouse_token::{AccessClaims, Audience, KeyEncryptionKey, VerifierConfig};
 
 pub use admin::{Actor, page_bounds};
+pub use authorize::{AuthorizationRequest, AuthorizeError, IDENTITY_SCOPES, NextStep};
+pub use browser::{AccountOverview, NewBrowserSession, SignedIn};
 pub use changes::{ChangeBatch, ChangeHub, FEED_SCOPE, FeedItem, FeedSubscription};
 pub use clients::{ClientAuth, PresentedAuth};
-pub use grants::TokenRequest;
-pub use lifecycle::LiveToken;
+pub use figures::{Figures, FiguresView, Point as FigurePoint, SECOND_POINTS, TEN_SECOND_POINTS};
+pub use first_party::FirstPartyApp;
+pub use grants::{BAD_LOGIN, LoginError, TokenRequest};
+pub use lifecycle::{INTROSPECT_SCOPE, LiveToken};
+pub use oidc::{LogoutParams, LogoutPlan};
 
 use crate::clock::{Clock, SystemClock};
 use crate::keyring::KeyRing;
@@ -47,6 +57,12 @@ pub struct AuthService {
     revocation_tally: tally::RevocationTally,
     /// Derives each refresh token's successor from it, so concurrent duplicates agree on one.
     refresh_successor_key: [u8; 32],
+    /// Signs the hosted pages' anti-forgery tokens.
+    form_key: [u8; 32],
+    /// Signs the device cookies of browsers people signed in from.
+    device_key: [u8; 32],
+    /// Counts for the console's dashboard.
+    figures: Arc<figures::Figures>,
 }
 
 impl AuthService {
@@ -73,15 +89,23 @@ impl AuthService {
         };
         let keys =
             KeyRing::load_or_create(store.as_ref(), &kek, verifier_config, clock.now()).await?;
-        let hasher = PasswordHasher::new(config.max_concurrent_password_hashes)?;
+        let hasher = PasswordHasher::with_share(
+            config.max_concurrent_password_hashes,
+            config.password_checks_per_source,
+        )?;
         let changes = Arc::new(ChangeHub::open(store.as_ref(), clock.now()).await?);
+        let figures = Arc::new(figures::Figures::default());
+        figures::Figures::start_sampling(&figures, &changes, clock.clone());
         let service = Self {
+            figures,
             clock,
             changes,
             revocation_tally: tally::RevocationTally::default(),
             clients: clients::ClientCache::new(config.client_cache_ttl_secs),
             throttle: crate::throttle::LoginThrottle::new(config.throttle_settings()),
             refresh_successor_key: kek.derive("gatehouse/refresh-successor/v1"),
+            form_key: kek.derive("gatehouse/forms/v1"),
+            device_key: kek.derive("gatehouse/device-cookies/v1"),
             config,
             store,
             kek,
@@ -102,6 +126,17 @@ impl AuthService {
     /// caught too.
     pub(crate) fn revocation_cutoff(&self) -> i64 {
         self.now() + 1
+    }
+
+    /// An anti-forgery token for the hosted pages' forms, bound to `binding` (the browser's
+    /// own random cookie and its sign-in): only this server can make one.
+    pub fn form_token(&self, binding: &str) -> String {
+        secret::derive_token(&self.form_key, binding)
+    }
+
+    /// Whether `token` is [`AuthService::form_token`] of `binding`, compared in constant time.
+    pub fn form_token_matches(&self, binding: &str, token: &str) -> bool {
+        secret::constant_time_eq(self.form_token(binding).as_bytes(), token.as_bytes())
     }
 
     pub fn config(&self) -> &AuthConfig {
@@ -180,6 +215,13 @@ impl AuthService {
             OAuthError::server_error()
         })?;
         Ok((token, ttl))
+    }
+
+    /// The roles a person's token carries for `client`. A client that registered itself gets
+    /// none: roles are not something a person consents to, and an administrator signing in to
+    /// such an application must not hand it their administration.
+    fn roles_for(&self, user: &User, client: &Client) -> Option<Vec<String>> {
+        (!client.is_self_registered()).then(|| user.roles.clone())
     }
 
     /// The union of the default scopes of `roles`.

@@ -5,6 +5,8 @@ use gatehouse_proto::account::{NewUser, PasswordChange, UserView};
 use gatehouse_token::AccessClaims;
 
 use super::AuthService;
+use crate::password::HashSource;
+use crate::throttle::Source;
 use crate::{
     ADMIN_ROLE, ApiError, RequestContext, StoreError, TokenProblem, USER_ROLE, User, secret,
     validate,
@@ -25,6 +27,14 @@ impl From<&User> for UserView {
 impl AuthService {
     /// `POST /users`: a new account with the `user` role.
     pub async fn sign_up(&self, new: NewUser, ctx: &RequestContext) -> Result<UserView, ApiError> {
+        self.sign_up_user(new, ctx)
+            .await
+            .map(|u| UserView::from(&u))
+    }
+
+    /// [`AuthService::sign_up`], giving the account as stored (the hosted sign-up page signs it
+    /// in at once).
+    pub async fn sign_up_user(&self, new: NewUser, ctx: &RequestContext) -> Result<User, ApiError> {
         let mut errors = Vec::new();
         validate::username(&new.username, &mut errors);
         validate::email(&new.email, &mut errors);
@@ -34,21 +44,25 @@ impl AuthService {
         if self.store.user_by_username(&new.username).await?.is_some() {
             return Err(username_taken());
         }
-        let user = self
-            .new_user(
-                &new.username,
-                &new.email,
-                &new.password,
-                vec![USER_ROLE.into()],
-            )
-            .await?;
+        // Sign-ups hash too: one address gets only its share of the hashing queue.
+        let source = HashSource {
+            ip: ctx.ip.clone(),
+            username: Some(new.username.clone()),
+        };
+        let password_hash = self.hasher.hash(&new.password, &source).await?;
+        let user = self.user_record(
+            &new.username,
+            &new.email,
+            password_hash,
+            vec![USER_ROLE.into()],
+        )?;
         match self.store.insert_user(&user).await {
             Err(StoreError::Conflict(_)) => return Err(username_taken()),
             other => other?,
         }
         self.audit("user.signup", Some(&user.id), None, ctx, &user.username)
             .await;
-        Ok(UserView::from(&user))
+        Ok(user)
     }
 
     pub(super) async fn new_user(
@@ -58,12 +72,23 @@ impl AuthService {
         password: &str,
         roles: Vec<String>,
     ) -> Result<User, StoreError> {
+        let password_hash = self.hasher.hash(password, &HashSource::default()).await?;
+        self.user_record(username, email, password_hash, roles)
+    }
+
+    fn user_record(
+        &self,
+        username: &str,
+        email: &str,
+        password_hash: String,
+        roles: Vec<String>,
+    ) -> Result<User, StoreError> {
         let now = self.now();
         Ok(User {
             id: format!("usr_{}", secret::random_string(16)?),
             username: username.to_owned(),
             email: email.to_owned(),
-            password_hash: self.hasher.hash(password).await?,
+            password_hash,
             roles,
             created_at: now,
             updated_at: now,
@@ -121,28 +146,37 @@ impl AuthService {
         let mut errors = Vec::new();
         validate::password("new_password", &change.new_password, &mut errors);
         validate::finish(errors)?;
-        // Same throttle as logins: a stolen access token must not allow unlimited guessing.
-        let locked = self
+        // Counted like a login, before the check, with a count of its own: a stolen access token
+        // must not allow unlimited guessing, and guesses at the sign-in do not block the change.
+        let source = Source::PasswordChange;
+        let attempt = self
             .throttle
-            .is_locked(&user.username, self.clock.since_epoch());
+            .reserve(&user.username, &source, self.clock.since_epoch());
+        let hash_source = HashSource {
+            ip: ctx.ip.clone(),
+            username: Some(user.username.clone()),
+        };
         let matched = self
             .hasher
-            .verify(&change.current_password, Some(&user.password_hash))
+            .verify(
+                &change.current_password,
+                Some(&user.password_hash),
+                &hash_source,
+            )
             .await?;
-        if !matched || locked {
-            let outcome = self
-                .throttle
-                .record_failure(&user.username, self.clock.since_epoch());
+        if !matched || attempt.locked {
             self.audit("password.change_failed", Some(&user.id), None, ctx, "")
                 .await;
-            tokio::time::sleep(outcome.delay).await;
+            self.audit_lock(&attempt, &user.username, &source, Some(&user.id), None, ctx)
+                .await;
+            tokio::time::sleep(attempt.delay).await;
             return Err(ApiError::field(
                 "current_password",
                 "does not match the current password",
             ));
         }
-        self.throttle.record_success(&user.username);
-        let hash = self.hasher.hash(&change.new_password).await?;
+        self.throttle.record_success(&user.username, &source);
+        let hash = self.hasher.hash(&change.new_password, &hash_source).await?;
         // Sessions end in the same transaction: a refresh racing this change then fails on its
         // revoked family, or its token dies with the session it names.
         let now = self.now();

@@ -103,7 +103,8 @@ async fn get_client(
     Ok(Json(state.service.admin_get_client(&id).await?))
 }
 
-/// Changes a client: block or unblock (blocking kills its tokens and sessions), name, scopes, roles.
+/// Changes a client: block or unblock (blocking kills its tokens and sessions), name, scopes, roles,
+/// redirect URIs, consent.
 #[utoipa::path(patch, path = "/admin/clients/{id}", tag = "admin", params(("id" = String, Path)),
     request_body = ClientPatch,
     responses((status = 200, body = ClientView), (status = 404), (status = 422), (status = 401), (status = 403)),

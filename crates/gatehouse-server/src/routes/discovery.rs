@@ -2,12 +2,29 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use gatehouse_core::{AuthMethod, GrantType};
+use gatehouse_core::AuthMethod;
+use gatehouse_core::service::IDENTITY_SCOPES;
 use gatehouse_proto::ServerMetadata;
 use gatehouse_token::{JwkSet, SigningKey};
 
 use crate::AppState;
 use crate::error::ApiReply;
+
+/// The claims an ID token or the userinfo endpoint may carry.
+const CLAIMS_SUPPORTED: [&str; 12] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "at_hash",
+    "sid",
+    "preferred_username",
+    "email",
+    "email_verified",
+];
 
 async fn metadata(state: &AppState) -> Result<ServerMetadata, ApiReply> {
     let config = state.service.config();
@@ -17,6 +34,7 @@ async fn metadata(state: &AppState) -> Result<ServerMetadata, ApiReply> {
         .iter()
         .flat_map(|r| r.scopes.iter().map(str::to_owned).collect::<Vec<_>>())
         .chain(config.registration.allowed_scopes.iter().cloned())
+        .chain(IDENTITY_SCOPES.iter().map(|s| (*s).to_owned()))
         .collect();
     scopes.sort();
     scopes.dedup();
@@ -38,12 +56,31 @@ async fn metadata(state: &AppState) -> Result<ServerMetadata, ApiReply> {
         .collect(),
         revocation_feed_endpoint: Some(format!("{base}/oauth2/revocations")),
         service_documentation: Some(format!("{base}/docs")),
-        grant_types_supported: GrantType::ALL.iter().map(|g| g.as_str().into()).collect(),
-        response_types_supported: Vec::new(),
+        grant_types_supported: config
+            .grant_types()
+            .iter()
+            .map(|g| g.as_str().into())
+            .collect(),
+        response_types_supported: vec!["code".into()],
         token_endpoint_auth_methods_supported: auth_methods,
         scopes_supported: scopes,
         access_token_signing_alg_values_supported: vec![SigningKey::ALGORITHM.into()],
         subject_types_supported: vec!["public".into()],
+        authorization_endpoint: Some(format!("{base}/oauth2/authorize")),
+        userinfo_endpoint: Some(format!("{base}/oauth2/userinfo")),
+        end_session_endpoint: Some(format!("{base}/oauth2/logout")),
+        response_modes_supported: vec!["query".into()],
+        code_challenge_methods_supported: vec!["S256".into()],
+        id_token_signing_alg_values_supported: vec![SigningKey::ALGORITHM.into()],
+        claims_supported: CLAIMS_SUPPORTED.iter().map(|c| (*c).into()).collect(),
+        prompt_values_supported: ["none", "login", "consent", "select_account"]
+            .iter()
+            .map(|p| (*p).into())
+            .collect(),
+        authorization_response_iss_parameter_supported: Some(true),
+        claims_parameter_supported: Some(false),
+        request_parameter_supported: Some(false),
+        request_uri_parameter_supported: Some(false),
     })
 }
 
@@ -67,7 +104,8 @@ pub async fn openid_configuration(
 
 /// Every public key that may verify a live access token (RFC 7517).
 #[utoipa::path(get, path = "/oauth2/jwks", tag = "oauth2",
-    responses((status = 200, description = "JSON Web Key Set", body = Object)))]
+    responses((status = 200, description = "JSON Web Key Set", body = Object,
+        content_type = "application/jwk-set+json")))]
 pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     let set: JwkSet = state.service.key_view().jwks.clone();
     (

@@ -27,6 +27,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(5);
     responses(
         (status = 200, content_type = "text/event-stream",
          description = "events token_revoked {jti, until}, subject_cutoff {subject, not_before}, keys_changed {kid}, caught_up"),
+        (status = 400, description = "Last-Event-ID is not an event id"),
         (status = 401, description = "Client authentication failed"),
         (status = 403, description = "The client may not read the feed"),
     ),

@@ -5,6 +5,7 @@ mod lifecycle;
 mod ops;
 mod registration;
 mod token;
+mod userinfo;
 mod users;
 
 use utoipa::OpenApi;
@@ -15,12 +16,13 @@ use crate::AppState;
 use crate::openapi::ApiDoc;
 
 pub fn api(state: AppState) -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(admin::router(state))
         .routes(routes!(discovery::authorization_server_metadata))
         .routes(routes!(discovery::openid_configuration))
         .routes(routes!(discovery::jwks))
         .routes(routes!(token::token))
+        .routes(routes!(userinfo::userinfo, userinfo::userinfo_post))
         .routes(routes!(lifecycle::revoke))
         .routes(routes!(lifecycle::introspect))
         .routes(routes!(feed::revocations))
@@ -35,5 +37,8 @@ pub fn api(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(users::change_password))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
-        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::metrics));
+    // The paths exist only now, so what every operation of a kind answers is added now.
+    crate::openapi::complete(api.get_openapi_mut());
+    api
 }

@@ -36,13 +36,15 @@ fn no_store<T: IntoResponse>(body: T) -> impl IntoResponse {
     )
 }
 
-/// Registers a machine client (RFC 7591). The secret and registration access token are shown once.
+/// Registers a client (RFC 7591): a machine client, or an application people sign in to through
+/// the browser. The secret (none for a public client) and registration access token are shown once.
 #[utoipa::path(post, path = "/oauth2/register", tag = "oauth2",
     request_body = RegistrationRequest,
     responses(
         (status = 201, description = "Registered", body = RegisteredClient),
-        (status = 400, description = "invalid_client_metadata or invalid_request"),
+        (status = 400, description = "invalid_client_metadata, invalid_redirect_uri or invalid_request"),
         (status = 401, description = "A valid initial access token is required"),
+        (status = 429, description = "Over the registration rate limit; see Retry-After"),
     ))]
 pub async fn register(
     State(state): State<AppState>,

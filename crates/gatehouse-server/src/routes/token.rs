@@ -18,6 +18,8 @@ use crate::extract::{Ctx, OAuthForm, basic_credentials};
         (status = 200, description = "Tokens issued", body = TokenResponse),
         (status = 400, description = "RFC 6749 §5.2 error"),
         (status = 401, description = "Client authentication failed"),
+        (status = 429, description = "Over a rate limit; see Retry-After"),
+        (status = 503, description = "Too many password checks are waiting; see Retry-After"),
     ),
     security((), ("client_basic" = [])))]
 pub async fn token(
@@ -33,6 +35,9 @@ pub async fn token(
         username: form.take("username"),
         password: form.take("password"),
         refresh_token: form.take("refresh_token"),
+        code: form.take("code"),
+        redirect_uri: form.take("redirect_uri"),
+        code_verifier: form.take("code_verifier"),
     };
     let admit = state
         .limits

@@ -14,6 +14,8 @@ use crate::extract::{Ctx, JsonBody, required_bearer};
         (status = 201, body = UserView),
         (status = 409, description = "The username is taken", content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", content_type = "application/problem+json"),
+        (status = 429, description = "Over the sign-up rate limit; see Retry-After", content_type = "application/problem+json"),
+        (status = 503, description = "Too many password checks are waiting; see Retry-After", content_type = "application/problem+json"),
     ))]
 pub async fn sign_up(
     State(state): State<AppState>,
@@ -39,7 +41,12 @@ pub async fn me(
 
 /// Changes the caller's password; every session of the account ends.
 #[utoipa::path(put, path = "/users/me/password", tag = "users", request_body = PasswordChange,
-    responses((status = 204, description = "Changed"), (status = 401), (status = 422)),
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 401),
+        (status = 422),
+        (status = 503, description = "Too many password checks are waiting; see Retry-After", content_type = "application/problem+json"),
+    ),
     security(("bearer" = [])))]
 pub async fn change_password(
     State(state): State<AppState>,

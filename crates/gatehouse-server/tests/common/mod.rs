@@ -2,6 +2,8 @@
 //! PostgreSQL database, and hands the test an HTTP client and the store.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod browser;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,6 +71,7 @@ impl TestApp {
         let settings = ServerSettings {
             rate_limits: limits,
             change_poll: Duration::from_millis(100),
+            ..ServerSettings::default()
         };
         let clock = Arc::new(AdvancingClock::default());
         let service = AuthService::start_with_clock(
@@ -165,14 +168,37 @@ impl TestApp {
         )
     }
 
-    /// A client_credentials request with `client_secret_post`.
+    /// A client_credentials request with `client_secret_basic`, the method clients register
+    /// by default (and the only one such a client may use).
     pub async fn client_credentials(&self, id: &str, secret: &str) -> reqwest::Response {
-        self.token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", id),
-            ("client_secret", secret),
-        ])
-        .await
+        self.http
+            .post(self.url("/oauth2/token"))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a machine client with `scope` and, as an operator would, grants it the
+    /// `introspect` scope too (which lets it introspect other clients' access tokens); returns
+    /// (client_id, client_secret).
+    pub async fn register_introspector(&self, scope: &str) -> (String, String) {
+        let (id, secret, _) = self.register_client(scope).await;
+        let mut client = self.store.client(&id).await.unwrap().unwrap();
+        let mut scopes: Vec<String> = client
+            .scopes
+            .as_ref()
+            .map(|s| s.iter().map(str::to_owned).collect())
+            .unwrap_or_default();
+        scopes.push(gatehouse_core::service::INTROSPECT_SCOPE.into());
+        client.scopes = Some(gatehouse_core::ScopeSet::from_tokens(&scopes).unwrap());
+        let write = gatehouse_core::Write::UpdateClient {
+            client,
+            cutoff: None,
+        };
+        self.store.commit(&[write]).await.unwrap();
+        (id, secret)
     }
 
     /// Revokes a token through the public web client, which may revoke what it issued.
@@ -341,6 +367,9 @@ const TABLES: &[&str] = &[
     "refresh_tokens",
     "revoked_tokens",
     "signing_keys",
+    "browser_sessions",
+    "authorization_codes",
+    "consents",
 ];
 
 /// One cell as text, whatever its type.
@@ -426,13 +455,12 @@ pub fn jti_of(token: &str) -> String {
     claims["jti"].as_str().unwrap().to_owned()
 }
 
-/// The `id:` of the first event with one whose data mentions `needle` (an event can come twice:
-/// out of turn without an id, then in the backlog with one).
-pub fn event_id_of(stream_text: &str, needle: &str) -> String {
+/// Every `id:` in the stream so far, in order. Events that come out of turn (while a backlog is
+/// being replayed) carry none, so a reader resumes from the last id it saw, as EventSource does.
+pub fn event_ids(stream_text: &str) -> Vec<i64> {
     stream_text
-        .split("\n\n")
-        .filter(|event| event.contains(needle))
-        .find_map(|event| event.lines().find_map(|l| l.strip_prefix("id:")))
-        .map(|id| id.trim().to_owned())
-        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("id:"))
+        .map(|id| id.trim().parse().expect("event ids are numbers"))
+        .collect()
 }

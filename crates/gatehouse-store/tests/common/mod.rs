@@ -3,7 +3,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gatehouse_core::{
-    AuthMethod, Client, GrantType, RefreshFamily, RefreshTokenRecord, Role, ScopeSet, User,
+    AuthMethod, AuthorizationCode, BrowserSession, Client, Consent, GrantType, RefreshFamily,
+    RefreshTokenRecord, Role, ScopeSet, User,
 };
 
 pub use gatehouse_testkit::{Backend, TestDatabase as TestStore};
@@ -33,6 +34,12 @@ pub fn client(id: &str, held: &[&str]) -> Client {
         updated_at: 1_700_000_100,
         blocked_at: None,
         not_before: 0,
+        redirect_uris: vec![
+            format!("https://{id}.example.test/callback"),
+            "http://127.0.0.1/callback".into(),
+        ],
+        post_logout_redirect_uris: vec![format!("https://{id}.example.test/")],
+        skip_consent: true,
     }
 }
 
@@ -70,6 +77,7 @@ pub fn family(id: &str, user_id: &str, client_id: &str, expires_at: i64) -> Refr
         revoked_at: None,
         ip: Some("192.0.2.1".into()),
         user_agent: Some("tests".into()),
+        browser_session_id: None,
     }
 }
 
@@ -80,5 +88,54 @@ pub fn token(hash: &str, family_id: &str, expires_at: i64) -> RefreshTokenRecord
         created_at: 1_700_000_000,
         expires_at,
         rotated_at: None,
+    }
+}
+
+/// A live browser session whose cookie hashes to `secret-of-{id}`.
+pub fn browser_session(
+    id: &str,
+    user_id: &str,
+    created_at: i64,
+    expires_at: i64,
+) -> BrowserSession {
+    BrowserSession {
+        id: id.into(),
+        secret_hash: format!("secret-of-{id}"),
+        user_id: user_id.into(),
+        auth_time: created_at - 5,
+        created_at,
+        last_seen_at: created_at,
+        expires_at,
+        ended_at: None,
+        ip: Some("192.0.2.2".into()),
+        user_agent: Some("a browser".into()),
+    }
+}
+
+/// An unused code with every column set, from the browser session `bs_1`.
+pub fn code(hash: &str, client_id: &str, user_id: &str, expires_at: i64) -> AuthorizationCode {
+    AuthorizationCode {
+        hash: hash.into(),
+        client_id: client_id.into(),
+        user_id: user_id.into(),
+        redirect_uri: format!("https://{client_id}.example.test/callback"),
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        nonce: Some(format!("nonce-of-{hash}")),
+        scope: "openid rates:read".into(),
+        auth_time: 1_700_000_000,
+        browser_session_id: "bs_1".into(),
+        created_at: 1_700_000_010,
+        expires_at,
+        used_at: None,
+        family_id: None,
+    }
+}
+
+pub fn consent(user_id: &str, client_id: &str, scope: &str, granted_at: i64) -> Consent {
+    Consent {
+        user_id: user_id.into(),
+        client_id: client_id.into(),
+        scope: scopes(scope),
+        granted_at,
     }
 }

@@ -213,18 +213,19 @@ pub async fn login(http: &reqwest::Client, base: &str, username: &str, password:
     body["access_token"].as_str().unwrap().to_owned()
 }
 
-/// A client_credentials token.
+/// A client_credentials token, authenticating with client_secret_basic (the method clients
+/// register by default, and the only one such a client may use).
 pub async fn client_token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> String {
-    token(
-        http,
-        base,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", id),
-            ("client_secret", secret),
-        ],
-    )
-    .await
+    let response = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
 }
 
 /// Registers a machine client (RFC 7591) with `scope`: (id, secret).
@@ -290,4 +291,20 @@ pub async fn admin_client(
         .await
         .unwrap();
     credentials_of(created).await
+}
+
+/// How many tokens the server at `base` has issued with `grant`, from its metrics.
+pub async fn tokens_issued(http: &reqwest::Client, base: &str, grant: &str) -> u64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("gatehouse_tokens_issued_total{{grant=\"{grant}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |n| n.trim().parse().unwrap())
 }

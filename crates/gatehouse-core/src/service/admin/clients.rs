@@ -7,6 +7,9 @@ use gatehouse_proto::admin::{
 
 use super::*;
 use crate::service::AuthService;
+use crate::service::registration::{
+    RedirectField, default_grant, grant_rules, redirect_rules, uri_problems,
+};
 use crate::{ApiError, AuthMethod, Client, FieldError, GrantType, RequestContext, Write, secret};
 
 /// A client as administrators see it at `now`.
@@ -18,7 +21,10 @@ fn client_view(c: &Client, now: i64) -> ClientView {
         scopes: c.scopes.as_ref().map(ToString::to_string),
         roles: c.roles.clone(),
         token_endpoint_auth_method: c.auth_method.as_str().into(),
-        self_registered: c.registration_token_hash.is_some(),
+        redirect_uris: c.redirect_uris.clone(),
+        post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+        skip_consent: c.skip_consent,
+        self_registered: c.is_self_registered(),
         blocked: c.blocked_at.is_some(),
         blocked_at: c.blocked_at,
         not_before: c.not_before,
@@ -66,16 +72,32 @@ impl AuthService {
                 AuthMethod::ClientSecretBasic
             }),
         };
+        let redirect_uris = uri_list(RedirectField::RedirectUris, &new.redirect_uris, &mut errors);
+        let post_logout_redirect_uris = uri_list(
+            RedirectField::PostLogout,
+            &new.post_logout_redirect_uris,
+            &mut errors,
+        );
         let grants = new
             .grant_types
             .clone()
-            .unwrap_or_else(|| vec![GrantType::ClientCredentials.as_str().into()]);
+            .unwrap_or_else(|| vec![default_grant(!new.redirect_uris.is_empty()).as_str().into()]);
         let grant_types = parse_grants(&grants, &mut errors);
-        if auth_method == AuthMethod::None && grant_types.contains(&GrantType::ClientCredentials) {
+        if let Err(detail) = grant_rules(auth_method, &grant_types) {
             errors.push(FieldError {
                 field: "grant_types",
-                detail: "a public client cannot use client_credentials".into(),
+                detail: detail.into(),
             });
+        }
+        if let (Some(redirect_uris), Some(post_logout_redirect_uris)) =
+            (&redirect_uris, &post_logout_redirect_uris)
+        {
+            check_redirect_rules(
+                &grant_types,
+                redirect_uris,
+                post_logout_redirect_uris,
+                &mut errors,
+            );
         }
         let scopes = new.scope.as_deref().map(|s| parse_scopes(s, &mut errors));
         self.known_roles(&new.roles, &mut errors).await?;
@@ -89,6 +111,9 @@ impl AuthService {
             secret_hash: secret.as_deref().map(secret::hash_secret),
             scopes: scopes.flatten(),
             roles: distinct(new.roles),
+            redirect_uris: redirect_uris.unwrap_or_default(),
+            post_logout_redirect_uris: post_logout_redirect_uris.unwrap_or_default(),
+            skip_consent: new.skip_consent,
             ..Client::new(id, new.name, auth_method, grant_types, now)
         };
         self.store.insert_client(&client).await?;
@@ -117,10 +142,15 @@ impl AuthService {
             && patch.name.is_none()
             && patch.scope.is_none()
             && patch.roles.is_none()
+            && patch.redirect_uris.is_none()
+            && patch.post_logout_redirect_uris.is_none()
+            && patch.skip_consent.is_none()
         {
             errors.push(FieldError {
                 field: "body",
-                detail: "name at least one of blocked, name, scope, roles".into(),
+                detail: "name at least one of blocked, name, scope, roles, redirect_uris, \
+                         post_logout_redirect_uris, skip_consent"
+                    .into(),
             });
         }
         if let Some(name) = &patch.name {
@@ -129,6 +159,37 @@ impl AuthService {
         let scopes = patch.scope.as_deref().map(|s| parse_scopes(s, &mut errors));
         if let Some(roles) = &patch.roles {
             self.known_roles(roles, &mut errors).await?;
+        }
+        let redirect_uris = patch
+            .redirect_uris
+            .as_deref()
+            .map(|uris| uri_list(RedirectField::RedirectUris, uris, &mut errors));
+        let post_logout_redirect_uris = patch
+            .post_logout_redirect_uris
+            .as_deref()
+            .map(|uris| uri_list(RedirectField::PostLogout, uris, &mut errors));
+        // The lists as they would stand (`None`: one given is refused already), checked against
+        // the client's grants.
+        let redirect_after = match &redirect_uris {
+            None => Some(&client.redirect_uris),
+            Some(given) => given.as_ref(),
+        };
+        let post_logout_after = match &post_logout_redirect_uris {
+            None => Some(&client.post_logout_redirect_uris),
+            Some(given) => given.as_ref(),
+        };
+        if let (Some(after), Some(post_logout_after)) = (redirect_after, post_logout_after)
+            && (patch.redirect_uris.is_some() || patch.post_logout_redirect_uris.is_some())
+        {
+            check_redirect_rules(&client.grant_types, after, post_logout_after, &mut errors);
+        }
+        if patch.skip_consent == Some(true) && client.is_self_registered() {
+            errors.push(FieldError {
+                field: "skip_consent",
+                detail: "a self-registered client cannot skip consent: whoever registered it is \
+                         not known to be first-party"
+                    .into(),
+            });
         }
         crate::validate::finish(errors)?;
         let now = self.now();
@@ -145,6 +206,18 @@ impl AuthService {
         if let Some(roles) = patch.roles {
             client.roles = distinct(roles);
             changes.push("roles");
+        }
+        if let Some(Some(uris)) = redirect_uris {
+            client.redirect_uris = uris;
+            changes.push("redirect_uris");
+        }
+        if let Some(Some(uris)) = post_logout_redirect_uris {
+            client.post_logout_redirect_uris = uris;
+            changes.push("post_logout_redirect_uris");
+        }
+        if let Some(skip) = patch.skip_consent {
+            client.skip_consent = skip;
+            changes.push("skip_consent");
         }
         client.updated_at = now;
         // Each part of the change is its own narrow write, so nothing read above can overwrite a
@@ -290,4 +363,40 @@ fn parse_grants(names: &[String], errors: &mut Vec<FieldError>) -> Vec<GrantType
         });
     }
     grants
+}
+
+/// A list of redirect URIs of `kind`, each kept once; `None` when any is refused, with each
+/// problem recorded against the list's field.
+fn uri_list(
+    kind: RedirectField,
+    uris: &[String],
+    errors: &mut Vec<FieldError>,
+) -> Option<Vec<String>> {
+    let problems = uri_problems(uris);
+    if problems.is_empty() {
+        return Some(distinct(uris.to_vec()));
+    }
+    errors.extend(problems.into_iter().map(|detail| FieldError {
+        field: kind.name(),
+        detail: detail.into(),
+    }));
+    None
+}
+
+/// Redirect URIs against the grants: required with the code flow, refused without it.
+fn check_redirect_rules(
+    grants: &[GrantType],
+    redirect_uris: &[String],
+    post_logout_redirect_uris: &[String],
+    errors: &mut Vec<FieldError>,
+) {
+    let code_flow = grants.contains(&GrantType::AuthorizationCode);
+    if let Err((field, detail)) =
+        redirect_rules(code_flow, redirect_uris, post_logout_redirect_uris)
+    {
+        errors.push(FieldError {
+            field: field.name(),
+            detail: detail.into(),
+        });
+    }
 }
