@@ -1,12 +1,16 @@
 # Shared helpers of the benchmark scripts (tokens.sh, gateway.sh, revocations.sh).
 #
-# Sourced, never run: `source "$SCRIPT_DIR/lib.sh"`. It only defines
+# Sourced, never run: `source "$SCRIPT_DIR/lib.sh"`. It defines
 # functions; each script sets its own knobs, state variables (WORK_DIR,
 # OHA_PID, ...) and traps. The functions rely on these variables of the
 # calling script: REPO_ROOT, WORK_DIR, BENCH_RAW_DIR, BENCH_READY_TIMEOUT,
 # BENCH_REQUEST_TIMEOUT, BENCH_OHA_THREADS, OHA_VERSION, GATEHOUSE_BIN,
 # BENCH_OUT and OHA_PID.
 # shellcheck shell=bash
+
+# The nodes a benchmark starts read no figures from a metrics listener, and several of them
+# run on one host: none of them binds the default metrics port.
+export GATEHOUSE_METRICS_LISTEN="${GATEHOUSE_METRICS_LISTEN:-off}"
 
 # ------------------------------------------------------------------ output --
 log() { printf '[bench] %s\n' "$*" >&2; }

@@ -212,6 +212,8 @@ def main():
                     "127.0.0.1:0",
                     "--apps-ports-from",
                     "0",
+                    "--metrics-listen",
+                    "127.0.0.1:0",
                 ],
                 env=env,
                 stdin=subprocess.DEVNULL,

@@ -36,7 +36,11 @@ impl HashSource {
     fn keys(&self) -> Vec<String> {
         let mut keys = Vec::with_capacity(2);
         if let Some(ip) = &self.ip {
-            keys.push(format!("ip {ip}"));
+            // One share per client: an IPv6 holder's whole /64, not each of its addresses.
+            match ip.parse() {
+                Ok(ip) => keys.push(format!("ip {}", gatehouse_proto::peer::source_address(ip))),
+                Err(_) => keys.push(format!("ip {ip}")),
+            }
         }
         if let Some(username) = &self.username {
             // Fixed size, whatever was typed.

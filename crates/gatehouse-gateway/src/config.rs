@@ -306,8 +306,7 @@ impl RouteSpec {
         // nobody thought of (DELETE, say) would need no scope at all.
         if !scopes_by_method.is_empty() && scopes_default.is_none() {
             let covered = |m: &Method| {
-                scopes_by_method.contains_key(m)
-                    || (*m == Method::HEAD && scopes_by_method.contains_key(&Method::GET))
+                scopes_by_method.contains_key(m) || scopes_by_method.contains_key(head_as_get(m))
             };
             match &methods {
                 Some(allowed) if allowed.iter().all(covered) => {}
@@ -402,12 +401,36 @@ impl RouteRule {
     /// What a token must carry for a request with `method`. HEAD is a GET without the body,
     /// so it needs what GET needs.
     pub fn policy_for(&self, method: &Method) -> &Policy {
-        let method = if method == Method::HEAD {
-            &Method::GET
-        } else {
-            method
-        };
-        self.policy_by_method.get(method).unwrap_or(&self.policy)
+        self.policy_by_method
+            .get(head_as_get(method))
+            .unwrap_or(&self.policy)
+    }
+
+    /// Whether the route takes `method`: any, unless `methods` lists some; HEAD wherever GET.
+    pub fn allows(&self, method: &Method) -> bool {
+        self.methods
+            .as_ref()
+            .is_none_or(|methods| methods.contains(method) || methods.contains(head_as_get(method)))
+    }
+
+    /// The methods the route takes, for an `Allow` header (HEAD where GET is); `None` for any.
+    pub fn allowed_methods(&self) -> Option<String> {
+        let methods = self.methods.as_ref()?;
+        let mut allowed: Vec<&str> = methods.iter().map(Method::as_str).collect();
+        if methods.contains(&Method::GET) && !methods.contains(&Method::HEAD) {
+            allowed.push("HEAD");
+        }
+        allowed.sort_unstable();
+        Some(allowed.join(", "))
+    }
+}
+
+/// HEAD is a GET without the body (RFC 9110 §9.3.2): it goes where GET goes and needs what GET
+/// needs.
+fn head_as_get(method: &Method) -> &Method {
+    match *method {
+        Method::HEAD => &Method::GET,
+        _ => method,
     }
 }
 

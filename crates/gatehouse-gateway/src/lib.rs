@@ -72,6 +72,8 @@ pub struct Gateway {
     placeholders: Vec<(String, String)>,
     verifier: Arc<TokenVerifier>,
     metrics: PrometheusHandle,
+    /// Who may read them at `/_gatehouse/metrics`.
+    metrics_access: gatehouse_listen::MetricsAccess,
     /// For requests that match no route.
     unmatched: RouteMetrics,
 }
@@ -85,6 +87,7 @@ impl Gateway {
         placeholders: Vec<(String, String)>,
         verifier: Arc<TokenVerifier>,
         metrics: PrometheusHandle,
+        metrics_access: gatehouse_listen::MetricsAccess,
     ) -> Arc<Self> {
         Arc::new(Self {
             routes: ArcSwap::from_pointee(RouteTable::new(rules)),
@@ -92,6 +95,7 @@ impl Gateway {
             placeholders,
             verifier,
             metrics,
+            metrics_access,
             unmatched: RouteMetrics::new("unmatched"),
         })
     }

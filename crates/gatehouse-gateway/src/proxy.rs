@@ -11,7 +11,7 @@ use gatehouse_proto::web::{problem, set_retry_after};
 use gatehouse_proto::{BearerError, bearer_token, retry_after_secs};
 use gatehouse_sdk::{Rejection, Verified};
 use http::header::{self, HeaderValue};
-use http::{StatusCode, Uri, Version};
+use http::{HeaderMap, StatusCode, Uri, Version};
 use http_body_util::Limited;
 
 use crate::config::{LimitKey, RouteRule};
@@ -125,22 +125,15 @@ async fn admit_and_forward(
 ) -> Result<(Response, Caller), (Refusal, Caller)> {
     let rule = &route.rule;
     // HEAD goes wherever GET does (RFC 9110 §9.3.2), and is passed on as HEAD.
-    let method = request.method();
-    if let Some(methods) = &rule.methods
-        && !methods.contains(method)
-        && !(method == http::Method::HEAD && methods.contains(&http::Method::GET))
-    {
+    if !rule.allows(request.method()) {
         let mut refusal = Refusal::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "this route does not accept that method",
         );
-        let mut allowed: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
-        if methods.contains(&http::Method::GET) && !methods.contains(&http::Method::HEAD) {
-            allowed.push("HEAD");
-        }
-        allowed.sort_unstable();
-        if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+        if let Some(allowed) = rule.allowed_methods()
+            && let Ok(value) = HeaderValue::from_str(&allowed)
+        {
             refusal.response.headers_mut().insert(header::ALLOW, value);
         }
         return Err((refusal, None));
@@ -375,10 +368,9 @@ pub(crate) async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
     }
 }
 
-pub(crate) async fn render_metrics(State(gateway): State<Arc<Gateway>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        gateway.metrics.render(),
-    )
-        .into_response()
+pub(crate) async fn render_metrics(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Response {
+    gatehouse_listen::metrics_response(&gateway.metrics, &gateway.metrics_access, &headers)
 }

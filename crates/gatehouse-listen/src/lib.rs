@@ -3,12 +3,15 @@
 //! every service needs alike. Slow clients are timed out (request head, idle connection,
 //! request body); open connections are capped for the whole process, with a share per peer
 //! address, and refused at once over a cap so file descriptors never run out; HEAD is answered
-//! wherever GET is; a panic in a handler becomes a 500 problem body and a metric.
+//! wherever GET is; a panic in a handler becomes a 500 problem body and a metric. Who may read
+//! the process's Prometheus figures, on a service's listener or one of their own, is decided here
+//! too.
 //!
 //! It serves whatever axum [`Router`] it is given, with the peer's address as
 //! `ConnectInfo<SocketAddr>`. It must not know OAuth, routes or stores: those belong to the
 //! services that call [`serve`].
 
+mod exposition;
 mod limits;
 mod watch;
 
@@ -31,6 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use exposition::{MetricsAccess, MetricsToken, metrics_response, metrics_router};
 pub use limits::{Connections, ListenerLimits};
 
 use crate::limits::{Admission, RateLimitedWarning};

@@ -171,7 +171,7 @@ impl Connections {
             shared.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::Total);
         }
-        let key = peer_key(ip);
+        let key = gatehouse_proto::peer::source_address(ip);
         let mut by_ip = shared.by_ip.lock().unwrap_or_else(|e| e.into_inner());
         let count = by_ip.entry(key).or_insert(0);
         if *count >= shared.per_ip {
@@ -209,18 +209,6 @@ impl Drop for Admission {
         }
         drop(by_ip);
         self.shared.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// IPv4-mapped addresses count as IPv4; an IPv6 host usually holds a whole /64, so that is
-/// what one peer is.
-fn peer_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-        v4 => v4,
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`feed`]: the events of the revocation feed.
 //! - [`bearer`]: reading a bearer token (RFC 6750 §2.1) and the challenges of §3.
 //! - [`problem`]: RFC 9457 problem bodies and `Retry-After`.
+//! - [`peer`]: which client an address stands for, for per-client limits.
 //! - [`registration`] (RFC 7591/7592), [`account`] and [`admin`]: the bodies and query
 //!   parameters of the JSON APIs.
 //! - `web` (feature `axum`): those bodies as axum responses, the one JSON body extractor and the
@@ -22,6 +23,7 @@ pub mod introspection;
 pub mod metadata;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+pub mod peer;
 pub mod problem;
 pub mod registration;
 pub mod token;

@@ -39,6 +39,8 @@ pub use run::{RunningServer, ServerSettings, start};
 pub struct AppState {
     pub service: Arc<AuthService>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Who may read them on this listener.
+    metrics_access: gatehouse_listen::MetricsAccess,
     pub limits: Arc<limits::RateLimits>,
     /// Turns true when the server begins to shut down; long-lived streams end then, so draining
     /// does not wait on them forever.
@@ -58,6 +60,7 @@ impl AppState {
         Self {
             service,
             metrics,
+            metrics_access: gatehouse_listen::MetricsAccess::default(),
             limits,
             stopping,
             stop: Arc::new(stop),
@@ -68,6 +71,12 @@ impl AppState {
     /// Lists `documents` on the docs pages after the server's own.
     pub fn with_api_documents(mut self, documents: Vec<gatehouse_look::docs::ApiDocument>) -> Self {
         self.api_documents = Arc::new(documents);
+        self
+    }
+
+    /// Lets `access` read `GET /metrics` (hidden by default).
+    pub fn with_metrics_access(mut self, access: gatehouse_listen::MetricsAccess) -> Self {
+        self.metrics_access = access;
         self
     }
 

@@ -225,18 +225,6 @@ pub fn too_many_requests(oauth: bool, Limited(wait): Limited) -> Response {
     response
 }
 
-/// IPv4 addresses count alone; IPv6 ones by their /64, which one holder usually has whole.
-fn limit_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            let mut segments = v6.segments();
-            segments[4..].fill(0);
-            IpAddr::V6(segments.into())
-        }
-    }
-}
-
 /// The per-IP limits, applied before a request is parsed.
 pub async fn per_ip(
     State(limits): State<Arc<RateLimits>>,
@@ -246,7 +234,7 @@ pub async fn per_ip(
     let Some(ip) = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| limit_key(addr.ip()))
+        .map(|ConnectInfo(addr)| gatehouse_proto::peer::source_address(addr.ip()))
     else {
         return next.run(request).await;
     };
@@ -267,21 +255,5 @@ pub async fn per_ip(
                 .increment(1);
             too_many_requests(request.uri().path().starts_with("/oauth2/"), limited)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv6_addresses_share_a_limit_per_64() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(limit_key(a), limit_key(b));
-        assert_ne!(limit_key(a), limit_key(c));
-        let v4: IpAddr = "192.0.2.7".parse().unwrap();
-        assert_eq!(limit_key(v4), v4);
     }
 }

@@ -24,6 +24,9 @@ pub struct ServerSettings {
     pub api_documents: Vec<gatehouse_look::docs::ApiDocument>,
     /// The process's budget of open connections and the listener timeouts.
     pub connections: gatehouse_listen::Connections,
+    /// Who may read `GET /metrics` on this listener (by default no one: the figures have a
+    /// listener of their own).
+    pub metrics: gatehouse_listen::MetricsAccess,
 }
 
 impl Default for ServerSettings {
@@ -33,6 +36,7 @@ impl Default for ServerSettings {
             change_poll: Duration::from_millis(250),
             api_documents: Vec::new(),
             connections: gatehouse_listen::Connections::default(),
+            metrics: gatehouse_listen::MetricsAccess::default(),
         }
     }
 }
@@ -64,7 +68,8 @@ pub fn start(
         tokio::spawn(forget_idle_limits(limits.clone())),
     ];
     let state = AppState::new(service.clone(), crate::install_metrics(), limits)
-        .with_api_documents(settings.api_documents);
+        .with_api_documents(settings.api_documents)
+        .with_metrics_access(settings.metrics);
     let connections = settings.connections;
     let task = tokio::spawn(async move {
         let served = crate::serve(listener, state, connections, shutdown).await;

@@ -116,9 +116,28 @@ async fn health_readiness_and_metrics(backend: Backend) {
     let (id, secret, _) = app.register_client("rates:read").await;
     let issued = app.client_credentials(&id, &secret).await;
     assert_eq!(issued.status(), 200);
+    // The figures are for the operator's scraper only.
+    for refused in [
+        app.http.get(app.url("/metrics")),
+        app.http
+            .get(app.url("/metrics"))
+            .bearer_auth("test-metrics-token-5c2"),
+        app.http
+            .get(app.url("/metrics"))
+            .basic_auth(&id, Some(&secret)),
+    ] {
+        let refused = refused.send().await.unwrap();
+        assert_eq!(refused.status(), 401);
+        assert_eq!(
+            refused.headers()["content-type"],
+            "application/problem+json"
+        );
+        assert!(refused.headers().contains_key("www-authenticate"));
+    }
     let text = app
         .http
         .get(app.url("/metrics"))
+        .bearer_auth(common::METRICS_TOKEN)
         .send()
         .await
         .unwrap()

@@ -29,6 +29,84 @@ pub struct Settings {
     pub apps: ServeApps,
     /// Timeouts for slow clients and caps on open connections, for every listener.
     pub listeners: gatehouse_listen::ListenerLimits,
+    /// Where the Prometheus figures are served, and to whom.
+    pub metrics: MetricsSettings,
+}
+
+/// The process's Prometheus figures are served on a listener of their own (loopback by
+/// default), and on the public listeners (`/metrics`, `/_gatehouse/metrics`) only to a bearer of
+/// the metrics token, from `GATEHOUSE_METRICS_TOKEN` or the file `GATEHOUSE_METRICS_TOKEN_FILE`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub listen: MetricsListen,
+    /// Never read from the file: secrets come from the environment.
+    #[serde(skip)]
+    pub token: Option<gatehouse_listen::MetricsToken>,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            listen: MetricsListen::At(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            token: None,
+        }
+    }
+}
+
+impl MetricsSettings {
+    /// Who may read the figures on the authorization server's and the gateway's listeners.
+    pub fn on_public_listeners(&self) -> gatehouse_listen::MetricsAccess {
+        gatehouse_listen::MetricsAccess::public(self.token.clone())
+    }
+
+    /// The token from the environment, if one is set.
+    pub fn read_token(&mut self) -> anyhow::Result<()> {
+        self.token = secret_from_env("GATEHOUSE_METRICS_TOKEN")?
+            .as_deref()
+            .and_then(gatehouse_listen::MetricsToken::new);
+        Ok(())
+    }
+}
+
+/// Where the metrics listener binds: an address, or `off` for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum MetricsListen {
+    Off,
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for MetricsListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "off" => Ok(Self::Off),
+            address => address.parse().map(Self::At).map_err(|_| {
+                format!(
+                    "metrics listen must be an address such as 127.0.0.1:9464, or off; got {text:?}"
+                )
+            }),
+        }
+    }
+}
+
+impl TryFrom<String> for MetricsListen {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl From<MetricsListen> for String {
+    fn from(listen: MetricsListen) -> Self {
+        match listen {
+            MetricsListen::Off => "off".to_owned(),
+            MetricsListen::At(address) => address.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +180,7 @@ impl Default for Settings {
             gateway: ServeGateway::default(),
             apps: ServeApps::default(),
             listeners: Default::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -125,6 +204,8 @@ pub struct Overrides {
     pub gateway_routes: Option<PathBuf>,
     #[serde(skip)]
     pub apps_ports_from: Option<u16>,
+    #[serde(skip)]
+    pub metrics_listen: Option<MetricsListen>,
 }
 
 const MIN_KEY_ACTIVATION_DELAY_SECS: u64 = 90;
@@ -146,6 +227,7 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Setting
             .split("__"),
     );
     let issuer = overrides.issuer.clone();
+    let metrics_listen = overrides.metrics_listen;
     let (gateway_listen, gateway_routes, apps_ports_from) = (
         overrides.gateway_listen,
         overrides.gateway_routes.clone(),
@@ -167,6 +249,9 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Setting
     if let Some(port) = apps_ports_from {
         figment = figment.merge(Serialized::default("apps.ports_from", port));
     }
+    if let Some(listen) = metrics_listen {
+        figment = figment.merge(Serialized::default("metrics.listen", String::from(listen)));
+    }
     let mut settings: Settings = figment.extract().context("invalid configuration")?;
     if settings.auth.issuer.is_empty() {
         settings.auth.issuer = format!("http://{}", settings.auth_listen);
@@ -174,6 +259,7 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Setting
     if let Some(token) = secret_from_env("GATEHOUSE_REGISTRATION_TOKEN")? {
         settings.auth.registration.initial_access_token = Some(token);
     }
+    settings.metrics.read_token()?;
     validate(&settings)?;
     Ok(settings)
 }
@@ -330,6 +416,54 @@ mod tests {
                 s.auth.access_token_ttl_secs,
                 defaults.auth.access_token_ttl_secs
             );
+            assert_eq!(s.metrics.listen, defaults.metrics.listen);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn the_metrics_listener_is_an_address_or_off_and_the_token_comes_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("off.toml", "[metrics]\nlisten = \"off\"\n")?;
+            let s = load(Some(Path::new("off.toml")), Overrides::default())
+                .map_err(|e| format!("{e:#}"))?;
+            assert_eq!(s.metrics.listen, MetricsListen::Off);
+            assert!(s.metrics.token.is_none());
+            assert!(matches!(
+                s.metrics.on_public_listeners(),
+                gatehouse_listen::MetricsAccess::Hidden
+            ));
+
+            jail.create_file("bad.toml", "[metrics]\nlisten = \"everywhere\"\n")?;
+            let refused = load(Some(Path::new("bad.toml")), Overrides::default())
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            assert!(refused.contains("127.0.0.1:9464, or off"), "{refused}");
+
+            // A token in the file is refused: secrets come from the environment only.
+            jail.create_file("token.toml", "[metrics]\ntoken = \"in-the-file\"\n")?;
+            assert!(load(Some(Path::new("token.toml")), Overrides::default()).is_err());
+
+            jail.set_env("GATEHOUSE_METRICS_TOKEN", "from-the-environment");
+            let s = load(
+                None,
+                Overrides {
+                    metrics_listen: Some("127.0.0.1:0".parse().map_err(|e: String| e)?),
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| format!("{e:#}"))?;
+            assert_eq!(
+                s.metrics.listen,
+                MetricsListen::At("127.0.0.1:0".parse().map_err(|e| format!("{e}"))?)
+            );
+            assert!(matches!(
+                s.metrics.on_public_listeners(),
+                gatehouse_listen::MetricsAccess::Token(_)
+            ));
+            assert!(!format!("{:?}", s.metrics).contains("from-the-environment"));
             Ok(())
         });
     }

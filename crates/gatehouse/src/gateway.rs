@@ -77,6 +77,7 @@ pub async fn connect(
     routes_file: Option<PathBuf>,
     placeholders: Vec<(String, String)>,
     feed: Option<FeedCredentials>,
+    metrics_access: gatehouse_listen::MetricsAccess,
 ) -> anyhow::Result<Arc<Gateway>> {
     let settings = VerifierSettings {
         // The default for routes that name no audience of their own.
@@ -97,6 +98,7 @@ pub async fn connect(
         placeholders,
         verifier,
         gatehouse_server::install_metrics(),
+        metrics_access,
     ))
 }
 
@@ -228,6 +230,7 @@ pub async fn beside_auth(
         settings.gateway.routes_file.clone(),
         placeholders,
         Some(feed),
+        settings.metrics.on_public_listeners(),
     )
     .await?;
     reload_on_hangup(gateway.clone())?;

@@ -39,6 +39,14 @@ enum Command {
         /// Listen address, instead of the file's [gateway] listen.
         #[arg(long, env = "GATEHOUSE_GATEWAY_LISTEN")]
         listen: Option<SocketAddr>,
+        /// Where the Prometheus figures are served (`off`: nowhere but to a bearer of
+        /// GATEHOUSE_METRICS_TOKEN at /_gatehouse/metrics).
+        #[arg(
+            long,
+            env = "GATEHOUSE_METRICS_LISTEN",
+            default_value = "127.0.0.1:9464"
+        )]
+        metrics_listen: config::MetricsListen,
         /// Log format: text or json.
         #[arg(long, env = "GATEHOUSE_LOG_FORMAT", default_value = "text")]
         log_format: String,
@@ -134,6 +142,9 @@ struct ServerArgs {
     /// [default: 9101].
     #[arg(long, env = "GATEHOUSE_APPS_PORTS_FROM")]
     apps_ports_from: Option<u16>,
+    /// Where the Prometheus figures are served, or `off` [default: 127.0.0.1:9464].
+    #[arg(long, env = "GATEHOUSE_METRICS_LISTEN")]
+    metrics_listen: Option<config::MetricsListen>,
 }
 
 impl ServerArgs {
@@ -149,6 +160,7 @@ impl ServerArgs {
                 gateway_listen: self.gateway_listen,
                 gateway_routes: self.gateway_routes,
                 apps_ports_from: self.apps_ports_from,
+                metrics_listen: self.metrics_listen,
             },
         )
     }
@@ -218,6 +230,9 @@ fn print_banner(title: &str, addresses: &Addresses) {
         println!("  status page           http://{address}/");
         println!("  status (JSON)         http://{address}/status");
     }
+    if let Some(address) = addresses.metrics {
+        println!("  metrics (Prometheus)  http://{address}/metrics");
+    }
     if let Some(store) = &addresses.store {
         println!("  store                 {store}");
     }
@@ -284,17 +299,28 @@ async fn main() -> std::process::ExitCode {
         Command::Gateway {
             config,
             listen,
+            metrics_listen,
             log_format,
         } => {
             process::init_logging(&log_format);
-            run(
-                NodeSpec::Gateway {
-                    file: config,
-                    listen,
-                },
-                "Gatehouse gateway",
-            )
-            .await
+            let mut metrics = config::MetricsSettings {
+                listen: metrics_listen,
+                token: None,
+            };
+            match metrics.read_token() {
+                Ok(()) => {
+                    run(
+                        NodeSpec::Gateway {
+                            file: config,
+                            listen,
+                            metrics,
+                        },
+                        "Gatehouse gateway",
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            }
         }
         Command::Admin { store, command } => {
             let settings = config::load(

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Settings;
+use crate::config::{MetricsListen, MetricsSettings, Settings};
 use crate::process::stopped;
 use crate::{apps, files, gateway};
 
@@ -34,6 +34,7 @@ pub enum NodeSpec {
     Gateway {
         file: PathBuf,
         listen: Option<SocketAddr>,
+        metrics: MetricsSettings,
     },
     /// `gatehouse app NAME`: one reference app alone, with its tables in the settings' store.
     App {
@@ -57,6 +58,8 @@ pub struct Addresses {
     /// The reference apps, by name.
     pub apps: BTreeMap<String, SocketAddr>,
     pub rates_client: Option<SocketAddr>,
+    /// The listener of the Prometheus figures.
+    pub metrics: Option<SocketAddr>,
     /// Which store the node uses, for people to read.
     pub store: Option<String>,
 }
@@ -92,11 +95,24 @@ pub async fn start(spec: NodeSpec) -> anyhow::Result<Node> {
         store: None,
         connections: gatehouse_listen::Connections::new(limits),
     };
+    let metrics = match &spec {
+        NodeSpec::Serve(settings) | NodeSpec::Auth(settings) | NodeSpec::App { settings, .. } => {
+            Some(settings.metrics.clone())
+        }
+        NodeSpec::Gateway { metrics, .. } => Some(metrics.clone()),
+        NodeSpec::RatesClient { .. } => None,
+    };
+    let metrics_stopping = stopping.clone();
     let started = match spec {
         NodeSpec::Serve(settings) => node.start_auth(settings, true, stopping).await,
         NodeSpec::Auth(settings) => node.start_auth(settings, false, stopping).await,
-        NodeSpec::Gateway { file, listen } => {
-            node.start_gateway_alone(file, listen, stopping).await
+        NodeSpec::Gateway {
+            file,
+            listen,
+            metrics,
+        } => {
+            node.start_gateway_alone(file, listen, &metrics, stopping)
+                .await
         }
         NodeSpec::App {
             app,
@@ -115,6 +131,11 @@ pub async fn start(spec: NodeSpec) -> anyhow::Result<Node> {
                 )));
             Ok(())
         }
+    };
+    // Last, so that a node that cannot start says why before anything about its figures.
+    let started = match (started, metrics) {
+        (Ok(()), Some(metrics)) => node.start_metrics(&metrics, metrics_stopping).await,
+        (started, _) => started,
     };
     if let Err(e) = started {
         // Parts already running stop with the node that failed to start.
@@ -234,6 +255,7 @@ impl Node {
             rate_limits: settings.rate_limits.clone(),
             api_documents: app_documents(&app_listeners)?,
             connections: self.connections.clone(),
+            metrics: settings.metrics.on_public_listeners(),
             ..ServerSettings::default()
         };
         let server = gatehouse_server::start(
@@ -296,10 +318,39 @@ impl Node {
         Ok(())
     }
 
+    /// The process's Prometheus figures on a listener of their own, unless it is `off`.
+    async fn start_metrics(
+        &mut self,
+        metrics: &MetricsSettings,
+        stopping: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let MetricsListen::At(address) = metrics.listen else {
+            return Ok(());
+        };
+        let listener = bind(address).await.context(
+            "the metrics listener ([metrics] listen or --metrics-listen; give each node on a \
+             host its own port, or `off`)",
+        )?;
+        self.addresses.metrics = Some(listener.local_addr()?);
+        let router = gatehouse_listen::metrics_router(
+            gatehouse_server::install_metrics(),
+            gatehouse_listen::MetricsAccess::dedicated(metrics.token.clone()),
+        );
+        self.servers.push(tokio::spawn(gatehouse_listen::serve(
+            listener,
+            "metrics",
+            router,
+            self.connections.clone(),
+            stopped(stopping),
+        )));
+        Ok(())
+    }
+
     async fn start_gateway_alone(
         &mut self,
         file: PathBuf,
         listen: Option<SocketAddr>,
+        metrics: &MetricsSettings,
         stopping: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let alone = gateway::read_alone_settings(&file)?;
@@ -311,6 +362,7 @@ impl Node {
             Some(file),
             Vec::new(),
             alone.feed,
+            metrics.on_public_listeners(),
         )
         .await?;
         gateway::reload_on_hangup(gateway.clone())?;

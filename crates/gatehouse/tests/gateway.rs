@@ -54,7 +54,12 @@ fn write_config(dir: &Path, issuer: &FakeIssuer, routes: &str, extra: &str) -> s
     path
 }
 
-const ENV: [(&str, &str); 1] = [("GATEHOUSE_GATEWAY_CLIENT_SECRET", "feed-secret")];
+/// What an operator's scraper presents to read the figures on the gateway's own listener.
+const METRICS_TOKEN: &str = "metrics-scraper-token-4f1d";
+const ENV: [(&str, &str); 2] = [
+    ("GATEHOUSE_GATEWAY_CLIENT_SECRET", "feed-secret"),
+    ("GATEHOUSE_METRICS_TOKEN", METRICS_TOKEN),
+];
 
 /// A gateway process in front of a recording upstream, trusting a fake issuer; `extra` goes
 /// into its `[gateway]` table.
@@ -324,14 +329,39 @@ async fn a_lost_feed_beyond_the_budget_turns_protected_routes_to_503_until_it_re
             .status(),
         200
     );
+    // The figures: only for a bearer of the metrics token, on the gateway's listener and on
+    // the metrics listener alike.
+    let metrics_url = format!("{}/_gatehouse/metrics", gateway.base);
+    let listener_url = format!("{}/metrics", gateway.metrics.as_deref().unwrap());
+    for url in [&metrics_url, &listener_url] {
+        for refused in [http.get(url), http.get(url).bearer_auth(&token)] {
+            let refused = refused.send().await.unwrap();
+            assert_eq!(refused.status(), 401, "{url}");
+            assert_eq!(
+                refused.headers()["www-authenticate"],
+                r#"Bearer realm="gatehouse""#
+            );
+        }
+    }
     let metrics = http
-        .get(format!("{}/_gatehouse/metrics", gateway.base))
+        .get(&metrics_url)
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
+    let from_listener = http
+        .get(&listener_url)
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(from_listener.contains("reason=\"revocations_stale\""));
     assert!(
         metrics.contains("reason=\"revocations_stale\""),
         "{metrics}"

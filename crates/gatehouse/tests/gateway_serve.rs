@@ -307,9 +307,20 @@ async fn revocations_reach_the_gateway_within_a_second() {
         .await;
     }
 
+    // With no metrics token set, the figures are not on the public listeners at all: only on
+    // the metrics listener.
+    for hidden in [
+        format!("{}/_gatehouse/metrics", s.gateway),
+        format!("{}/metrics", s.server.base),
+    ] {
+        let refused = s.http.get(&hidden).send().await.unwrap();
+        assert_eq!(refused.status(), 404, "{hidden}");
+        let body = refused.text().await.unwrap();
+        assert!(!body.contains("gatehouse_"), "{body}");
+    }
     let metrics = s
         .http
-        .get(format!("{}/_gatehouse/metrics", s.gateway))
+        .get(format!("{}/metrics", s.server.metrics.as_deref().unwrap()))
         .send()
         .await
         .unwrap()

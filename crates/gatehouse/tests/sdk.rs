@@ -185,7 +185,7 @@ async fn the_token_client_caches_lets_one_request_run_and_refreshes_ahead_of_exp
     config.refresh_ahead = 0.5;
     let client = Arc::new(TokenClient::new(config));
 
-    let before = common::tokens_issued(&http, &server.base, "client_credentials").await;
+    let before = common::tokens_issued(&http, &server, "client_credentials").await;
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let client = client.clone();
@@ -201,13 +201,13 @@ async fn the_token_client_caches_lets_one_request_run_and_refreshes_ahead_of_exp
         "tasks got different tokens"
     );
     assert_eq!(
-        common::tokens_issued(&http, &server.base, "client_credentials").await,
+        common::tokens_issued(&http, &server, "client_credentials").await,
         before + 1
     );
     // Cached while fresh.
     assert_eq!(client.access_token().await.unwrap(), tokens[0]);
     assert_eq!(
-        common::tokens_issued(&http, &server.base, "client_credentials").await,
+        common::tokens_issued(&http, &server, "client_credentials").await,
         before + 1
     );
     let left = client.expires_in().await.unwrap();
@@ -221,7 +221,7 @@ async fn the_token_client_caches_lets_one_request_run_and_refreshes_ahead_of_exp
     let renewed = client.access_token().await.unwrap();
     assert_ne!(renewed, tokens[0]);
     assert_eq!(
-        common::tokens_issued(&http, &server.base, "client_credentials").await,
+        common::tokens_issued(&http, &server, "client_credentials").await,
         before + 2
     );
 }
@@ -252,17 +252,17 @@ async fn the_token_client_refreshes_a_person_and_retries_once_on_401() {
     let first = client.access_token().await.unwrap();
 
     // Ahead of expiry it uses the refresh token, not the password.
-    let refreshes = common::tokens_issued(&http, &server.base, "refresh_token").await;
-    let logins = common::tokens_issued(&http, &server.base, "password").await;
+    let refreshes = common::tokens_issued(&http, &server, "refresh_token").await;
+    let logins = common::tokens_issued(&http, &server, "password").await;
     tokio::time::sleep(Duration::from_millis(2300)).await;
     let second = client.access_token().await.unwrap();
     assert_ne!(second, first);
     assert_eq!(
-        common::tokens_issued(&http, &server.base, "refresh_token").await,
+        common::tokens_issued(&http, &server, "refresh_token").await,
         refreshes + 1
     );
     assert_eq!(
-        common::tokens_issued(&http, &server.base, "password").await,
+        common::tokens_issued(&http, &server, "password").await,
         logins
     );
 

@@ -116,7 +116,7 @@ async fn people_shop_through_the_gateway_in_chromium() {
     forged_and_malformed_posts_change_nothing(&browser, &shop, &gateway).await;
 
     // The access token runs out; the purchase still goes through, renewed behind the scenes.
-    let refreshed_before = common::tokens_issued(&http, &node.base, "refresh_token").await;
+    let refreshed_before = common::tokens_issued(&http, &node, "refresh_token").await;
     tokio::time::sleep(Duration::from_secs(ACCESS_TOKEN_TTL_SECS + 1)).await;
     let (mut saw_paid, mut saw_failed) = (false, false);
     for attempt in 0..12 {
@@ -162,7 +162,7 @@ async fn people_shop_through_the_gateway_in_chromium() {
         "saw paid {saw_paid}, failed {saw_failed}"
     );
     assert!(
-        common::tokens_issued(&http, &node.base, "refresh_token").await > refreshed_before,
+        common::tokens_issued(&http, &node, "refresh_token").await > refreshed_before,
         "the expired access token was renewed with the refresh token"
     );
     browser.goto(&format!("{shop}/orders")).await.unwrap();

@@ -44,6 +44,7 @@ async fn half_sent_requests_leave_every_listener_answering() {
         .env_remove("GATEHOUSE_KEK")
         .env_remove("GATEHOUSE_DATABASE_URL")
         .env("GATEHOUSE_LOG", "warn")
+        .env("GATEHOUSE_METRICS_LISTEN", "127.0.0.1:0")
         // The flood is held open for the whole test, not timed out under it.
         .env("GATEHOUSE_LISTENERS__HEADER_READ_TIMEOUT_MS", "120000");
     let node = common::spawn_ready(shell);

@@ -1,6 +1,6 @@
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::AppState;
@@ -32,11 +32,15 @@ pub async fn readyz(State(state): State<AppState>) -> axum::response::Response {
     }
 }
 
-/// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+/// Prometheus text exposition, for a bearer of the operator's metrics token. Without a token
+/// configured the figures are served only on the metrics listener, and this answers 404.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
+        (status = 401, description = "The metrics token is missing or wrong", body = gatehouse_proto::problem::Problem),
+        (status = 404, description = "No metrics token is configured: the figures are served on the metrics listener only", body = gatehouse_proto::problem::Problem),
+    ),
+    security(("bearer" = [])))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    gatehouse_listen::metrics_response(&state.metrics, &state.metrics_access, &headers)
 }

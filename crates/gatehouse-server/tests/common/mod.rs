@@ -19,6 +19,9 @@ use tokio::net::TcpListener;
 pub use gatehouse_testkit::Backend;
 use gatehouse_testkit::TestDatabase;
 
+/// The operator's metrics token the test servers are given: `/metrics` answers its bearer.
+pub const METRICS_TOKEN: &str = "test-metrics-token-5c2e";
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
@@ -71,6 +74,9 @@ impl TestApp {
         let settings = ServerSettings {
             rate_limits: limits,
             change_poll: Duration::from_millis(100),
+            metrics: gatehouse_listen::MetricsAccess::public(gatehouse_listen::MetricsToken::new(
+                METRICS_TOKEN,
+            )),
             ..ServerSettings::default()
         };
         let clock = Arc::new(AdvancingClock::default());

@@ -14,6 +14,8 @@ pub struct Running {
     pub gateway: Option<String>,
     /// The reference apps `serve` runs, by name, with their direct addresses.
     pub apps: std::collections::HashMap<String, String>,
+    /// The listener of the Prometheus figures.
+    pub metrics: Option<String>,
     _ready_dir: tempfile::TempDir,
 }
 
@@ -68,6 +70,7 @@ pub fn spawn_ready(mut command: Command) -> Running {
         base,
         gateway: url("gateway"),
         apps,
+        metrics: url("metrics"),
         _ready_dir: ready_dir,
     }
 }
@@ -79,6 +82,9 @@ pub fn gatehouse(args: &[&str], env: &[(&str, &str)]) -> Command {
         .args(args)
         .env_remove("GATEHOUSE_KEK")
         .env_remove("GATEHOUSE_DATABASE_URL")
+        .env_remove("GATEHOUSE_METRICS_TOKEN")
+        // Tests run side by side: each node's figures on a port of its own.
+        .env("GATEHOUSE_METRICS_LISTEN", "127.0.0.1:0")
         .env("GATEHOUSE_LOG", "warn");
     for (k, v) in env {
         command.env(k, v);
@@ -293,10 +299,10 @@ pub async fn admin_client(
     credentials_of(created).await
 }
 
-/// How many tokens the server at `base` has issued with `grant`, from its metrics.
-pub async fn tokens_issued(http: &reqwest::Client, base: &str, grant: &str) -> u64 {
+/// How many tokens `node` has issued with `grant`, from its metrics listener.
+pub async fn tokens_issued(http: &reqwest::Client, node: &Running, grant: &str) -> u64 {
     let text = http
-        .get(format!("{base}/metrics"))
+        .get(format!("{}/metrics", node.metrics.as_deref().unwrap()))
         .send()
         .await
         .unwrap()
