@@ -37,8 +37,8 @@ pub async fn readyz(State(state): State<AppState>) -> axum::response::Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses(
         (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
-        (status = 401, description = "The metrics token is missing or wrong", body = gatehouse_proto::problem::Problem),
-        (status = 404, description = "No metrics token is configured: the figures are served on the metrics listener only", body = gatehouse_proto::problem::Problem),
+        (status = 401, description = "The metrics token is missing or wrong"),
+        (status = 404, description = "No metrics token is configured: the figures are served on the metrics listener only"),
     ),
     security(("bearer" = [])))]
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
