@@ -1,8 +1,7 @@
 //! Password hashing with argon2id (OWASP parameters), off the async threads and bounded.
 
-use std::collections::HashMap;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -25,7 +24,8 @@ const QUEUE_PER_THREAD: usize = 64;
 const DEFAULT_PER_SOURCE_PER_THREAD: usize = QUEUE_PER_THREAD / 8;
 
 /// Whom a password check is for. Each IP address and each username may have only a share of the
-/// hashing queue waiting or running, so a flood from one of them cannot turn everyone else away.
+/// hashing queue waiting or running, so a flood from one of them cannot turn everyone else away;
+/// and waiting checks are taken in turn by source, so it cannot slow everyone else down either.
 #[derive(Debug, Clone, Default)]
 pub struct HashSource {
     pub ip: Option<String>,
@@ -50,6 +50,107 @@ impl HashSource {
             ));
         }
         keys
+    }
+}
+
+/// Waiting jobs, taken in turn by source: each thread takes the oldest job of the source whose
+/// turn it is, so a source with many checks waiting is served no more often than one with a
+/// single check (round robin), instead of everyone queueing behind a flood in arrival order.
+struct FairQueue {
+    waiting: Mutex<Waiting>,
+    more: Condvar,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Waiting {
+    by_source: HashMap<String, VecDeque<Job>>,
+    /// Sources with jobs waiting, in the order of their turns.
+    turns: VecDeque<String>,
+    len: usize,
+    /// No hasher is left to give work: threads finish what waits, then end.
+    closed: bool,
+}
+
+enum QueueRefusal {
+    Full,
+    Closed,
+}
+
+impl FairQueue {
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn push(&self, source: &str, job: Job) -> Result<(), QueueRefusal> {
+        let mut waiting = self.lock();
+        if waiting.closed {
+            return Err(QueueRefusal::Closed);
+        }
+        if waiting.len >= self.capacity {
+            return Err(QueueRefusal::Full);
+        }
+        let Waiting {
+            by_source, turns, ..
+        } = &mut *waiting;
+        let jobs = by_source.entry(source.to_owned()).or_default();
+        if jobs.is_empty() {
+            turns.push_back(source.to_owned());
+        }
+        jobs.push_back(job);
+        waiting.len += 1;
+        drop(waiting);
+        self.more.notify_one();
+        Ok(())
+    }
+
+    /// The next job in turn, waiting for one; `None` once closed and empty.
+    fn pop(&self) -> Option<Job> {
+        let mut waiting = self.lock();
+        loop {
+            let Waiting {
+                by_source, turns, ..
+            } = &mut *waiting;
+            if let Some(source) = turns.pop_front() {
+                let Some(jobs) = by_source.get_mut(&source) else {
+                    continue;
+                };
+                let job = jobs.pop_front();
+                if jobs.is_empty() {
+                    by_source.remove(&source);
+                } else {
+                    turns.push_back(source);
+                }
+                if let Some(job) = job {
+                    waiting.len = waiting.len.saturating_sub(1);
+                    return Some(job);
+                }
+                continue;
+            }
+            if waiting.closed {
+                return None;
+            }
+            waiting = self
+                .more
+                .wait(waiting)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.more.notify_all();
+    }
+}
+
+/// Held by every clone of a [`PasswordHasher`]; when the last is dropped the threads end.
+struct Submitter(Arc<FairQueue>);
+
+impl Drop for Submitter {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -103,7 +204,7 @@ type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 pub struct PasswordHasher {
     /// Bounded: past `QUEUE_PER_THREAD` waiting jobs a thread, callers are told to come back later
     /// instead of queueing minutes of work behind a flood.
-    jobs: mpsc::SyncSender<Job>,
+    jobs: Arc<Submitter>,
     /// Jobs waiting or running per source, and how many one source may have.
     in_hand: InHand,
     per_source: usize,
@@ -121,8 +222,12 @@ impl PasswordHasher {
     /// [`PasswordHasher::new`] with at most `per_source` checks waiting or running for one IP
     /// address or one username (0: an eighth of the queue).
     pub fn with_share(limit: usize, per_source: usize) -> Result<Self, StoreError> {
-        let (jobs, queue) = mpsc::sync_channel::<Job>(limit.max(1) * QUEUE_PER_THREAD);
-        let queue = Arc::new(Mutex::new(queue));
+        let queue = Arc::new(FairQueue {
+            waiting: Mutex::default(),
+            more: Condvar::new(),
+            capacity: limit.max(1) * QUEUE_PER_THREAD,
+        });
+        let jobs = Arc::new(Submitter(queue.clone()));
         for i in 0..limit.max(1) {
             let queue = queue.clone();
             std::thread::Builder::new()
@@ -174,24 +279,30 @@ impl PasswordHasher {
         job: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, StoreError> {
         let share = self.take_share(source)?;
+        // Turns go by the first key: the address when there is one.
+        let turn = share.keys.first().cloned().unwrap_or_default();
         let (done, result) = tokio::sync::oneshot::channel();
         self.jobs
-            .try_send(Box::new(move |memory: &mut Vec<Block>| {
-                // Held until the job is done (or dropped unrun), and given back before the
-                // answer goes out, so a caller that has its answer has its share back too.
-                let share = share;
-                // The caller gave up (timeout, hung up): do not spend a hash on it.
-                if !done.is_closed() {
-                    let answer = job(memory);
-                    drop(share);
-                    let _ = done.send(answer);
-                }
-            }))
-            .map_err(|e| match e {
-                mpsc::TrySendError::Full(_) => {
+            .0
+            .push(
+                &turn,
+                Box::new(move |memory: &mut Vec<Block>| {
+                    // Held until the job is done (or dropped unrun), and given back before the
+                    // answer goes out, so a caller that has its answer has its share back too.
+                    let share = share;
+                    // The caller gave up (timeout, hung up): do not spend a hash on it.
+                    if !done.is_closed() {
+                        let answer = job(memory);
+                        drop(share);
+                        let _ = done.send(answer);
+                    }
+                }),
+            )
+            .map_err(|refusal| match refusal {
+                QueueRefusal::Full => {
                     StoreError::Unavailable("too many password checks waiting".into())
                 }
-                mpsc::TrySendError::Disconnected(_) => {
+                QueueRefusal::Closed => {
                     StoreError::Backend("the password hasher has stopped".into())
                 }
             })?;
@@ -224,18 +335,11 @@ impl PasswordHasher {
     }
 }
 
-/// A hashing thread: runs jobs with its own memory until every sender is gone.
-fn work(queue: &Mutex<mpsc::Receiver<Job>>) {
+/// A hashing thread: runs jobs with its own memory until every hasher is gone.
+fn work(queue: &FairQueue) {
     let mut memory = Vec::new();
-    loop {
-        let next = match queue.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(_) => return,
-        };
-        match next {
-            Ok(job) => job(&mut memory),
-            Err(_) => return,
-        }
+    while let Some(job) = queue.pop() {
+        job(&mut memory);
     }
 }
 
@@ -409,6 +513,48 @@ mod tests {
         assert!(with_in_hand(&hasher.in_hand, |c| c
             .get("ip 10.0.0.1")
             .is_none()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flooding_source_is_served_in_turn_with_the_others() {
+        // One thread, so the order jobs are taken in is the order they finish in.
+        let hasher = PasswordHasher::with_share(1, 32).unwrap();
+        let hash = hasher.hash("pass-word-1", &ANY).await.unwrap();
+        let finished = Arc::new(Mutex::new(Vec::new()));
+        let check = |ip: &'static str, label: String| {
+            let (hasher, hash, finished) = (hasher.clone(), hash.clone(), finished.clone());
+            let source = HashSource {
+                ip: Some(ip.into()),
+                username: Some(label.clone()),
+            };
+            tokio::spawn(async move {
+                hasher.verify("wrong", Some(&hash), &source).await.unwrap();
+                finished.lock().unwrap().push(label);
+            })
+        };
+        let mut tasks: Vec<_> = (0..16)
+            .map(|i| check("10.0.0.1", format!("flood {i}")))
+            .collect();
+        // Queued behind the whole flood: in arrival order, it would finish last.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let done_before = finished.lock().unwrap().len();
+        tasks.push(check("10.0.0.2", "someone".into()));
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let finished = finished.lock().unwrap();
+        let place = finished.iter().position(|l| l == "someone").unwrap();
+        // At most: the check running when it arrived, one taken just before it was queued,
+        // and the flood's turn ahead of its own.
+        assert!(
+            place - done_before <= 3,
+            "the other source waited for {} of the flood's checks: {finished:?}",
+            place - done_before
+        );
+        assert!(
+            done_before + 3 < 16,
+            "the flood was over before the other source came"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

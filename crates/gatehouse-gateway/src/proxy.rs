@@ -144,7 +144,7 @@ async fn admit_and_forward(
         .as_ref()
         .is_some_and(|l| l.key == LimitKey::Ip);
     if by_ip && let Some(limits) = &route.limits {
-        limited(limits, &format!("ip:{}", peer.ip())).map_err(|r| (r, None))?;
+        limited(limits, &ip_key(peer)).map_err(|r| (r, None))?;
     }
     let caller = authenticate(gateway, route, request.headers())
         .await
@@ -227,8 +227,13 @@ fn limit_key(rule: &RouteRule, caller: Option<&Verified>, peer: SocketAddr) -> S
     match (kind, caller) {
         (LimitKey::Client, Some(c)) => format!("c:{}", c.claims.client_id),
         (LimitKey::Subject, Some(c)) => format!("s:{}", c.claims.sub),
-        _ => format!("ip:{}", peer.ip()),
+        _ => ip_key(peer),
     }
+}
+
+/// One client's key for limits by address: an IPv6 holder's whole /64 is one client.
+fn ip_key(peer: SocketAddr) -> String {
+    format!("ip:{}", gatehouse_proto::peer::source_address(peer.ip()))
 }
 
 fn body_too_large(rule: &RouteRule) -> Refusal {

@@ -10,34 +10,50 @@ use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use gatehouse_proto::bearer::Challenge;
+use gatehouse_proto::bearer::{Challenge, bearer_token};
 use gatehouse_proto::web::{problem, set_challenge};
 use metrics_exporter_prometheus::PrometheusHandle;
 use subtle::ConstantTimeEq;
 
-/// The token a scraper presents (`Authorization: Bearer …`). Never printed.
+/// The token a scraper presents (`Authorization: Bearer …`), kept as its SHA-256 so that
+/// comparing takes the same time whatever was presented, its length included. Never printed.
 #[derive(Clone)]
-pub struct MetricsToken(Arc<str>);
+pub struct MetricsToken(Arc<[u8; 32]>);
+
+/// Shorter tokens are refused: a guessable token is no protection.
+pub const MIN_METRICS_TOKEN_LEN: usize = 16;
 
 impl MetricsToken {
-    /// `None` for an empty token: an empty secret would let anyone in.
+    /// `None` for a token shorter than [`MIN_METRICS_TOKEN_LEN`] (after trimming).
     pub fn new(token: &str) -> Option<Self> {
         let token = token.trim();
-        (!token.is_empty()).then(|| Self(token.into()))
+        (token.len() >= MIN_METRICS_TOKEN_LEN).then(|| Self(Arc::new(digest(token))))
     }
 
-    fn admits(&self, headers: &HeaderMap) -> bool {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                let (scheme, token) = value.split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then_some(token.trim())
-            });
-        presented.is_some_and(|token| bool::from(token.as_bytes().ct_eq(self.0.as_bytes())))
+    /// What the request presented: nothing, the token, or something else.
+    fn check(&self, headers: &HeaderMap) -> Presented {
+        match bearer_token(headers) {
+            Ok(None) => Presented::Nothing,
+            Ok(Some(token)) if bool::from(digest(token).as_slice().ct_eq(self.0.as_slice())) => {
+                Presented::Token
+            }
+            Ok(Some(_)) | Err(_) => Presented::Wrong,
+        }
     }
+}
+
+enum Presented {
+    Nothing,
+    Token,
+    Wrong,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
+    );
+    out
 }
 
 impl std::fmt::Debug for MetricsToken {
@@ -79,23 +95,36 @@ pub fn metrics_response(
 ) -> Response {
     match access {
         MetricsAccess::Hidden => problem(StatusCode::NOT_FOUND, "no such resource"),
-        MetricsAccess::Token(token) if !token.admits(headers) => {
-            let mut refused = problem(
-                StatusCode::UNAUTHORIZED,
+        MetricsAccess::Token(token) => match token.check(headers) {
+            Presented::Token => figures(handle),
+            Presented::Nothing => refuse(
                 "the metrics need the operator's metrics token as a bearer token",
-            );
-            set_challenge(refused.headers_mut(), Challenge::Bare);
-            refused
-        }
-        MetricsAccess::Token(_) | MetricsAccess::Open => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
-            )],
-            handle.render(),
-        )
-            .into_response(),
+                Challenge::Bare,
+            ),
+            Presented::Wrong => refuse(
+                "the metrics token is wrong",
+                Challenge::InvalidToken("the metrics token is wrong"),
+            ),
+        },
+        MetricsAccess::Open => figures(handle),
     }
+}
+
+fn refuse(detail: &str, challenge: Challenge<'_>) -> Response {
+    let mut refused = problem(StatusCode::UNAUTHORIZED, detail);
+    set_challenge(refused.headers_mut(), challenge);
+    refused
+}
+
+fn figures(handle: &PrometheusHandle) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        handle.render(),
+    )
+        .into_response()
 }
 
 /// The metrics listener's routes: `GET /metrics`, and `GET /healthz` for its own liveness.
@@ -145,30 +174,47 @@ mod tests {
 
     #[test]
     fn only_the_right_token_reads_them() {
-        let access = MetricsAccess::public(MetricsToken::new("s3cret-token"));
-        for refused in [
-            HeaderMap::new(),
-            bearer("s3cret-toke"),
-            bearer("s3cret-token-"),
+        let access = MetricsAccess::public(MetricsToken::new("s3cret-token-for-scrapers"));
+        let answer = metrics_response(&handle(), &access, &HeaderMap::new());
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            answer.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="gatehouse""#
+        );
+        for wrong in [
+            bearer("s3cret-token-for-scraper"),
+            bearer("s3cret-token-for-scrapers-"),
             bearer(""),
         ] {
-            let answer = metrics_response(&handle(), &access, &refused);
+            let answer = metrics_response(&handle(), &access, &wrong);
             assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
-            assert_eq!(
-                answer.headers()[header::WWW_AUTHENTICATE],
-                r#"Bearer realm="gatehouse""#
+            assert!(
+                answer.headers()[header::WWW_AUTHENTICATE]
+                    .to_str()
+                    .unwrap()
+                    .contains(r#"error="invalid_token""#)
             );
         }
+        // The token twice is no token.
+        let mut twice = bearer("s3cret-token-for-scrapers");
+        twice.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret-token-for-scrapers"),
+        );
+        assert_eq!(
+            metrics_response(&handle(), &access, &twice).status(),
+            StatusCode::UNAUTHORIZED
+        );
         let mut basic = HeaderMap::new();
         basic.insert(
             header::AUTHORIZATION,
-            HeaderValue::from_static("Basic czNjcmV0LXRva2Vu"),
+            HeaderValue::from_static("Basic czNjcmV0LXRva2VuLWZvci1zY3JhcGVycw=="),
         );
         assert_eq!(
             metrics_response(&handle(), &access, &basic).status(),
             StatusCode::UNAUTHORIZED
         );
-        let answer = metrics_response(&handle(), &access, &bearer("s3cret-token"));
+        let answer = metrics_response(&handle(), &access, &bearer("s3cret-token-for-scrapers"));
         assert_eq!(answer.status(), StatusCode::OK);
         assert_eq!(
             answer.headers()[header::CONTENT_TYPE],
@@ -183,7 +229,7 @@ mod tests {
             metrics_response(&handle(), &open, &HeaderMap::new()).status(),
             StatusCode::OK
         );
-        let guarded = MetricsAccess::dedicated(MetricsToken::new("t"));
+        let guarded = MetricsAccess::dedicated(MetricsToken::new("a-long-enough-token"));
         assert_eq!(
             metrics_response(&handle(), &guarded, &HeaderMap::new()).status(),
             StatusCode::UNAUTHORIZED
@@ -191,8 +237,10 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_token_is_no_token() {
+    fn a_short_token_is_no_token() {
         assert!(MetricsToken::new("  ").is_none());
+        assert!(MetricsToken::new("fifteen-chars-x").is_none());
+        assert!(MetricsToken::new(" sixteen-chars-xx ").is_some());
         assert!(matches!(
             MetricsAccess::public(MetricsToken::new("")),
             MetricsAccess::Hidden

@@ -34,7 +34,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use exposition::{MetricsAccess, MetricsToken, metrics_response, metrics_router};
+pub use exposition::{
+    MIN_METRICS_TOKEN_LEN, MetricsAccess, MetricsToken, metrics_response, metrics_router,
+};
 pub use limits::{Connections, ListenerLimits};
 
 use crate::limits::{Admission, RateLimitedWarning};

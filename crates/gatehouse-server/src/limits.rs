@@ -169,7 +169,12 @@ impl RateLimits {
             return Ok(());
         };
         let key = if client.is_public() {
-            format!("{}|{caller_ip}", client.id)
+            // Each caller by the address rule every limit uses (an IPv6 /64 is one caller).
+            let caller = caller_ip.parse().map_or_else(
+                |_| caller_ip.to_owned(),
+                |ip| gatehouse_proto::peer::source_address(ip).to_string(),
+            );
+            format!("{}|{caller}", client.id)
         } else {
             client.id.clone()
         };

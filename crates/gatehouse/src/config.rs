@@ -45,10 +45,14 @@ pub struct MetricsSettings {
     pub token: Option<gatehouse_listen::MetricsToken>,
 }
 
+/// Where the metrics listener binds unless told otherwise (Prometheus's usual exporter port).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
 impl Default for MetricsSettings {
     fn default() -> Self {
         Self {
-            listen: MetricsListen::At(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            // A constant: the test below sees that it reads.
+            listen: DEFAULT_METRICS_LISTEN.parse().unwrap_or(MetricsListen::Off),
             token: None,
         }
     }
@@ -60,11 +64,20 @@ impl MetricsSettings {
         gatehouse_listen::MetricsAccess::public(self.token.clone())
     }
 
-    /// The token from the environment, if one is set.
+    /// The token from the environment, if one is set. One that is set but too short (an empty
+    /// file, say) is refused rather than read as "no token", which would open the figures.
     pub fn read_token(&mut self) -> anyhow::Result<()> {
-        self.token = secret_from_env("GATEHOUSE_METRICS_TOKEN")?
-            .as_deref()
-            .and_then(gatehouse_listen::MetricsToken::new);
+        self.token = match secret_from_env("GATEHOUSE_METRICS_TOKEN")? {
+            None => None,
+            Some(token) => Some(gatehouse_listen::MetricsToken::new(&token).with_context(
+                || {
+                    format!(
+                        "GATEHOUSE_METRICS_TOKEN must be at least {} characters",
+                        gatehouse_listen::MIN_METRICS_TOKEN_LEN
+                    )
+                },
+            )?),
+        };
         Ok(())
     }
 }
@@ -424,6 +437,10 @@ mod tests {
     #[test]
     #[allow(clippy::result_large_err)]
     fn the_metrics_listener_is_an_address_or_off_and_the_token_comes_from_the_environment() {
+        assert_eq!(
+            Settings::default().metrics.listen,
+            MetricsListen::At(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
         figment::Jail::expect_with(|jail| {
             jail.create_file("off.toml", "[metrics]\nlisten = \"off\"\n")?;
             let s = load(Some(Path::new("off.toml")), Overrides::default())
@@ -445,6 +462,14 @@ mod tests {
             // A token in the file is refused: secrets come from the environment only.
             jail.create_file("token.toml", "[metrics]\ntoken = \"in-the-file\"\n")?;
             assert!(load(Some(Path::new("token.toml")), Overrides::default()).is_err());
+
+            jail.set_env("GATEHOUSE_METRICS_TOKEN", "too-short");
+            let refused = load(None, Overrides::default())
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            assert!(refused.contains("at least 16 characters"), "{refused}");
+            assert!(!refused.contains("too-short"), "{refused}");
 
             jail.set_env("GATEHOUSE_METRICS_TOKEN", "from-the-environment");
             let s = load(

@@ -44,7 +44,7 @@ enum Command {
         #[arg(
             long,
             env = "GATEHOUSE_METRICS_LISTEN",
-            default_value = "127.0.0.1:9464"
+            default_value = config::DEFAULT_METRICS_LISTEN
         )]
         metrics_listen: config::MetricsListen,
         /// Log format: text or json.

@@ -81,26 +81,31 @@ pub struct Node {
 /// tokens, current with the revocation feed).
 pub async fn start(spec: NodeSpec) -> anyhow::Result<Node> {
     let (stop, stopping) = watch::channel(false);
-    // Made once, before any listener: it raises the open-files limit the caps derive from.
-    let limits = match &spec {
+    // Before any listener: each registers its counters with the recorder when it starts.
+    gatehouse_server::install_metrics();
+    let (limits, metrics) = match &spec {
         NodeSpec::Serve(settings) | NodeSpec::Auth(settings) | NodeSpec::App { settings, .. } => {
-            settings.listeners.clone()
+            (settings.listeners.clone(), Some(settings.metrics.clone()))
         }
-        NodeSpec::Gateway { .. } | NodeSpec::RatesClient { .. } => Default::default(),
+        NodeSpec::Gateway { metrics, .. } => (Default::default(), Some(metrics.clone())),
+        NodeSpec::RatesClient { .. } => (Default::default(), None),
+    };
+    // Bound first, so a port already taken (a second node on the host) is told before anything
+    // else starts; served last, once the node is up.
+    let metrics_listener = match metrics.as_ref().map(|m| m.listen) {
+        Some(MetricsListen::At(address)) => Some(bind(address).await.context(
+            "the metrics listener ([metrics] listen or --metrics-listen): give each node on a \
+             host its own port, or `off`",
+        )?),
+        Some(MetricsListen::Off) | None => None,
     };
     let mut node = Node {
         addresses: Addresses::default(),
         stop: Arc::new(stop),
         servers: Vec::new(),
         store: None,
-        connections: gatehouse_listen::Connections::new(limits),
-    };
-    let metrics = match &spec {
-        NodeSpec::Serve(settings) | NodeSpec::Auth(settings) | NodeSpec::App { settings, .. } => {
-            Some(settings.metrics.clone())
-        }
-        NodeSpec::Gateway { metrics, .. } => Some(metrics.clone()),
-        NodeSpec::RatesClient { .. } => None,
+        // Made once, before any listener: it raises the open-files limit the caps derive from.
+        connections: gatehouse_listen::Connections::new(limits.clone()),
     };
     let metrics_stopping = stopping.clone();
     let started = match spec {
@@ -132,10 +137,11 @@ pub async fn start(spec: NodeSpec) -> anyhow::Result<Node> {
             Ok(())
         }
     };
-    // Last, so that a node that cannot start says why before anything about its figures.
-    let started = match (started, metrics) {
-        (Ok(()), Some(metrics)) => node.start_metrics(&metrics, metrics_stopping).await,
-        (started, _) => started,
+    let started = match (started, metrics_listener, metrics) {
+        (Ok(()), Some(listener), Some(metrics)) => {
+            node.serve_metrics(listener, &metrics, limits, metrics_stopping)
+        }
+        (started, _, _) => started,
     };
     if let Err(e) = started {
         // Parts already running stop with the node that failed to start.
@@ -318,29 +324,32 @@ impl Node {
         Ok(())
     }
 
-    /// The process's Prometheus figures on a listener of their own, unless it is `off`.
-    async fn start_metrics(
+    /// The process's Prometheus figures on a listener of their own. It has a small budget of
+    /// connections apart from the process's, so a scrape is answered while the public listeners
+    /// are full.
+    fn serve_metrics(
         &mut self,
+        listener: TcpListener,
         metrics: &MetricsSettings,
+        limits: gatehouse_listen::ListenerLimits,
         stopping: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let MetricsListen::At(address) = metrics.listen else {
-            return Ok(());
-        };
-        let listener = bind(address).await.context(
-            "the metrics listener ([metrics] listen or --metrics-listen; give each node on a \
-             host its own port, or `off`)",
-        )?;
+        const METRICS_CONNECTIONS: u64 = 32;
         self.addresses.metrics = Some(listener.local_addr()?);
         let router = gatehouse_listen::metrics_router(
             gatehouse_server::install_metrics(),
             gatehouse_listen::MetricsAccess::dedicated(metrics.token.clone()),
         );
+        let connections = gatehouse_listen::Connections::new(gatehouse_listen::ListenerLimits {
+            max_connections: METRICS_CONNECTIONS,
+            max_connections_per_ip: METRICS_CONNECTIONS,
+            ..limits
+        });
         self.servers.push(tokio::spawn(gatehouse_listen::serve(
             listener,
             "metrics",
             router,
-            self.connections.clone(),
+            connections,
             stopped(stopping),
         )));
         Ok(())

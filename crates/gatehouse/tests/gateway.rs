@@ -337,9 +337,10 @@ async fn a_lost_feed_beyond_the_budget_turns_protected_routes_to_503_until_it_re
         for refused in [http.get(url), http.get(url).bearer_auth(&token)] {
             let refused = refused.send().await.unwrap();
             assert_eq!(refused.status(), 401, "{url}");
-            assert_eq!(
-                refused.headers()["www-authenticate"],
-                r#"Bearer realm="gatehouse""#
+            let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
+            assert!(
+                challenge.starts_with(r#"Bearer realm="gatehouse""#),
+                "{challenge}"
             );
         }
     }
@@ -449,7 +450,7 @@ fn a_broken_route_file_stops_the_gateway_with_a_clear_message() {
     )
     .unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["gateway", "--config"])
+        .args(["gateway", "--metrics-listen", "127.0.0.1:0", "--config"])
         .arg(&path)
         .output()
         .unwrap();

@@ -112,6 +112,7 @@ async fn a_wrong_key_encryption_key_refuses_to_start() {
         .arg(dir.path())
         .env("GATEHOUSE_KEK", "00".repeat(32))
         .env("GATEHOUSE_LOG", "error")
+        .env("GATEHOUSE_METRICS_LISTEN", "127.0.0.1:0")
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -131,6 +132,7 @@ fn half_an_admin_bootstrap_is_refused() {
         .arg(dir.path())
         .env("GATEHOUSE_ADMIN_USERNAME", "root")
         .env_remove("GATEHOUSE_ADMIN_PASSWORD")
+        .env("GATEHOUSE_METRICS_LISTEN", "127.0.0.1:0")
         .output()
         .unwrap();
     assert!(!output.status.success());

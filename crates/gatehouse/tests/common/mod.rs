@@ -83,6 +83,7 @@ pub fn gatehouse(args: &[&str], env: &[(&str, &str)]) -> Command {
         .env_remove("GATEHOUSE_KEK")
         .env_remove("GATEHOUSE_DATABASE_URL")
         .env_remove("GATEHOUSE_METRICS_TOKEN")
+        .env_remove("GATEHOUSE_METRICS_TOKEN_FILE")
         // Tests run side by side: each node's figures on a port of its own.
         .env("GATEHOUSE_METRICS_LISTEN", "127.0.0.1:0")
         .env("GATEHOUSE_LOG", "warn");
