@@ -344,24 +344,17 @@ async fn a_lost_feed_beyond_the_budget_turns_protected_routes_to_503_until_it_re
             );
         }
     }
-    let metrics = http
-        .get(&metrics_url)
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let from_listener = http
-        .get(&listener_url)
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let mut read = Vec::new();
+    for url in [&metrics_url, &listener_url] {
+        let answer = http
+            .get(url)
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        read.push(answer.text().await.unwrap());
+    }
+    let (metrics, from_listener) = (&read[0], &read[1]);
     assert!(from_listener.contains("reason=\"revocations_stale\""));
     assert!(
         metrics.contains("reason=\"revocations_stale\""),
