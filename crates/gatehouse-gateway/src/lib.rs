@@ -1,10 +1,12 @@
 //! Gatehouse's API gateway: matches a request to a route, checks its token locally with the
 //! toolkit's [`gatehouse_sdk::TokenVerifier`] (keys, revocation feed, verdict cache), applies the
 //! route's scopes, roles and rate limit, and streams it to the upstream with the caller's identity.
+//! The same decision is offered to other proxies as a forward-auth check (`check.rs`).
 //!
 //! It knows the issuer only through HTTP (metadata, JWKS, revocation feed): never the store or the
 //! authorization server's code.
 
+mod check;
 mod config;
 mod forward;
 mod limits;
@@ -18,7 +20,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{any, get};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use gatehouse_sdk::TokenVerifier;
@@ -122,6 +124,11 @@ impl Gateway {
             .route("/_gatehouse/healthz", get(|| async { "ok" }))
             .route("/_gatehouse/readyz", get(proxy::readyz))
             .route("/_gatehouse/metrics", get(proxy::render_metrics))
+            .route(check::CHECK_PATH, any(check::check))
+            .route(
+                &format!("{}/{{*original}}", check::CHECK_PATH),
+                any(check::check),
+            )
             .fallback(proxy::proxy)
             .with_state(self.clone())
     }

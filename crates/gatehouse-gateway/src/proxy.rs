@@ -19,14 +19,14 @@ use crate::limits::RouteLimits;
 use crate::{Gateway, Route, forward};
 
 /// Why a request ended without an upstream answer, and what the caller gets.
-struct Refusal {
+pub(crate) struct Refusal {
     /// Boxed: refusals are the rare path, and `Result`s carrying them stay small.
-    response: Box<Response>,
-    reason: &'static str,
+    pub response: Box<Response>,
+    pub reason: &'static str,
 }
 
 impl Refusal {
-    fn new(status: StatusCode, reason: &'static str, detail: &str) -> Self {
+    pub(crate) fn new(status: StatusCode, reason: &'static str, detail: &str) -> Self {
         Self {
             response: Box::new(problem(status, detail)),
             reason,
@@ -43,7 +43,7 @@ impl From<Rejection> for Refusal {
     }
 }
 
-type Caller = Option<Arc<Verified>>;
+pub(crate) type Caller = Option<Arc<Verified>>;
 
 pub(crate) async fn proxy(
     State(gateway): State<Arc<Gateway>>,
@@ -54,39 +54,71 @@ pub(crate) async fn proxy(
     let request_id = forward::request_id(request.headers());
     let method = request.method().clone();
     let uri = request.uri().clone();
-    let raw_path = uri.path();
-    let (route, outcome) = match forward::normalize_path(raw_path) {
-        None => (
-            None,
-            Err((
-                Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    "ambiguous_path",
-                    "the path has dot segments, encoded separators, backslashes or semicolons",
-                ),
-                None,
-            )),
-        ),
-        Some(path) => match gateway.table().find(&path).cloned() {
-            None => (
-                None,
-                Err((
-                    Refusal::new(
-                        StatusCode::NOT_FOUND,
-                        "no_route",
-                        "no route serves this path",
-                    ),
-                    None,
-                )),
-            ),
-            Some(route) => {
-                let outcome =
-                    admit_and_forward(&gateway, &route, peer, request, &path, &request_id).await;
-                (Some(route), outcome)
-            }
-        },
+    let (route, outcome) = match route_for(&gateway, uri.path()) {
+        Err(refusal) => (None, Err((refusal, None))),
+        Ok((route, path)) => {
+            let outcome =
+                admit_and_forward(&gateway, &route, peer, request, &path, &request_id).await;
+            (Some(route), outcome)
+        }
     };
-    let metrics = route.as_ref().map_or(&gateway.unmatched, |r| &r.metrics);
+    finish(
+        &gateway,
+        Exchange {
+            started,
+            request_id,
+            peer,
+            method: &method,
+            path: uri.path(),
+            route,
+            kind: "proxy",
+        },
+        outcome,
+    )
+}
+
+/// The route a request's path leads to, with the path as it is matched and forwarded.
+pub(crate) fn route_for<'p>(
+    gateway: &Gateway,
+    raw_path: &'p str,
+) -> Result<(Arc<Route>, std::borrow::Cow<'p, str>), Refusal> {
+    let Some(path) = forward::normalize_path(raw_path) else {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "ambiguous_path",
+            "the path has dot segments, encoded separators, backslashes or semicolons",
+        ));
+    };
+    match gateway.table().find(&path).cloned() {
+        Some(route) => Ok((route, path)),
+        None => Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            "no route serves this path",
+        )),
+    }
+}
+
+/// One request's decision, for its metrics and its access-log line.
+pub(crate) struct Exchange<'a> {
+    pub started: Instant,
+    pub request_id: HeaderValue,
+    pub peer: SocketAddr,
+    pub method: &'a http::Method,
+    pub path: &'a str,
+    pub route: Option<Arc<Route>>,
+    /// `proxy`, or `check` for the forward-auth endpoint.
+    pub kind: &'static str,
+}
+
+/// The answer to `exchange`, counted and logged.
+pub(crate) fn finish(
+    gateway: &Gateway,
+    exchange: Exchange<'_>,
+    outcome: Result<(Response, Caller), (Refusal, Caller)>,
+) -> Response {
+    let route = exchange.route.as_ref();
+    let metrics = route.map_or(&gateway.unmatched, |r| &r.metrics);
     let (mut response, caller) = match outcome {
         Ok(done) => done,
         Err((refusal, caller)) => {
@@ -96,17 +128,18 @@ pub(crate) async fn proxy(
     };
     response
         .headers_mut()
-        .insert(forward::REQUEST_ID, request_id.clone());
+        .insert(forward::REQUEST_ID, exchange.request_id.clone());
     let status = response.status().as_u16();
-    let elapsed = started.elapsed();
+    let elapsed = exchange.started.elapsed();
     metrics.request(status, elapsed);
     tracing::info!(
         target: "gatehouse::access",
-        request_id = request_id.to_str().unwrap_or("-"),
-        peer = %peer.ip(),
-        method = %method,
-        path = %raw_path,
-        route = route.as_ref().map_or("unmatched", |r| r.rule.name.as_str()),
+        request_id = exchange.request_id.to_str().unwrap_or("-"),
+        peer = %exchange.peer.ip(),
+        kind = exchange.kind,
+        method = %exchange.method,
+        path = %exchange.path,
+        route = route.map_or("unmatched", |r| r.rule.name.as_str()),
         status,
         duration_us = elapsed.as_micros() as u64,
         client_id = caller.as_ref().map(|c| c.claims.client_id.as_str()),
@@ -124,8 +157,42 @@ async fn admit_and_forward(
     request_id: &HeaderValue,
 ) -> Result<(Response, Caller), (Refusal, Caller)> {
     let rule = &route.rule;
+    let caller = admit(
+        gateway,
+        route,
+        request.method(),
+        request.headers(),
+        &ip_key(peer.ip()),
+    )
+    .await?;
+    let too_large = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|length| length > rule.max_body_bytes);
+    if too_large {
+        return Err((body_too_large(rule), caller));
+    }
+    match forward(rule, peer, request, path, request_id, caller.as_deref()).await {
+        Ok(response) => Ok((response, caller)),
+        Err(refusal) => Err((refusal, caller)),
+    }
+}
+
+/// Everything a request must pass before it may reach the route's upstream: the method, the
+/// limits, the token and the route's policy for that method. `client` is the key of limits by
+/// address. The proxy and the forward-auth check both ask this, so they cannot disagree.
+pub(crate) async fn admit(
+    gateway: &Gateway,
+    route: &Route,
+    method: &http::Method,
+    headers: &HeaderMap,
+    client: &str,
+) -> Result<Caller, (Refusal, Caller)> {
+    let rule = &route.rule;
     // HEAD goes wherever GET does (RFC 9110 §9.3.2), and is passed on as HEAD.
-    if !rule.allows(request.method()) {
+    if !rule.allows(method) {
         let mut refusal = Refusal::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -144,33 +211,21 @@ async fn admit_and_forward(
         .as_ref()
         .is_some_and(|l| l.key == LimitKey::Ip);
     if by_ip && let Some(limits) = &route.limits {
-        limited(limits, &ip_key(peer)).map_err(|r| (r, None))?;
+        limited(limits, client).map_err(|r| (r, None))?;
     }
-    let caller = authenticate(gateway, route, request.headers())
+    let caller = authenticate(gateway, route, headers)
         .await
         .map_err(|r| (r, None))?;
     if let Some(verified) = &caller {
-        rule.policy_for(request.method())
+        rule.policy_for(method)
             .check(&verified.claims)
             .map_err(|r| (r.into(), caller.clone()))?;
     }
     if !by_ip && let Some(limits) = &route.limits {
-        limited(limits, &limit_key(rule, caller.as_deref(), peer))
+        limited(limits, &limit_key(rule, caller.as_deref(), client))
             .map_err(|r| (r, caller.clone()))?;
     }
-    let too_large = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|length| length > rule.max_body_bytes);
-    if too_large {
-        return Err((body_too_large(rule), caller));
-    }
-    match forward(rule, peer, request, path, request_id, caller.as_deref()).await {
-        Ok(response) => Ok((response, caller)),
-        Err(refusal) => Err((refusal, caller)),
-    }
+    Ok(caller)
 }
 
 /// The verified caller, `None` for an anonymous request on a route that allows it.
@@ -222,18 +277,18 @@ fn limited(limits: &RouteLimits, key: &str) -> Result<(), Refusal> {
     Err(refusal)
 }
 
-fn limit_key(rule: &RouteRule, caller: Option<&Verified>, peer: SocketAddr) -> String {
+fn limit_key(rule: &RouteRule, caller: Option<&Verified>, client: &str) -> String {
     let kind = rule.rate_limit.as_ref().map_or(LimitKey::Ip, |l| l.key);
     match (kind, caller) {
         (LimitKey::Client, Some(c)) => format!("c:{}", c.claims.client_id),
         (LimitKey::Subject, Some(c)) => format!("s:{}", c.claims.sub),
-        _ => ip_key(peer),
+        _ => client.to_owned(),
     }
 }
 
 /// One client's key for limits by address: an IPv6 holder's whole /64 is one client.
-fn ip_key(peer: SocketAddr) -> String {
-    format!("ip:{}", gatehouse_proto::peer::source_address(peer.ip()))
+pub(crate) fn ip_key(ip: std::net::IpAddr) -> String {
+    format!("ip:{}", gatehouse_proto::peer::source_address(ip))
 }
 
 fn body_too_large(rule: &RouteRule) -> Refusal {

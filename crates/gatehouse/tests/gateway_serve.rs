@@ -571,3 +571,117 @@ async fn only_websocket_upgrades_pass_and_only_where_allowed() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forward_auth_gives_the_gateways_own_decision_and_forwards_nothing() {
+    let s = setup().await;
+    let (id, secret) = s.machine("rates:read").await;
+    let token = s.machine_token(&id, &secret).await;
+    let before = s.upstream.count();
+    let check = format!("{}/_gatehouse/check", s.gateway);
+    // Caddy and Traefik name the request in X-Forwarded-*, nginx customarily in X-Original-*.
+    let ask = |method: &'static str, uri: &'static str, token: Option<&str>, nginx: bool| {
+        let (method_header, uri_header) = match nginx {
+            true => ("x-original-method", "x-original-uri"),
+            false => ("x-forwarded-method", "x-forwarded-uri"),
+        };
+        let mut request = s
+            .http
+            .get(&check)
+            .header(method_header, method)
+            .header(uri_header, uri);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+
+    let allowed = ask("GET", "/rates/btc?window=24h", Some(&token), false)
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.headers()["x-gatehouse-subject"], id.as_str());
+    assert_eq!(allowed.headers()["x-gatehouse-client-id"], id.as_str());
+    assert_eq!(allowed.headers()["x-gatehouse-scopes"], "rates:read");
+    assert!(allowed.headers().contains_key("x-request-id"));
+
+    let missing = ask("GET", "/rates/btc", None, true).await.unwrap();
+    assert_eq!(missing.status(), 401);
+    assert_eq!(
+        missing.headers()["www-authenticate"],
+        r#"Bearer realm="gatehouse""#
+    );
+    let scope = ask("POST", "/rates/btc", Some(&token), true).await.unwrap();
+    assert_eq!(scope.status(), 403);
+    assert!(
+        scope.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains(r#"scope="fx:write admin""#)
+    );
+    assert_eq!(
+        ask("DELETE", "/rates/btc", Some(&token), false)
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
+    assert_eq!(
+        ask("GET", "/nowhere", Some(&token), false)
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        ask("GET", "/rates/../admin-only/x", Some(&token), false)
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let unnamed = s.http.get(&check).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(unnamed.status(), 400);
+    assert_eq!(
+        unnamed.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    // Envoy sends the request's own method and path under the check path.
+    let envoy = s
+        .http
+        .post(format!("{check}/rates/btc"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(envoy.status(), 403);
+    let envoy = s
+        .http
+        .get(format!("{check}/rates/btc?window=1h"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(envoy.status(), 200);
+
+    // A revocation reaches the check as it reaches the gateway.
+    let revoked = s
+        .http
+        .post(format!("{}/oauth2/revoke", s.server.base))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    common::within_a_second("a revoked token being refused by the check", || async {
+        ask("GET", "/rates/btc", Some(&token), false)
+            .await
+            .unwrap()
+            .status()
+            == 401
+    })
+    .await;
+    assert_eq!(s.upstream.count(), before, "the check forwarded a request");
+}
