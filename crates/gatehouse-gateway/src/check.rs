@@ -17,7 +17,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use crate::proxy::{Caller, Exchange, Refusal, admit, finish, ip_key, route_for};
+use crate::proxy::{
+    Caller, Exchange, Refusal, admit, finish, ip_key, route_for, unforwardable_identity,
+};
 use crate::{Gateway, forward};
 
 /// Where Envoy's `path_prefix` points: the original path follows it.
@@ -37,7 +39,20 @@ pub(crate) async fn check(
     let started = Instant::now();
     let headers = request.headers();
     let request_id = forward::request_id(headers);
-    let original = original_request(request.method(), request.uri(), headers);
+    let peer_ip = peer.ip().to_canonical();
+    let original = match gateway
+        .forward_auth_from
+        .iter()
+        .any(|n| n.contains(&peer_ip))
+    {
+        true => original_request(request.method(), request.uri(), headers),
+        // Anyone else could name any client in X-Forwarded-For and spend its limits.
+        false => Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "check_not_allowed",
+            "forward-auth checks are answered only for the proxies in forward_auth_from",
+        )),
+    };
     let (method, path) = match &original {
         Ok(original) => (original.method.clone(), original.uri.path().to_owned()),
         Err(_) => (request.method().clone(), request.uri().path().to_owned()),
@@ -70,20 +85,18 @@ pub(crate) async fn check(
     )
 }
 
-/// `200` with the identity headers the upstream would be given (none for an anonymous request
-/// on an open route).
+/// `200` with the identity headers the upstream is to be given. All four are always there,
+/// empty for an anonymous request on an open route, so that a proxy copying them replaces
+/// whatever the caller sent under those names rather than letting it through.
 fn allowed(caller: Caller) -> Result<(Response, Caller), (Refusal, Caller)> {
     let mut response = StatusCode::OK.into_response();
-    match forward::set_identity(response.headers_mut(), caller.as_deref().map(|c| &c.claims)) {
+    let headers = response.headers_mut();
+    for name in forward::IDENTITY_HEADERS {
+        headers.insert(name, http::HeaderValue::from_static(""));
+    }
+    match forward::set_identity(headers, caller.as_deref().map(|c| &c.claims)) {
         Ok(()) => Ok((response, caller)),
-        Err(()) => Err((
-            Refusal::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "identity_unforwardable",
-                "the caller's identity cannot be put in a header",
-            ),
-            caller,
-        )),
+        Err(()) => Err((unforwardable_identity(), caller)),
     }
 }
 
@@ -132,6 +145,10 @@ fn original_request(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<O
 
 /// A path with an optional query, as in a request line (RFC 9112 §3.2.1).
 fn origin_form(text: &str) -> Result<Uri, Refusal> {
+    // A request line has no fragment; one here could hide the path the upstream will see.
+    if text.contains('#') {
+        return Err(bad_request("the original URI has a fragment"));
+    }
     let uri: Uri = text
         .parse()
         .map_err(|_| bad_request("the original URI is not a path"))?;
@@ -143,7 +160,7 @@ fn origin_form(text: &str) -> Result<Uri, Refusal> {
     Ok(uri)
 }
 
-/// The client the proxy is asking for, for limits by address: the last `X-Forwarded-For`
+/// The client a trusted proxy is asking for, for limits by address: the last `X-Forwarded-For`
 /// entry, which the proxy itself added; else the proxy's own address.
 fn client_address(headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
     headers
@@ -224,7 +241,7 @@ mod tests {
             ]),
             Err(400)
         );
-        for uri in ["http://elsewhere/a", "a/b", "*"] {
+        for uri in ["http://elsewhere/a", "a/b", "*", "/open#/../orders/1"] {
             assert_eq!(
                 named(&[("x-forwarded-method", "GET"), ("x-forwarded-uri", uri)]),
                 Err(400),

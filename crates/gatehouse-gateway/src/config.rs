@@ -58,6 +58,9 @@ pub struct GatewaySection {
     /// (with the feed client's credentials) instead of answering 503.
     pub introspect_when_stale: bool,
     pub token_cache_capacity: usize,
+    /// The proxies whose forward-auth checks (`/_gatehouse/check`) are answered, and whose
+    /// `X-Forwarded-For` is believed: loopback unless listed.
+    pub forward_auth_from: Vec<ipnet::IpNet>,
 }
 
 impl Default for GatewaySection {
@@ -73,6 +76,13 @@ impl Default for GatewaySection {
             staleness_budget_secs: 30,
             introspect_when_stale: false,
             token_cache_capacity: 100_000,
+            forward_auth_from: vec![
+                ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::LOCALHOST, 8)),
+                ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
+                    std::net::Ipv6Addr::LOCALHOST,
+                    128,
+                )),
+            ],
         }
     }
 }
@@ -501,6 +511,10 @@ mod tests {
         assert_eq!(
             file.gateway.issuer.as_deref(),
             Some("https://auth.example.com")
+        );
+        assert_eq!(
+            file.gateway.forward_auth_from,
+            GatewaySection::default().forward_auth_from
         );
         let rules = file.rules().unwrap();
         assert_eq!(rules.len(), 3);

@@ -18,6 +18,8 @@ pub(crate) const CLIENT_ID: &str = "x-gatehouse-client-id";
 pub(crate) const SCOPES: &str = "x-gatehouse-scopes";
 pub(crate) const ROLES: &str = "x-gatehouse-roles";
 pub(crate) const REQUEST_ID: &str = "x-request-id";
+/// What an upstream is told about the caller.
+pub(crate) const IDENTITY_HEADERS: [&str; 4] = [SUBJECT, CLIENT_ID, SCOPES, ROLES];
 
 thread_local! {
     /// Each event loop keeps its own pool: a connection belongs to the loop that opened it.

@@ -76,6 +76,8 @@ pub struct Gateway {
     metrics: PrometheusHandle,
     /// Who may read them at `/_gatehouse/metrics`.
     metrics_access: gatehouse_listen::MetricsAccess,
+    /// The proxies whose forward-auth checks are answered.
+    forward_auth_from: Vec<ipnet::IpNet>,
     /// For requests that match no route.
     unmatched: RouteMetrics,
 }
@@ -90,6 +92,7 @@ impl Gateway {
         verifier: Arc<TokenVerifier>,
         metrics: PrometheusHandle,
         metrics_access: gatehouse_listen::MetricsAccess,
+        forward_auth_from: Vec<ipnet::IpNet>,
     ) -> Arc<Self> {
         Arc::new(Self {
             routes: ArcSwap::from_pointee(RouteTable::new(rules)),
@@ -98,6 +101,7 @@ impl Gateway {
             verifier,
             metrics,
             metrics_access,
+            forward_auth_from,
             unmatched: RouteMetrics::new("unmatched"),
         })
     }
@@ -125,6 +129,7 @@ impl Gateway {
             .route("/_gatehouse/readyz", get(proxy::readyz))
             .route("/_gatehouse/metrics", get(proxy::render_metrics))
             .route(check::CHECK_PATH, any(check::check))
+            .route(&format!("{}/", check::CHECK_PATH), any(check::check))
             .route(
                 &format!("{}/{{*original}}", check::CHECK_PATH),
                 any(check::check),

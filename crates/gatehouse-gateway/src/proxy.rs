@@ -89,6 +89,14 @@ pub(crate) fn route_for<'p>(
             "the path has dot segments, encoded separators, backslashes or semicolons",
         ));
     };
+    // The gateway's own endpoints: a path there that none of them answers is nobody's.
+    if path.starts_with("/_gatehouse/") {
+        return Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            "no such gateway endpoint",
+        ));
+    }
     match gateway.table().find(&path).cloned() {
         Some(route) => Ok((route, path)),
         None => Err(Refusal::new(
@@ -299,6 +307,15 @@ fn body_too_large(rule: &RouteRule) -> Refusal {
     )
 }
 
+/// A verified identity that cannot be written as a header: the request must not go on without it.
+pub(crate) fn unforwardable_identity() -> Refusal {
+    Refusal::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "identity_unforwardable",
+        "the caller's identity cannot be put in a header",
+    )
+}
+
 fn upstream_failed(detail: &str) -> Refusal {
     Refusal::new(StatusCode::BAD_GATEWAY, "upstream_error", detail)
 }
@@ -322,13 +339,8 @@ async fn forward(
     parts.version = Version::HTTP_11;
     forward::strip_hop_by_hop(&mut parts.headers, upgrade);
     forward::keep_cookies(&mut parts.headers, &rule.cookies);
-    forward::set_identity(&mut parts.headers, caller.map(|c| &c.claims)).map_err(|()| {
-        Refusal::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "identity_unforwardable",
-            "the caller's identity cannot be put in a header",
-        )
-    })?;
+    forward::set_identity(&mut parts.headers, caller.map(|c| &c.claims))
+        .map_err(|()| unforwardable_identity())?;
     forward::set_forwarded(&mut parts.headers, peer);
     parts
         .headers

@@ -99,6 +99,7 @@ pub async fn connect(
         verifier,
         gatehouse_server::install_metrics(),
         metrics_access,
+        section.forward_auth_from.clone(),
     ))
 }
 

@@ -564,3 +564,30 @@ async fn a_revoked_sign_in_session_ends_its_tokens_and_no_others() {
     assert_eq!(common::status_of(http, &url, &other_session).await, 200);
     assert_eq!(common::status_of(http, &url, &machine).await, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forward_auth_checks_are_answered_only_for_the_listed_proxies() {
+    let rig = rig("forward_auth_from = [\"192.0.2.0/24\"]").await;
+    let token = rig.issuer.token("echo:read");
+    let refused = rig
+        .http
+        .get(format!("{}/_gatehouse/check", rig.gateway.base))
+        .bearer_auth(&token)
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-uri", "/echo/x")
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert!(!refused.headers().contains_key("x-gatehouse-subject"));
+    // The gateway itself still serves the same request.
+    assert_eq!(
+        common::status_of(&rig.http, &format!("{}/echo/x", rig.gateway.base), &token).await,
+        200
+    );
+}

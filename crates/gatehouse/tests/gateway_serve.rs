@@ -664,6 +664,25 @@ async fn forward_auth_gives_the_gateways_own_decision_and_forwards_nothing() {
         .await
         .unwrap();
     assert_eq!(envoy.status(), 200);
+    assert_eq!(allowed_roles(&envoy), "");
+    // Envoy asking about `/`: answered by the check, never passed to a route's upstream.
+    let root = s
+        .http
+        .get(format!("{check}/"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(root.status(), 404);
+    assert!(!root.headers().contains_key("x-gatehouse-subject"));
+    // A fragment could hide the path the upstream sees.
+    assert_eq!(
+        ask("GET", "/open#/../rates/btc", Some(&token), false)
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
 
     // A revocation reaches the check as it reaches the gateway.
     let revoked = s
@@ -684,4 +703,9 @@ async fn forward_auth_gives_the_gateways_own_decision_and_forwards_nothing() {
     })
     .await;
     assert_eq!(s.upstream.count(), before, "the check forwarded a request");
+}
+
+/// The roles header a check's answer carries: present, and empty for a token without roles.
+fn allowed_roles(answer: &reqwest::Response) -> &str {
+    answer.headers()["x-gatehouse-roles"].to_str().unwrap()
 }
