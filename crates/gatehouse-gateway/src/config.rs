@@ -77,7 +77,10 @@ impl Default for GatewaySection {
             introspect_when_stale: false,
             token_cache_capacity: 100_000,
             forward_auth_from: vec![
-                ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::LOCALHOST, 8)),
+                ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+                    std::net::Ipv4Addr::new(127, 0, 0, 0),
+                    8,
+                )),
                 ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
                     std::net::Ipv6Addr::LOCALHOST,
                     128,
