@@ -619,27 +619,17 @@ async fn forward_auth_gives_the_gateways_own_decision_and_forwards_nothing() {
             .unwrap()
             .contains(r#"scope="fx:write admin""#)
     );
-    assert_eq!(
-        ask("DELETE", "/rates/btc", Some(&token), false)
-            .await
-            .unwrap()
-            .status(),
-        405
-    );
-    assert_eq!(
-        ask("GET", "/nowhere", Some(&token), false)
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        ask("GET", "/rates/../admin-only/x", Some(&token), false)
-            .await
-            .unwrap()
-            .status(),
-        400
-    );
+    // Refused as the gateway refuses: a method the route does not take, no route, a path
+    // with dot segments, a fragment (which could hide the path the upstream sees).
+    for (method, uri, status) in [
+        ("DELETE", "/rates/btc", 405),
+        ("GET", "/nowhere", 404),
+        ("GET", "/rates/../admin-only/x", 400),
+        ("GET", "/open#/../rates/btc", 400),
+    ] {
+        let answer = ask(method, uri, Some(&token), false).await.unwrap();
+        assert_eq!(answer.status(), status, "{method} {uri}");
+    }
     let unnamed = s.http.get(&check).bearer_auth(&token).send().await.unwrap();
     assert_eq!(unnamed.status(), 400);
     assert_eq!(
@@ -675,14 +665,6 @@ async fn forward_auth_gives_the_gateways_own_decision_and_forwards_nothing() {
         .unwrap();
     assert_eq!(root.status(), 404);
     assert!(!root.headers().contains_key("x-gatehouse-subject"));
-    // A fragment could hide the path the upstream sees.
-    assert_eq!(
-        ask("GET", "/open#/../rates/btc", Some(&token), false)
-            .await
-            .unwrap()
-            .status(),
-        400
-    );
 
     // A revocation reaches the check as it reaches the gateway.
     let revoked = s
