@@ -17,9 +17,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use crate::proxy::{
-    Caller, Exchange, Refusal, admit, finish, ip_key, route_for, unforwardable_identity,
-};
+use crate::proxy::{Caller, Exchange, Refusal, admit, finish, route_for, unforwardable_identity};
 use crate::{Gateway, forward};
 
 /// Where Envoy's `path_prefix` points: the original path follows it.
@@ -62,8 +60,8 @@ pub(crate) async fn check(
         Ok(original) => match route_for(&gateway, original.uri.path()) {
             Err(refusal) => (None, Err((refusal, None))),
             Ok((route, _)) => {
-                let client = ip_key(client_address(headers, peer));
-                let outcome = admit(&gateway, &route, &original.method, headers, &client)
+                let client = client_address(headers, peer);
+                let outcome = admit(&gateway, &route, &original.method, headers, client)
                     .await
                     .and_then(allowed);
                 (Some(route), outcome)

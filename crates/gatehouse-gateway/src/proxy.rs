@@ -170,7 +170,7 @@ async fn admit_and_forward(
         route,
         request.method(),
         request.headers(),
-        &ip_key(peer.ip()),
+        peer.ip(),
     )
     .await?;
     let too_large = request
@@ -189,14 +189,14 @@ async fn admit_and_forward(
 }
 
 /// Everything a request must pass before it may reach the route's upstream: the method, the
-/// limits, the token and the route's policy for that method. `client` is the key of limits by
-/// address. The proxy and the forward-auth check both ask this, so they cannot disagree.
+/// limits, the token and the route's policy for that method. `client` is the address that
+/// limits by address count (its key is made only when the route has such a limit). The proxy and the forward-auth check both ask this, so they cannot disagree.
 pub(crate) async fn admit(
     gateway: &Gateway,
     route: &Route,
     method: &http::Method,
     headers: &HeaderMap,
-    client: &str,
+    client: std::net::IpAddr,
 ) -> Result<Caller, (Refusal, Caller)> {
     let rule = &route.rule;
     // HEAD goes wherever GET does (RFC 9110 §9.3.2), and is passed on as HEAD.
@@ -219,7 +219,7 @@ pub(crate) async fn admit(
         .as_ref()
         .is_some_and(|l| l.key == LimitKey::Ip);
     if by_ip && let Some(limits) = &route.limits {
-        limited(limits, client).map_err(|r| (r, None))?;
+        limited(limits, &ip_key(client)).map_err(|r| (r, None))?;
     }
     let caller = authenticate(gateway, route, headers)
         .await
@@ -285,17 +285,17 @@ fn limited(limits: &RouteLimits, key: &str) -> Result<(), Refusal> {
     Err(refusal)
 }
 
-fn limit_key(rule: &RouteRule, caller: Option<&Verified>, client: &str) -> String {
+fn limit_key(rule: &RouteRule, caller: Option<&Verified>, client: std::net::IpAddr) -> String {
     let kind = rule.rate_limit.as_ref().map_or(LimitKey::Ip, |l| l.key);
     match (kind, caller) {
         (LimitKey::Client, Some(c)) => format!("c:{}", c.claims.client_id),
         (LimitKey::Subject, Some(c)) => format!("s:{}", c.claims.sub),
-        _ => client.to_owned(),
+        _ => ip_key(client),
     }
 }
 
 /// One client's key for limits by address: an IPv6 holder's whole /64 is one client.
-pub(crate) fn ip_key(ip: std::net::IpAddr) -> String {
+fn ip_key(ip: std::net::IpAddr) -> String {
     format!("ip:{}", gatehouse_proto::peer::source_address(ip))
 }
 
