@@ -29,6 +29,7 @@ mod clients;
 mod codes;
 mod consents;
 mod cutoffs;
+mod inspect;
 mod keys;
 mod purge;
 mod roles;
@@ -49,6 +50,8 @@ use gatehouse_core::{
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::{AnyPool, Executor};
+
+pub use inspect::MigrationStatus;
 
 /// Which database a [`SqlStore`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +114,22 @@ impl SqlStore {
 
     /// Connects to `sqlite://…` or `postgres://…` and applies the migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let store = Self::connect_unmigrated(url).await?;
+        if store.backend == Backend::Sqlite {
+            store
+                .pool
+                .execute("PRAGMA journal_mode = WAL")
+                .await
+                .map_err(backend_error)?;
+        }
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects to `sqlite://…` or `postgres://…` and changes nothing: no migration, no journal
+    /// mode. For looking at a database as it is (`gatehouse doctor`, with
+    /// [`SqlStore::migration_status`]); a node uses [`SqlStore::connect`].
+    pub async fn connect_unmigrated(url: &str) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -152,19 +171,12 @@ impl SqlStore {
             Backend::Postgres => options.max_connections(16).connect(url).await,
         }
         .map_err(|e| StoreError::Unavailable(redact(&e.to_string(), url)))?;
-        if backend == Backend::Sqlite {
-            pool.execute("PRAGMA journal_mode = WAL")
-                .await
-                .map_err(backend_error)?;
-        }
         let listen_url = (backend == Backend::Postgres).then(|| url.to_owned());
-        let store = Self {
+        Ok(Self {
             pool,
             backend,
             changed: changes::ChangeSignal::new(listen_url),
-        };
-        store.migrate().await?;
-        Ok(store)
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -6,6 +6,7 @@
 //! This crate composes the others; none of them may depend on it.
 
 pub mod config;
+pub mod doctor;
 pub mod files;
 pub mod node;
 pub mod process;

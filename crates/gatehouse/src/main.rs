@@ -84,6 +84,28 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         poll_secs: u64,
     },
+    /// Check a configuration without serving: store, migrations, keys, issuer, clock, routes.
+    /// Prints one line per check; exits non-zero if any failed. Changes nothing.
+    Doctor {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// A gateway file (`gatehouse gateway --config`) to check as well.
+        #[arg(long, env = "GATEHOUSE_GATEWAY_CONFIG")]
+        gateway_config: Option<PathBuf>,
+    },
+    /// Probe a running node for container health checks: GET the URL, succeed on a 2xx answer.
+    Healthcheck {
+        /// What to GET (the auth server's /healthz, the gateway's /_gatehouse/healthz, or the
+        /// metrics listener's /healthz).
+        #[arg(
+            env = "GATEHOUSE_HEALTHCHECK_URL",
+            default_value = gatehouse::doctor::DEFAULT_HEALTHCHECK_URL
+        )]
+        url: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
     /// Administer users, clients and keys directly on the store.
     Admin {
         #[command(flatten)]
@@ -321,6 +343,16 @@ async fn main() -> std::process::ExitCode {
                 }
                 Err(e) => Err(e),
             }
+        }
+        Command::Doctor {
+            server,
+            gateway_config,
+        } => {
+            process::init_logging_quiet();
+            gatehouse::doctor::main(server.settings(), gateway_config.as_deref()).await
+        }
+        Command::Healthcheck { url, timeout_secs } => {
+            gatehouse::doctor::healthcheck(&url, std::time::Duration::from_secs(timeout_secs)).await
         }
         Command::Admin { store, command } => {
             let settings = config::load(
