@@ -1,5 +1,6 @@
 //! The authorization server's settings, as one typed struct handed in at start.
 
+use gatehouse_token::SigningAlgorithm;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +27,9 @@ pub struct AuthConfig {
     /// more are answered 503 at once, so a flood from one source leaves room for everyone else
     /// (0: an eighth of the hashing queue, 8 per hashing thread).
     pub password_checks_per_source: usize,
+    /// The algorithm of the key that signs access and ID tokens. Changing it rotates the key at
+    /// the next start (the old key verifies until its tokens expire).
+    pub signing_algorithm: SigningAlgorithm,
     /// A rotated-in signing key is published this long before it signs, so verifiers that cache
     /// the JWKS (for up to a minute) have it first.
     pub key_activation_delay_secs: u64,
@@ -88,6 +92,7 @@ impl Default for AuthConfig {
             password_checks_per_source: 0,
             device_cookie_lifetime_secs: 365 * 24 * 3600,
             key_activation_delay_secs: 120,
+            signing_algorithm: SigningAlgorithm::EdDSA,
             password_grant: true,
             authorization_code_ttl_secs: MAX_AUTHORIZATION_CODE_TTL_SECS,
             id_token_ttl_secs: 3600,

@@ -8,9 +8,11 @@
 
 use std::sync::{Arc, RwLock};
 
-use gatehouse_token::{JwkSet, KeyEncryptionKey, SigningKey, Verifier, VerifierConfig};
+use gatehouse_token::{
+    JwkSet, KeyEncryptionKey, SigningAlgorithm, SigningKey, Verifier, VerifierConfig,
+};
 
-use crate::{Store, StoreError, StoredKey};
+use crate::{AuthConfig, Store, StoreError, StoredKey, Write};
 
 /// A consistent view of the keys: the one that signs, and all that verify.
 pub struct KeyView {
@@ -46,16 +48,17 @@ fn write<T>(lock: &RwLock<T>, value: T) {
     }
 }
 
-/// A new key record, sealed, that signs from `activates_at`.
+/// A new key record of `alg`, sealed, that signs from `activates_at`.
 pub fn new_key_record(
     kek: &KeyEncryptionKey,
+    alg: SigningAlgorithm,
     activates_at: i64,
     now: i64,
 ) -> Result<StoredKey, StoreError> {
-    let key = SigningKey::generate().map_err(|e| StoreError::Backend(e.to_string()))?;
+    let key = SigningKey::generate_for(alg).map_err(|e| StoreError::Backend(e.to_string()))?;
     Ok(StoredKey {
         kid: key.kid().to_owned(),
-        alg: SigningKey::ALGORITHM.into(),
+        alg: alg.as_str().into(),
         sealed_private_key: kek
             .seal(key.kid(), key.pkcs8())
             .map_err(|e| StoreError::Backend(e.to_string()))?,
@@ -67,26 +70,77 @@ pub fn new_key_record(
     })
 }
 
+/// A rotation to a new key of the configured algorithm: published now, signing once every
+/// verifier can have fetched it, while every older key retires after the last token it can
+/// have signed has expired.
+pub fn rotation(
+    kek: &KeyEncryptionKey,
+    config: &AuthConfig,
+    now: i64,
+) -> Result<Rotation, StoreError> {
+    let record = new_key_record(
+        kek,
+        config.signing_algorithm,
+        now + config.key_activation_delay_secs as i64,
+        now,
+    )?;
+    let retire_at =
+        record.activates_at + config.access_token_ttl_secs as i64 + config.token_leeway_secs as i64;
+    let write = Write::AddSigningKey {
+        key: record.clone(),
+        retire_others_at: Some(retire_at),
+    };
+    Ok(Rotation {
+        record,
+        retire_others_at: retire_at,
+        write,
+    })
+}
+
+pub struct Rotation {
+    pub record: StoredKey,
+    pub retire_others_at: i64,
+    pub write: Write,
+}
+
 impl KeyRing {
-    /// Loads the keys, generating and storing the first one when the store has none.
+    /// Loads the keys, generating and storing the first one when the store has none, and
+    /// rotating to the configured algorithm when no key of it is in service.
     pub async fn load_or_create(
         store: &dyn Store,
         kek: &KeyEncryptionKey,
+        config: &AuthConfig,
         verifier_config: VerifierConfig,
         now: i64,
     ) -> Result<Self, StoreError> {
+        let alg = config.signing_algorithm;
         let mut stored = store.signing_keys().await?;
         if stored.is_empty() {
-            let record = new_key_record(kek, now, now)?;
+            let record = new_key_record(kek, alg, now, now)?;
             store
-                .commit(&[crate::Write::AddSigningKey {
+                .commit(&[Write::AddSigningKey {
                     key: record.clone(),
                     retire_others_at: None,
                 }])
                 .await?;
-            tracing::info!(kid = %record.kid, "generated the first signing key");
+            tracing::info!(kid = %record.kid, %alg, "generated the first signing key");
             // Re-read: another node starting at the same moment may have stored its own first key,
             // and every node must pick the same signer.
+            stored = store.signing_keys().await?;
+        } else if !stored
+            .iter()
+            .any(|k| k.alg == alg.as_str() && k.retired_at.is_none())
+        {
+            // The algorithm was changed: rotate as an operator would, so tokens signed with the
+            // old key stay valid until they expire.
+            let Rotation { record, write, .. } = rotation(kek, config, now)?;
+            store.commit(&[write]).await?;
+            tracing::warn!(
+                kid = %record.kid,
+                %alg,
+                signs_from = record.activates_at,
+                "no signing key of the configured algorithm was in service: rotated to a new one"
+            );
             stored = store.signing_keys().await?;
         }
         let keys = Arc::new(unseal(stored, kek)?);
@@ -145,7 +199,11 @@ fn unseal(stored: Vec<StoredKey>, kek: &KeyEncryptionKey) -> Result<Vec<LoadedKe
             let pkcs8 = kek
                 .open(&record.kid, &record.sealed_private_key)
                 .map_err(|e| StoreError::Corrupt(format!("signing key {}: {e}", record.kid)))?;
-            let key = SigningKey::from_pkcs8(&record.kid, &pkcs8)
+            let alg: SigningAlgorithm = record
+                .alg
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("signing key {}: {e}", record.kid)))?;
+            let key = SigningKey::from_pkcs8(&record.kid, alg, &pkcs8)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             Ok(LoadedKey {
                 record,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gatehouse_proto::TokenResponse;
-use gatehouse_token::{IdClaims, now_unix, random_string, token_hash};
+use gatehouse_token::{IdClaims, SigningAlgorithm, now_unix, random_string};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -224,7 +224,10 @@ impl SignInClient {
             .ok_or_else(|| SignInError::IdToken("none was issued (ask for scope openid)".into()))?;
         let id_claims = self.check_id_token(id_token, &pending.nonce).await?;
         // at_hash binds the access token to this ID token (OpenID Connect Core §3.1.3.8).
-        if id_claims.at_hash.as_deref() != Some(token_hash(&tokens.access_token).as_str()) {
+        // The ID token verified, so its header's algorithm is its key's.
+        let expected =
+            SigningAlgorithm::of_token(id_token).map(|alg| alg.token_hash(&tokens.access_token));
+        if id_claims.at_hash.is_none() || id_claims.at_hash != expected {
             return Err(SignInError::IdToken(
                 "its at_hash does not match the access token".into(),
             ));

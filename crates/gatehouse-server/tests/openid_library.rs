@@ -12,6 +12,7 @@ use common::browser::{Browser, CALLBACK, code_client};
 use common::{Backend, TestApp};
 use gatehouse_core::Store;
 use gatehouse_testkit::on_both_stores;
+use gatehouse_token::SigningAlgorithm;
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreErrorResponseType,
     CoreJsonWebKeyType, CoreJwsSigningAlgorithm, CoreResponseType, CoreTokenResponse,
@@ -30,6 +31,7 @@ on_both_stores!(
     a_public_client_signs_in_through_the_library_with_pkce_alone,
     the_library_rotates_refresh_tokens_and_a_rotated_one_is_refused,
     a_refreshed_access_token_keeps_the_scope_first_granted,
+    es256_and_rs256_id_tokens_pass_the_library,
 );
 
 /// The client `from_provider_metadata` makes: an authorization endpoint always, a token and a
@@ -135,10 +137,14 @@ async fn sign_in_with_library(
         .await
         .unwrap();
     let id_token = tokens.id_token().expect("an ID token");
-    // The client's verifier takes the algorithms discovery lists; this one allows EdDSA alone.
-    let id_verifier = client
-        .id_token_verifier()
-        .set_allowed_algs([CoreJwsSigningAlgorithm::EdDsa]);
+    // The client's verifier takes the algorithms discovery lists; this one allows the server's
+    // configured algorithm alone.
+    let alg = match app.config.signing_algorithm {
+        SigningAlgorithm::EdDSA => CoreJwsSigningAlgorithm::EdDsa,
+        SigningAlgorithm::ES256 => CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+        SigningAlgorithm::RS256 => CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    };
+    let id_verifier = client.id_token_verifier().set_allowed_algs([alg.clone()]);
     assert!(
         id_token
             .claims(&id_verifier, &Nonce::new("another-nonce".into()))
@@ -149,10 +155,7 @@ async fn sign_in_with_library(
     assert_eq!(claims.issuer(), &issuer);
     assert_eq!(claims.audiences().len(), 1);
     assert_eq!(claims.audiences()[0].as_str(), client_id);
-    assert_eq!(
-        id_token.signing_alg().unwrap(),
-        &CoreJwsSigningAlgorithm::EdDsa
-    );
+    assert_eq!(id_token.signing_alg().unwrap(), &alg);
     assert!(claims.auth_time().is_some());
 
     let at_hash = claims.access_token_hash().expect("an at_hash");
@@ -276,6 +279,19 @@ async fn a_confidential_client_signs_in_through_the_library(backend: Backend) {
         .request_async(&signed_in.http)
         .await;
     assert_eq!(error_of(refused), CoreErrorResponseType::InvalidClient);
+}
+
+/// The signature, and the access-token hash (SHA-256 here, SHA-512 for EdDSA), as the library
+/// computes them for each algorithm.
+async fn es256_and_rs256_id_tokens_pass_the_library(backend: Backend) {
+    for alg in [SigningAlgorithm::ES256, SigningAlgorithm::RS256] {
+        let app = TestApp::spawn_with(backend, |c| c.signing_algorithm = alg).await;
+        let carol = person(&app, "carol", "carol-password-1").await;
+        let secret = code_client(&app, "shop", false).await.unwrap();
+        let signed_in =
+            sign_in_with_library(&app, "shop", Some(secret), ("carol", "carol-password-1")).await;
+        assert_eq!(signed_in.subject, carol, "{alg}");
+    }
 }
 
 async fn a_public_client_signs_in_through_the_library_with_pkce_alone(backend: Backend) {

@@ -1,6 +1,7 @@
 use serde::{Deserialize, Serialize};
 
-/// One public key as published at the JWKS endpoint (RFC 7517 §4, RFC 8037 for OKP keys).
+/// One public key as published at the JWKS endpoint (RFC 7517 §4): `x` for OKP keys (RFC 8037),
+/// `x` and `y` for EC keys, `n` and `e` for RSA keys (RFC 7518 §6).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwk {
     pub kty: String,
@@ -8,6 +9,12 @@ pub struct Jwk {
     pub crv: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
     pub kid: String,
     pub alg: String,
     #[serde(rename = "use")]

@@ -14,7 +14,7 @@ mod verify;
 pub use claims::{AccessClaims, Audience, IdClaims, token_hash};
 pub use jwk::{Jwk, JwkSet};
 pub use kek::{KekError, KeyEncryptionKey};
-pub use keys::{KeyError, SigningKey};
+pub use keys::{KeyError, SigningAlgorithm, SigningKey, UnknownAlgorithm};
 pub use verify::{Verifier, VerifierConfig, VerifyError, key_id};
 
 /// The JOSE `typ` every Gatehouse access token carries (RFC 9068 §2.1).

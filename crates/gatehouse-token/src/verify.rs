@@ -199,14 +199,35 @@ impl JoseHeader {
     }
 }
 
+/// The key a JWK describes, for exactly the algorithm it declares. Anything else (no `alg`, a
+/// key type that does not fit it, RSA under 2048 bits, an encryption key) is left out.
 fn verification_key(jwk: &Jwk) -> Option<VerificationKey> {
-    match (jwk.kty.as_str(), jwk.crv.as_deref(), jwk.alg.as_str()) {
-        ("OKP", Some("Ed25519"), "EdDSA") => Some(VerificationKey {
-            alg: Algorithm::EdDSA,
-            key: DecodingKey::from_ed_components(jwk.x.as_deref()?).ok()?,
-        }),
-        _ => None,
+    if jwk.key_use != "sig" {
+        return None;
     }
+    let (alg, key) = match (jwk.kty.as_str(), jwk.crv.as_deref(), jwk.alg.as_str()) {
+        ("OKP", Some("Ed25519"), "EdDSA") => (
+            Algorithm::EdDSA,
+            DecodingKey::from_ed_components(jwk.x.as_deref()?).ok()?,
+        ),
+        ("EC", Some("P-256"), "ES256") => (
+            Algorithm::ES256,
+            DecodingKey::from_ec_components(jwk.x.as_deref()?, jwk.y.as_deref()?).ok()?,
+        ),
+        ("RSA", None, "RS256") => {
+            let modulus = URL_SAFE_NO_PAD.decode(jwk.n.as_deref()?).ok()?;
+            // RFC 7518 §3.3: 2048 bits or more.
+            if modulus.iter().skip_while(|byte| **byte == 0).count() < 256 {
+                return None;
+            }
+            (
+                Algorithm::RS256,
+                DecodingKey::from_rsa_components(jwk.n.as_deref()?, jwk.e.as_deref()?).ok()?,
+            )
+        }
+        _ => return None,
+    };
+    Some(VerificationKey { alg, key })
 }
 
 fn map_error(error: jsonwebtoken::errors::Error) -> VerifyError {
@@ -230,7 +251,7 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     use super::*;
-    use crate::{Audience, SigningKey, now_unix};
+    use crate::{Audience, SigningAlgorithm, SigningKey, now_unix};
 
     fn claims(exp_offset: i64) -> AccessClaims {
         let now = now_unix();
@@ -282,11 +303,118 @@ mod tests {
     }
 
     #[test]
-    fn key_survives_pkcs8_round_trip() {
-        let key = SigningKey::generate().unwrap();
-        let again = SigningKey::from_pkcs8(key.kid(), key.pkcs8()).unwrap();
-        let token = again.sign(&claims(60)).unwrap();
-        assert!(verifier(&key, None).verify(&token).is_ok());
+    fn every_algorithm_signs_verifies_and_survives_a_pkcs8_round_trip() {
+        for alg in SigningAlgorithm::ALL {
+            let key = SigningKey::generate_for(alg).unwrap();
+            assert_eq!(key.algorithm(), alg);
+            let again = SigningKey::from_pkcs8(key.kid(), alg, key.pkcs8()).unwrap();
+            assert_eq!(again.public_jwk(), key.public_jwk(), "{alg}");
+            let c = claims(60);
+            let token = again.sign(&c).unwrap();
+            assert_eq!(verifier(&key, None).verify(&token).unwrap(), c, "{alg}");
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(format!("{:?}", header.alg), alg.as_str());
+            // Another key of the same algorithm does not verify it.
+            let stranger = SigningKey::generate_for(alg).unwrap();
+            let forged = format!(
+                "{}.{}",
+                token.rsplit_once('.').unwrap().0,
+                stranger.sign(&c).unwrap().rsplit_once('.').unwrap().1
+            );
+            assert_eq!(
+                verifier(&key, None).verify(&forged),
+                Err(VerifyError::BadSignature),
+                "{alg}"
+            );
+            // A document of one algorithm is not read as another's.
+            for other in SigningAlgorithm::ALL.into_iter().filter(|o| *o != alg) {
+                assert!(SigningKey::from_pkcs8(key.kid(), other, key.pkcs8()).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn published_keys_have_the_members_of_their_type_and_a_thumbprint_kid() {
+        let ec = SigningKey::generate_for(SigningAlgorithm::ES256)
+            .unwrap()
+            .public_jwk();
+        assert_eq!((ec.kty.as_str(), ec.crv.as_deref()), ("EC", Some("P-256")));
+        assert_eq!(URL_SAFE_NO_PAD.decode(ec.x.unwrap()).unwrap().len(), 32);
+        assert_eq!(URL_SAFE_NO_PAD.decode(ec.y.unwrap()).unwrap().len(), 32);
+        assert!(ec.n.is_none() && ec.e.is_none());
+        let rsa = SigningKey::generate_for(SigningAlgorithm::RS256).unwrap();
+        let jwk = rsa.public_jwk();
+        assert_eq!((jwk.kty.as_str(), jwk.crv.as_deref()), ("RSA", None));
+        assert_eq!(
+            URL_SAFE_NO_PAD
+                .decode(jwk.n.as_deref().unwrap())
+                .unwrap()
+                .len(),
+            256
+        );
+        assert_eq!(jwk.e.as_deref(), Some("AQAB"));
+        // RFC 7638 §3.1: the thumbprint of {"e","kty","n"} in that order.
+        let canonical = format!(r#"{{"e":"AQAB","kty":"RSA","n":"{}"}}"#, jwk.n.unwrap());
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+        assert_eq!(rsa.kid(), URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]));
+    }
+
+    #[test]
+    fn a_token_may_not_claim_another_algorithm_than_its_key() {
+        let rsa = SigningKey::generate_for(SigningAlgorithm::RS256).unwrap();
+        let c = claims(60);
+        let token = rsa.sign(&c).unwrap();
+        let (_, rest) = token.split_once('.').unwrap();
+        for alg in ["ES256", "EdDSA", "HS256", "PS256", "none"] {
+            let header = format!(r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{}"}}"#, rsa.kid());
+            let forged = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header));
+            let result = verifier(&rsa, None).verify(&forged);
+            assert!(
+                matches!(
+                    result,
+                    Err(VerifyError::WrongAlgorithm | VerifyError::Malformed)
+                ),
+                "{alg}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn weak_or_mislabelled_keys_are_not_trusted() {
+        let rsa = SigningKey::generate_for(SigningAlgorithm::RS256).unwrap();
+        let token = rsa.sign(&claims(60)).unwrap();
+        let mut jwk = rsa.public_jwk();
+        // A 1024-bit modulus (the real one cut short) is never a verification key.
+        let n = URL_SAFE_NO_PAD.decode(jwk.n.as_deref().unwrap()).unwrap();
+        jwk.n = Some(URL_SAFE_NO_PAD.encode(&n[..128]));
+        let short = Verifier::new(verifier_config(), &JwkSet { keys: vec![jwk] });
+        assert!(!short.knows_kid(rsa.kid()));
+        // A key published for encryption does not verify signatures.
+        let mut enc = rsa.public_jwk();
+        enc.key_use = "enc".into();
+        let for_encryption = Verifier::new(verifier_config(), &JwkSet { keys: vec![enc] });
+        assert_eq!(for_encryption.verify(&token), Err(VerifyError::UnknownKey));
+        // An EC key labelled RS256 is not a key at all.
+        let mut mislabelled = SigningKey::generate_for(SigningAlgorithm::ES256)
+            .unwrap()
+            .public_jwk();
+        mislabelled.alg = "RS256".into();
+        let kid = mislabelled.kid.clone();
+        let odd = Verifier::new(
+            verifier_config(),
+            &JwkSet {
+                keys: vec![mislabelled],
+            },
+        );
+        assert!(!odd.knows_kid(&kid));
+    }
+
+    fn verifier_config() -> VerifierConfig {
+        VerifierConfig {
+            issuer: "https://issuer.test".into(),
+            audience: None,
+            leeway_secs: 30,
+        }
     }
 
     #[test]

@@ -24,23 +24,12 @@ async fn upstream() -> String {
     format!("http://{address}")
 }
 
-async fn revoke(http: &reqwest::Client, base: &str, id: &str, secret: &str, token: &str) {
-    let response = http
-        .post(format!("{base}/oauth2/revoke"))
-        .basic_auth(id, Some(secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-}
-
 /// Revokes at `node` a fresh token that `gateway` accepts, and waits for the gateway to refuse it.
 async fn probe(http: &reqwest::Client, node: &str, gateway: &str, id: &str, secret: &str) {
     let token = common::client_token(http, node, id, secret).await;
     let url = format!("{gateway}/bench/probe");
     assert_eq!(common::status_of(http, &url, &token).await, 200);
-    revoke(http, node, id, secret, &token).await;
+    common::revoke(http, node, id, secret, &token).await;
     common::within_a_second(
         "a revocation reaching the gateway during the flood",
         || async { common::status_of(http, &url, &token).await == 401 },
@@ -133,7 +122,7 @@ async fn revocations_reach_gateways_within_a_second_during_a_flood() {
             let mut i = n;
             while !stop.load(Ordering::Relaxed) && started.elapsed() < FLOOD_LIMIT {
                 let token = common::client_token(&http, &nodes[i % 2], &id, &secret).await;
-                revoke(&http, &nodes[(i + 1) % 2], &id, &secret, &token).await;
+                common::revoke(&http, &nodes[(i + 1) % 2], &id, &secret, &token).await;
                 revoked.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }
@@ -157,7 +146,7 @@ async fn revocations_reach_gateways_within_a_second_during_a_flood() {
 
     // A gateway started mid-flood: ready only once it knows every earlier revocation.
     let revoked_before_start = common::client_token(&http, &a.base, &probe_id, &probe_secret).await;
-    revoke(
+    common::revoke(
         &http,
         &a.base,
         &probe_id,

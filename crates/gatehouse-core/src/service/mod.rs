@@ -88,7 +88,8 @@ impl AuthService {
             leeway_secs: config.token_leeway_secs,
         };
         let keys =
-            KeyRing::load_or_create(store.as_ref(), &kek, verifier_config, clock.now()).await?;
+            KeyRing::load_or_create(store.as_ref(), &kek, &config, verifier_config, clock.now())
+                .await?;
         let hasher = PasswordHasher::with_share(
             config.max_concurrent_password_hashes,
             config.password_checks_per_source,

@@ -138,6 +138,7 @@ impl AuthService {
             Some(&family.id),
         )?;
         let id_token = if scope.contains("openid") {
+            let signer = self.key_view().signer.clone();
             let claims = IdClaims {
                 iss: self.config.issuer.clone(),
                 sub: user.id.clone(),
@@ -147,10 +148,10 @@ impl AuthService {
                 // A sign-in just after a cut-off is dated a second ahead; never claim the future.
                 auth_time: record.auth_time.min(now),
                 nonce: record.nonce.clone(),
-                at_hash: Some(gatehouse_token::token_hash(&access_token)),
+                at_hash: Some(signer.algorithm().token_hash(&access_token)),
                 sid: Some(record.browser_session_id.clone()),
             };
-            Some(self.key_view().signer.sign_id_token(&claims).map_err(|e| {
+            Some(signer.sign_id_token(&claims).map_err(|e| {
                 tracing::error!(error = %e, "signing an ID token failed");
                 OAuthError::server_error()
             })?)

@@ -5,7 +5,7 @@ use axum::response::IntoResponse;
 use gatehouse_core::AuthMethod;
 use gatehouse_core::service::IDENTITY_SCOPES;
 use gatehouse_proto::ServerMetadata;
-use gatehouse_token::{JwkSet, SigningKey};
+use gatehouse_token::JwkSet;
 
 use crate::AppState;
 use crate::error::ApiReply;
@@ -39,6 +39,7 @@ async fn metadata(state: &AppState) -> Result<ServerMetadata, ApiReply> {
     scopes.sort();
     scopes.dedup();
     let auth_methods: Vec<String> = AuthMethod::ALL.iter().map(|m| m.as_str().into()).collect();
+    let signing_algs = published_algorithms(&state.service.key_view());
     Ok(ServerMetadata {
         issuer: config.issuer.clone(),
         token_endpoint: format!("{base}/oauth2/token"),
@@ -64,14 +65,14 @@ async fn metadata(state: &AppState) -> Result<ServerMetadata, ApiReply> {
         response_types_supported: vec!["code".into()],
         token_endpoint_auth_methods_supported: auth_methods,
         scopes_supported: scopes,
-        access_token_signing_alg_values_supported: vec![SigningKey::ALGORITHM.into()],
+        access_token_signing_alg_values_supported: signing_algs.clone(),
         subject_types_supported: vec!["public".into()],
         authorization_endpoint: Some(format!("{base}/oauth2/authorize")),
         userinfo_endpoint: Some(format!("{base}/oauth2/userinfo")),
         end_session_endpoint: Some(format!("{base}/oauth2/logout")),
         response_modes_supported: vec!["query".into()],
         code_challenge_methods_supported: vec!["S256".into()],
-        id_token_signing_alg_values_supported: vec![SigningKey::ALGORITHM.into()],
+        id_token_signing_alg_values_supported: signing_algs,
         claims_supported: CLAIMS_SUPPORTED.iter().map(|c| (*c).into()).collect(),
         prompt_values_supported: ["none", "login", "consent", "select_account"]
             .iter()
@@ -82,6 +83,18 @@ async fn metadata(state: &AppState) -> Result<ServerMetadata, ApiReply> {
         request_parameter_supported: Some(false),
         request_uri_parameter_supported: Some(false),
     })
+}
+
+/// The algorithms of the published keys, the signer's first: what a verifier must accept now,
+/// including during a rotation from one algorithm to another.
+fn published_algorithms(view: &gatehouse_core::keyring::KeyView) -> Vec<String> {
+    let mut algs = vec![view.signer.algorithm().as_str().to_owned()];
+    for jwk in &view.jwks.keys {
+        if !algs.contains(&jwk.alg) {
+            algs.push(jwk.alg.clone());
+        }
+    }
+    algs
 }
 
 /// Authorization server metadata (RFC 8414).

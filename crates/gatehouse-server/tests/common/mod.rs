@@ -295,7 +295,7 @@ impl TestApp {
         let stored = self.store.signing_keys().await.unwrap();
         let key = stored.last().unwrap();
         let pkcs8 = kek.open(&key.kid, &key.sealed_private_key).unwrap();
-        SigningKey::from_pkcs8(&key.kid, &pkcs8).unwrap()
+        SigningKey::from_pkcs8(&key.kid, key.alg.parse().unwrap(), &pkcs8).unwrap()
     }
 
     pub fn claims_for(&self, sub: &str) -> AccessClaims {

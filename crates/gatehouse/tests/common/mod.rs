@@ -235,6 +235,18 @@ pub async fn client_token(http: &reqwest::Client, base: &str, id: &str, secret: 
     body["access_token"].as_str().unwrap().to_owned()
 }
 
+/// Revokes `token` (RFC 7009) as the client `id`.
+pub async fn revoke(http: &reqwest::Client, base: &str, id: &str, secret: &str, token: &str) {
+    let response = http
+        .post(format!("{base}/oauth2/revoke"))
+        .basic_auth(id, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
 /// Registers a machine client (RFC 7591) with `scope`: (id, secret).
 pub async fn register(http: &reqwest::Client, base: &str, scope: &str) -> (String, String) {
     let registered = http

@@ -4,7 +4,7 @@ use gatehouse_proto::admin::KeyInfo;
 
 use super::*;
 use crate::service::AuthService;
-use crate::{ApiError, RequestContext, Write};
+use crate::{ApiError, RequestContext};
 
 impl AuthService {
     /// The keys, newest first, as the store has them now.
@@ -45,19 +45,12 @@ impl AuthService {
         ctx: &RequestContext,
     ) -> Result<KeyInfo, ApiError> {
         let now = self.now();
-        let record = crate::keyring::new_key_record(
-            &self.kek,
-            now + self.config.key_activation_delay_secs as i64,
-            now,
-        )?;
-        let retire_at = record.activates_at
-            + self.config.access_token_ttl_secs as i64
-            + self.config.token_leeway_secs as i64;
-        let added = Write::AddSigningKey {
-            key: record.clone(),
-            retire_others_at: Some(retire_at),
-        };
-        self.commit(&[added], || ApiError::Internal).await?;
+        let crate::keyring::Rotation {
+            record,
+            retire_others_at: retire_at,
+            write,
+        } = crate::keyring::rotation(&self.kek, &self.config, now)?;
+        self.commit(&[write], || ApiError::Internal).await?;
         self.reload_keys().await?;
         self.admin_audit(
             actor,
