@@ -61,6 +61,12 @@ pub struct GatewaySection {
     /// The proxies whose forward-auth checks (`/_gatehouse/check`) are answered, and whose
     /// `X-Forwarded-For` is believed: loopback unless listed.
     pub forward_auth_from: Vec<ipnet::IpNet>,
+    /// Serve over TLS with this certificate chain and key (`[gateway.tls]`, `cert_file` and
+    /// `key_file`, PEM; read again on SIGHUP).
+    pub tls: Option<gatehouse_listen::TlsFiles>,
+    /// Certificates (PEM) trusted besides the system's roots, for `https://` upstreams and an
+    /// `https://` issuer: a private CA's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewaySection {
@@ -86,6 +92,8 @@ impl Default for GatewaySection {
                     128,
                 )),
             ],
+            tls: None,
+            ca_file: None,
         }
     }
 }
@@ -277,10 +285,11 @@ impl RouteSpec {
             .upstream
             .parse()
             .map_err(|e| fail(format!("upstream is not a URL: {e}")))?;
-        if upstream.scheme_str() != Some("http") || upstream.authority().is_none() {
+        if !matches!(upstream.scheme_str(), Some("http" | "https"))
+            || upstream.authority().is_none()
+        {
             return Err(fail(
-                "upstream must be an http:// URL with a host (TLS to upstreams is not supported)"
-                    .into(),
+                "upstream must be an http:// or https:// URL with a host".into(),
             ));
         }
         if upstream.query().is_some() {

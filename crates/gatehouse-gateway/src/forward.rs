@@ -7,11 +7,14 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use gatehouse_sdk::AccessClaims;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::cell::RefCell;
+use std::sync::{Arc, Weak};
 
-pub(crate) type UpstreamClient = Client<HttpConnector, Body>;
+pub(crate) type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 pub(crate) const SUBJECT: &str = "x-gatehouse-subject";
 pub(crate) const CLIENT_ID: &str = "x-gatehouse-client-id";
@@ -22,24 +25,82 @@ pub(crate) const REQUEST_ID: &str = "x-request-id";
 pub(crate) const IDENTITY_HEADERS: [&str; 4] = [SUBJECT, CLIENT_ID, SCOPES, ROLES];
 
 thread_local! {
-    /// Each event loop keeps its own pool: a connection belongs to the loop that opened it.
-    static UPSTREAM: UpstreamClient = upstream_client();
+    /// Each event loop keeps its own pools: a connection belongs to the loop that opened it.
+    /// One pool per gateway (by its TLS settings), so gateways in one process never share one.
+    static UPSTREAM: RefCell<Vec<(Weak<rustls::ClientConfig>, UpstreamClient)>> =
+        const { RefCell::new(Vec::new()) };
 }
 
-/// This thread's upstream client (a cheap handle on its pool).
-pub(crate) fn upstream() -> UpstreamClient {
-    UPSTREAM.with(Clone::clone)
+/// This thread's upstream client for a gateway whose `https://` upstreams are checked with
+/// `tls` (a cheap handle on its pool).
+pub(crate) fn upstream(tls: &Arc<rustls::ClientConfig>) -> UpstreamClient {
+    UPSTREAM.with(|pools| {
+        let mut pools = pools.borrow_mut();
+        if let Some((_, client)) = pools
+            .iter()
+            .find(|(config, _)| std::ptr::eq(config.as_ptr(), Arc::as_ptr(tls)))
+        {
+            return client.clone();
+        }
+        pools.retain(|(config, _)| config.strong_count() > 0);
+        let client = upstream_client(tls.clone());
+        pools.push((Arc::downgrade(tls), client.clone()));
+        client
+    })
 }
 
-/// A pooled HTTP/1.1 client: connections to each upstream are kept and reused.
-fn upstream_client() -> UpstreamClient {
+/// A pooled HTTP/1.1 client, plain or TLS by the upstream's scheme: connections to each
+/// upstream are kept and reused.
+fn upstream_client(tls: Arc<rustls::ClientConfig>) -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*tls).clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(60))
         .pool_max_idle_per_host(1024)
         .build(connector)
+}
+
+/// Why the trust for `https://` upstreams could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamTlsError {
+    #[error("cannot read the CA file: {0}")]
+    CaFile(#[from] gatehouse_listen::TlsError),
+    #[error("no certificate in the CA file {0} could be used: {1}")]
+    Unusable(String, String),
+    #[error("TLS setup failed: {0}")]
+    Setup(#[from] rustls::Error),
+}
+
+/// The TLS client settings for `https://` upstreams: the system's trusted roots, and the
+/// certificates in `ca_file` (PEM) besides, for a private CA.
+pub fn upstream_tls(
+    ca_file: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ClientConfig>, UpstreamTlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let system = rustls_native_certs::load_native_certs();
+    if roots.add_parsable_certificates(system.certs).0 == 0 && ca_file.is_none() {
+        tracing::warn!("no system root certificates found: https:// upstreams will be refused");
+    }
+    if let Some(path) = ca_file {
+        for certificate in gatehouse_listen::read_certificates(path)? {
+            roots.add(certificate).map_err(|e| {
+                UpstreamTlsError::Unusable(path.display().to_string(), e.to_string())
+            })?;
+        }
+    }
+    // No ALPN here: the connector offers HTTP/1.1, which the pool speaks (as nginx does).
+    let config = rustls::ClientConfig::builder_with_provider(gatehouse_listen::crypto_provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and
@@ -175,13 +236,14 @@ pub(crate) fn set_identity(
 
 /// `X-Forwarded-For`, `-Proto` and `-Host`, from this connection. The gateway is the edge, so
 /// what a caller claims about addresses (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`) is dropped.
-pub(crate) fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr) {
+pub(crate) fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, over_tls: bool) {
     headers.remove(header::FORWARDED);
     headers.remove("x-real-ip");
     if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {
         headers.insert("x-forwarded-for", value);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let proto = if over_tls { "https" } else { "http" };
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     match headers.get(header::HOST).cloned() {
         Some(host) => headers.insert("x-forwarded-host", host),
         None => headers.remove("x-forwarded-host"),

@@ -28,6 +28,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 pub use config::{ConfigError, GatewayFile, GatewaySection, RouteRule, RouteSpec, substitute};
+pub use forward::{UpstreamTlsError, upstream_tls};
 
 use crate::limits::RouteLimits;
 use crate::metrics::RouteMetrics;
@@ -78,8 +79,20 @@ pub struct Gateway {
     metrics_access: gatehouse_listen::MetricsAccess,
     /// The proxies whose forward-auth checks are answered.
     forward_auth_from: Vec<ipnet::IpNet>,
+    /// Whom `https://` upstreams must be certified by.
+    upstream_tls: Arc<rustls::ClientConfig>,
     /// For requests that match no route.
     unmatched: RouteMetrics,
+}
+
+/// How the gateway meets the world besides its routes.
+pub struct GatewayOptions {
+    /// Who may read the figures at `/_gatehouse/metrics`.
+    pub metrics_access: gatehouse_listen::MetricsAccess,
+    /// The proxies whose forward-auth checks are answered.
+    pub forward_auth_from: Vec<ipnet::IpNet>,
+    /// Whom `https://` upstreams must be certified by ([`upstream_tls`]).
+    pub upstream_tls: Arc<rustls::ClientConfig>,
 }
 
 impl Gateway {
@@ -91,8 +104,7 @@ impl Gateway {
         placeholders: Vec<(String, String)>,
         verifier: Arc<TokenVerifier>,
         metrics: PrometheusHandle,
-        metrics_access: gatehouse_listen::MetricsAccess,
-        forward_auth_from: Vec<ipnet::IpNet>,
+        options: GatewayOptions,
     ) -> Arc<Self> {
         Arc::new(Self {
             routes: ArcSwap::from_pointee(RouteTable::new(rules)),
@@ -100,8 +112,9 @@ impl Gateway {
             placeholders,
             verifier,
             metrics,
-            metrics_access,
-            forward_auth_from,
+            metrics_access: options.metrics_access,
+            forward_auth_from: options.forward_auth_from,
+            upstream_tls: options.upstream_tls,
             unmatched: RouteMetrics::new("unmatched"),
         })
     }
@@ -148,6 +161,7 @@ impl Gateway {
         self: Arc<Self>,
         listener: TcpListener,
         connections: gatehouse_listen::Connections,
+        tls: Option<gatehouse_listen::Tls>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tokio::spawn(limits::forget_idle(Arc::downgrade(&self)));
@@ -161,6 +175,7 @@ impl Gateway {
             let gateway = self.clone();
             let mut stopping = stopping.clone();
             let connections = connections.clone();
+            let tls = tls.clone();
             let (done, finished) = tokio::sync::oneshot::channel();
             std::thread::Builder::new()
                 .name(format!("gateway-{index}"))
@@ -171,11 +186,12 @@ impl Gateway {
                         .and_then(|runtime| {
                             runtime.block_on(async move {
                                 let listener = TcpListener::from_std(listener)?;
-                                gatehouse_listen::serve(
+                                gatehouse_listen::serve_tls(
                                     listener,
                                     "gateway",
                                     gateway.router(),
                                     connections,
+                                    tls,
                                     async move {
                                         let _ = stopping.wait_for(|stop| *stop).await;
                                     },

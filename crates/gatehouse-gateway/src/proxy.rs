@@ -182,7 +182,17 @@ async fn admit_and_forward(
     if too_large {
         return Err((body_too_large(rule), caller));
     }
-    match forward(rule, peer, request, path, request_id, caller.as_deref()).await {
+    match forward(
+        gateway,
+        rule,
+        peer,
+        request,
+        path,
+        request_id,
+        caller.as_deref(),
+    )
+    .await
+    {
         Ok(response) => Ok((response, caller)),
         Err(refusal) => Err((refusal, caller)),
     }
@@ -321,6 +331,7 @@ fn upstream_failed(detail: &str) -> Refusal {
 }
 
 async fn forward(
+    gateway: &Gateway,
     rule: &RouteRule,
     peer: SocketAddr,
     mut request: Request,
@@ -341,35 +352,41 @@ async fn forward(
     forward::keep_cookies(&mut parts.headers, &rule.cookies);
     forward::set_identity(&mut parts.headers, caller.map(|c| &c.claims))
         .map_err(|()| unforwardable_identity())?;
-    forward::set_forwarded(&mut parts.headers, peer);
+    let over_tls = parts
+        .extensions
+        .get::<gatehouse_listen::ArrivedOverTls>()
+        .is_some();
+    forward::set_forwarded(&mut parts.headers, peer, over_tls);
     parts
         .headers
         .insert(forward::REQUEST_ID, request_id.clone());
     let limit = usize::try_from(rule.max_body_bytes).unwrap_or(usize::MAX);
     let upstream_request = http::Request::from_parts(parts, Body::new(Limited::new(body, limit)));
 
-    let mut response =
-        match tokio::time::timeout(rule.timeout, forward::upstream().request(upstream_request))
-            .await
-        {
-            Err(_) => {
-                return Err(Refusal::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    "the upstream did not answer in time",
-                ));
-            }
-            Ok(Err(error)) if caused_by_body_limit(&error) => return Err(body_too_large(rule)),
-            Ok(Err(error)) => {
-                tracing::warn!(route = %rule.name, error = %error, "upstream request failed");
-                return Err(upstream_failed(if error.is_connect() {
-                    "the upstream refused the connection"
-                } else {
-                    "the upstream failed to answer"
-                }));
-            }
-            Ok(Ok(response)) => response,
-        };
+    let mut response = match tokio::time::timeout(
+        rule.timeout,
+        forward::upstream(&gateway.upstream_tls).request(upstream_request),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(Refusal::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream did not answer in time",
+            ));
+        }
+        Ok(Err(error)) if caused_by_body_limit(&error) => return Err(body_too_large(rule)),
+        Ok(Err(error)) => {
+            tracing::warn!(route = %rule.name, error = %error, "upstream request failed");
+            return Err(upstream_failed(if error.is_connect() {
+                "the upstream refused the connection"
+            } else {
+                "the upstream failed to answer"
+            }));
+        }
+        Ok(Ok(response)) => response,
+    };
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let agreed = forward::websocket_upgrade(response.headers());
         let (Some(client_side), Some(_)) = (client_side, &agreed) else {

@@ -13,6 +13,7 @@
 
 mod exposition;
 mod limits;
+mod tls;
 mod watch;
 
 use std::convert::Infallible;
@@ -38,6 +39,7 @@ pub use exposition::{
     MIN_METRICS_TOKEN_LEN, MetricsAccess, MetricsToken, metrics_response, metrics_router,
 };
 pub use limits::{Connections, ListenerLimits};
+pub use tls::{ArrivedOverTls, Tls, TlsError, TlsFiles, crypto_provider, read_certificates};
 
 use crate::limits::{Admission, RateLimitedWarning};
 use crate::watch::{Activity, DeadlineBody, Watched};
@@ -59,6 +61,19 @@ pub async fn serve(
     name: &str,
     router: Router,
     connections: Connections,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_tls(listener, name, router, connections, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (HTTP/2 by ALPN, or HTTP/1.1). The TLS handshake
+/// must finish within the request-head timeout, as a plain request's head must.
+pub async fn serve_tls(
+    listener: TcpListener,
+    name: &str,
+    router: Router,
+    connections: Connections,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = connections.limits().clone();
@@ -128,6 +143,7 @@ pub async fn serve(
             meters: meters.clone(),
             stopping: stopping.clone(),
             watcher: graceful.watcher(),
+            tls: tls.clone(),
         };
         tokio::spawn(connection.run());
     }
@@ -163,6 +179,7 @@ struct Meters {
     body_timeouts: metrics::Counter,
     idle_closed: metrics::Counter,
     accept_errors: metrics::Counter,
+    tls_failures: metrics::Counter,
     open: metrics::Gauge,
 }
 
@@ -175,6 +192,7 @@ impl Meters {
             body_timeouts: metrics::counter!("gatehouse_request_body_timeouts_total", &[label()]),
             idle_closed: metrics::counter!("gatehouse_connections_idle_closed_total", &[label()]),
             accept_errors: metrics::counter!("gatehouse_accept_errors_total", &[label()]),
+            tls_failures: metrics::counter!("gatehouse_tls_handshake_failures_total", &[label()]),
             open: metrics::gauge!("gatehouse_connections_open", &[label()]),
         }
     }
@@ -192,6 +210,7 @@ struct Connection {
     meters: Meters,
     stopping: tokio::sync::watch::Receiver<bool>,
     watcher: Watcher,
+    tls: Option<Tls>,
 }
 
 impl Connection {
@@ -206,9 +225,11 @@ impl Connection {
             meters,
             mut stopping,
             watcher,
+            tls,
         } = self;
         meters.open.increment(1);
-        let _open = OnDrop(|| meters.open.decrement(1));
+        let open = meters.open.clone();
+        let _open = OnDrop(move || open.decrement(1));
         // Until the first byte, the protocol is unknown and hyper's head timer has not
         // started; the head timeout covers that wait too.
         let mut first = [0u8; 1];
@@ -222,11 +243,68 @@ impl Connection {
             _ = stopping.wait_for(|stop| *stop) => return,
         }
         let activity = Activity::new();
-        let io = TokioIo::new(Watched {
+        let watched = Watched {
             stream,
             activity: activity.clone(),
             _admission: admission,
-        });
+        };
+        let session = Session {
+            peer,
+            builder,
+            app,
+            limits,
+            meters,
+            watcher,
+            activity,
+        };
+        match tls {
+            None => session.serve(watched, false).await,
+            Some(tls) => {
+                let handshake = tokio::time::timeout(
+                    session.limits.header_read_timeout(),
+                    tls.acceptor().accept(watched),
+                );
+                let secured = tokio::select! {
+                    done = handshake => done,
+                    _ = stopping.wait_for(|stop| *stop) => return,
+                };
+                match secured {
+                    Ok(Ok(secured)) => session.serve(secured, true).await,
+                    // A scanner, a plain-HTTP caller or a client that distrusts the
+                    // certificate: counted, not logged one by one.
+                    _ => session.meters.tls_failures.increment(1),
+                }
+            }
+        }
+    }
+}
+
+/// What serving one connection's requests needs, once the transport is settled.
+struct Session {
+    peer: SocketAddr,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    app: Router,
+    limits: ListenerLimits,
+    meters: Meters,
+    watcher: Watcher,
+    activity: Activity,
+}
+
+impl Session {
+    async fn serve<I>(self, io: I, over_tls: bool)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Session {
+            peer,
+            builder,
+            app,
+            limits,
+            meters,
+            watcher,
+            activity,
+        } = self;
+        let io = TokioIo::new(io);
         let service = {
             let activity = activity.clone();
             let body_timeout = limits.body_read_timeout();
@@ -239,6 +317,9 @@ impl Connection {
                     let expired = Arc::new(AtomicBool::new(false));
                     let (mut parts, body) = request.into_parts();
                     parts.extensions.insert(ConnectInfo(peer));
+                    if over_tls {
+                        parts.extensions.insert(ArrivedOverTls);
+                    }
                     let body = Body::new(DeadlineBody::new(body, body_timeout, expired.clone()));
                     let response = app
                         .oneshot(Request::from_parts(parts, body))

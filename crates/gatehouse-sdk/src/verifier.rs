@@ -38,6 +38,9 @@ pub struct VerifierSettings {
     /// While the view is stale, ask the issuer's introspection endpoint (RFC 7662) about each
     /// token, with the feed's credentials, instead of refusing. Slower, but no outage.
     pub introspect_when_stale: bool,
+    /// The HTTP client to reach the issuer with: one of your own to trust a private CA (its
+    /// `add_root_certificate`) or to go through a proxy. By default one with the system's roots.
+    pub http: Option<reqwest::Client>,
 }
 
 impl VerifierSettings {
@@ -51,6 +54,7 @@ impl VerifierSettings {
             feed: None,
             staleness_budget: Duration::from_secs(30),
             introspect_when_stale: false,
+            http: None,
         }
     }
 }
@@ -86,11 +90,14 @@ impl TokenVerifier {
     /// Reads the issuer's metadata and keys, and starts following its revocation feed when
     /// credentials are given.
     pub async fn connect(settings: VerifierSettings) -> Result<Arc<Self>, SdkError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| SdkError::unreachable(&settings.issuer, e))?;
+        let http = match &settings.http {
+            Some(http) => http.clone(),
+            None => reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()
+                .map_err(|e| SdkError::unreachable(&settings.issuer, e))?,
+        };
         let metadata = discover(&http, &settings.issuer).await?;
         let keys = Arc::new(
             RemoteKeys::fetch(

@@ -139,15 +139,18 @@ fn docs<S: Clone + Send + Sync + 'static>(
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish. `connections` is the
-/// process's budget of open connections, shared with its other listeners.
+/// process's budget of open connections, shared with its other listeners; with `tls` the
+/// listener speaks HTTPS.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     connections: gatehouse_listen::Connections,
+    tls: Option<gatehouse_listen::Tls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stop = state.stop.clone();
-    gatehouse_listen::serve(listener, "auth", router(state), connections, async move {
+    let router = router(state);
+    gatehouse_listen::serve_tls(listener, "auth", router, connections, tls, async move {
         shutdown.await;
         let _ = stop.send(true);
     })

@@ -27,6 +27,8 @@ pub struct ServerSettings {
     /// Who may read `GET /metrics` on this listener (by default no one: the figures have a
     /// listener of their own).
     pub metrics: gatehouse_listen::MetricsAccess,
+    /// Serve over TLS (HTTP/2 by ALPN) instead of plain HTTP.
+    pub tls: Option<gatehouse_listen::Tls>,
 }
 
 impl Default for ServerSettings {
@@ -37,6 +39,7 @@ impl Default for ServerSettings {
             api_documents: Vec::new(),
             connections: gatehouse_listen::Connections::default(),
             metrics: gatehouse_listen::MetricsAccess::default(),
+            tls: None,
         }
     }
 }
@@ -71,8 +74,9 @@ pub fn start(
         .with_api_documents(settings.api_documents)
         .with_metrics_access(settings.metrics);
     let connections = settings.connections;
+    let tls = settings.tls;
     let task = tokio::spawn(async move {
-        let served = crate::serve(listener, state, connections, shutdown).await;
+        let served = crate::serve(listener, state, connections, tls, shutdown).await;
         for task in loops {
             task.abort();
         }

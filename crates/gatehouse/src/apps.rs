@@ -119,8 +119,10 @@ pub async fn shop_beside_auth(
     configured: &ShopSettings,
     gateway: SocketAddr,
     sealing_key: [u8; 32],
+    tls: Option<&crate::config::ServeTls>,
 ) -> anyhow::Result<ShopSettings> {
-    let gateway_url = format!("http://{gateway}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let gateway_url = format!("{scheme}://{gateway}");
     let public_url = match (&configured.public_url, gateway.ip()) {
         (Some(url), _) => url.clone(),
         (None, ip) if ip.is_loopback() => format!("{gateway_url}{SHOP_PATH}"),
@@ -133,7 +135,7 @@ pub async fn shop_beside_auth(
         Some(url) => url.clone(),
         None if gateway.ip().is_unspecified() => {
             format!(
-                "http://{}",
+                "{scheme}://{}",
                 SocketAddr::from(([127, 0, 0, 1], gateway.port()))
             )
         }
@@ -166,6 +168,10 @@ pub async fn shop_beside_auth(
     Ok(ShopSettings {
         public_url: Some(public_url),
         api_url: Some(api_url),
+        ca_file: configured
+            .ca_file
+            .clone()
+            .or_else(|| tls.map(crate::config::ServeTls::trusted)),
         client: Some(ShopClient {
             client_id: SHOP_CLIENT_ID.into(),
             client_secret,

@@ -31,6 +31,37 @@ pub struct Settings {
     pub listeners: gatehouse_listen::ListenerLimits,
     /// Where the Prometheus figures are served, and to whom.
     pub metrics: MetricsSettings,
+    /// HTTPS on the authorization server's listener (and, under `serve`, the gateway's). The
+    /// derived issuer is then `https://`.
+    pub tls: Option<ServeTls>,
+}
+
+/// `[tls]`: the listeners' certificate chain and key (PEM; read again on SIGHUP), and the CA
+/// the node's own parts (the gateway and the shop under `serve`) trust it by, besides the
+/// system's roots: needed for a private CA; unset, the certificate file itself is trusted (a
+/// self-signed certificate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ServeTls {
+    pub fn files(&self) -> gatehouse_listen::TlsFiles {
+        gatehouse_listen::TlsFiles {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        }
+    }
+
+    /// What the node's own parts trust its listeners by.
+    pub fn trusted(&self) -> PathBuf {
+        self.ca_file
+            .clone()
+            .unwrap_or_else(|| self.cert_file.clone())
+    }
 }
 
 /// The process's Prometheus figures are served on a listener of their own (loopback by
@@ -177,6 +208,13 @@ impl Default for ServeGateway {
     }
 }
 
+impl Settings {
+    /// `https` when the listeners speak TLS.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -194,6 +232,7 @@ impl Default for Settings {
             apps: ServeApps::default(),
             listeners: Default::default(),
             metrics: MetricsSettings::default(),
+            tls: None,
         }
     }
 }
@@ -267,7 +306,7 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Setting
     }
     let mut settings: Settings = figment.extract().context("invalid configuration")?;
     if settings.auth.issuer.is_empty() {
-        settings.auth.issuer = format!("http://{}", settings.auth_listen);
+        settings.auth.issuer = format!("{}://{}", settings.scheme(), settings.auth_listen);
     }
     if let Some(token) = secret_from_env("GATEHOUSE_REGISTRATION_TOKEN")? {
         settings.auth.registration.initial_access_token = Some(token);

@@ -8,13 +8,13 @@ use std::time::Duration;
 use anyhow::Context;
 use gatehouse_core::service::Actor;
 use gatehouse_core::{AuthService, RequestContext};
-use gatehouse_gateway::{Gateway, GatewayFile, GatewaySection};
+use gatehouse_gateway::{Gateway, GatewayFile, GatewayOptions, GatewaySection};
 use gatehouse_proto::admin::NewClient;
 use gatehouse_sdk::files::write_private_file;
 use gatehouse_sdk::{FeedCredentials, VerifierSettings};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Settings, secret_from_env};
+use crate::config::{ServeTls, Settings, secret_from_env};
 
 /// The routes `gatehouse serve` uses unless `gateway.routes_file` names others.
 pub const SHIPPED_ROUTES: &str = include_str!("../gateway.toml");
@@ -79,7 +79,11 @@ pub async fn connect(
     feed: Option<FeedCredentials>,
     metrics_access: gatehouse_listen::MetricsAccess,
 ) -> anyhow::Result<Arc<Gateway>> {
+    let ca_file = section.ca_file.as_deref();
+    let upstream_tls = gatehouse_gateway::upstream_tls(ca_file)
+        .context("cannot set up TLS for https:// upstreams")?;
     let settings = VerifierSettings {
+        http: Some(issuer_client(ca_file)?),
         // The default for routes that name no audience of their own.
         audience: section.audience.clone(),
         leeway_secs: section.leeway_secs,
@@ -98,9 +102,30 @@ pub async fn connect(
         placeholders,
         verifier,
         gatehouse_server::install_metrics(),
-        metrics_access,
-        section.forward_auth_from.clone(),
+        GatewayOptions {
+            metrics_access,
+            forward_auth_from: section.forward_auth_from.clone(),
+            upstream_tls,
+        },
     ))
+}
+
+/// The client the gateway reaches its issuer with: the system's roots, and `ca_file`'s
+/// certificates besides.
+fn issuer_client(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(60));
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the CA file {}", path.display()))?;
+        for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("no usable certificate in {}", path.display()))?
+        {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    Ok(builder.build()?)
 }
 
 /// SIGHUP reads the route file again; a broken file is refused and the old routes stay.
@@ -219,6 +244,8 @@ pub async fn beside_auth(
     };
     let feed = ensure_feed_client(service, &settings.data_dir).await?;
     let section = GatewaySection {
+        // The gateway reaches this node's own listener, which may serve this certificate.
+        ca_file: settings.tls.as_ref().map(ServeTls::trusted),
         staleness_budget_secs: settings.gateway.staleness_budget_secs,
         leeway_secs: settings.auth.token_leeway_secs,
         audience: settings.auth.audience.clone(),

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{MetricsListen, MetricsSettings, Settings};
 use crate::process::stopped;
-use crate::{apps, files, gateway};
+use crate::{apps, files, gateway, process};
 
 /// What a node runs.
 pub enum NodeSpec {
@@ -230,9 +230,17 @@ impl Node {
         let listener = bind(settings.auth_listen).await?;
         let address = listener.local_addr()?;
         // An issuer derived from a listen address with port 0 names the port actually bound.
-        if settings.auth.issuer == format!("http://{}", settings.auth_listen) {
-            settings.auth.issuer = format!("http://{address}");
+        let scheme = settings.scheme();
+        if settings.auth.issuer == format!("{scheme}://{}", settings.auth_listen) {
+            settings.auth.issuer = format!("{scheme}://{address}");
         }
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(|tls| gatehouse_listen::Tls::load(tls.files()))
+            .transpose()
+            .context("cannot serve TLS")?;
+        process::reload_tls_on_hangup(tls.iter().cloned().collect())?;
         let store = files::open_store(&settings).await?;
         self.store = Some(store.clone());
         self.addresses.store = Some(match &settings.database_url {
@@ -262,6 +270,7 @@ impl Node {
             api_documents: app_documents(&app_listeners)?,
             connections: self.connections.clone(),
             metrics: settings.metrics.on_public_listeners(),
+            tls: tls.clone(),
             ..ServerSettings::default()
         };
         let server = gatehouse_server::start(
@@ -299,6 +308,7 @@ impl Node {
                 &app_settings.shop,
                 gateway_listener.local_addr()?,
                 shop_sealing_key,
+                settings.tls.as_ref(),
             )
             .await?;
             let served = apps::serve(
@@ -319,6 +329,7 @@ impl Node {
         self.servers.push(tokio::spawn(gateway.serve(
             gateway_listener,
             self.connections.clone(),
+            tls,
             stopped(stopping),
         )));
         Ok(())
@@ -375,11 +386,20 @@ impl Node {
         )
         .await?;
         gateway::reload_on_hangup(gateway.clone())?;
+        let tls = alone
+            .section
+            .tls
+            .clone()
+            .map(gatehouse_listen::Tls::load)
+            .transpose()
+            .context("cannot serve TLS")?;
+        process::reload_tls_on_hangup(tls.iter().cloned().collect())?;
         self.addresses.gateway = Some(listener.local_addr()?);
         self.addresses.issuer = Some(alone.issuer);
         self.servers.push(tokio::spawn(gateway.serve(
             listener,
             self.connections.clone(),
+            tls,
             stopped(stopping),
         )));
         Ok(())

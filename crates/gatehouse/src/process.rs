@@ -56,3 +56,31 @@ pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>
 pub async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
     let _ = stopping.wait_for(|stop| *stop).await;
 }
+
+/// SIGHUP reads the listeners' certificate files again: the next handshakes use the new
+/// certificate, open connections keep theirs, and a broken file keeps the old one. Registered on
+/// every node, so a SIGHUP never stops one (its default action), TLS or not.
+pub fn reload_tls_on_hangup(listeners: Vec<gatehouse_listen::Tls>) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                for tls in &listeners {
+                    let cert = tls.files().cert_file.display();
+                    match tls.reload() {
+                        Ok(()) => tracing::info!(%cert, "TLS certificate reloaded"),
+                        Err(e) => tracing::error!(
+                            error = %e,
+                            "the TLS files were refused; the certificate in force stays"
+                        ),
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(listeners);
+    Ok(())
+}

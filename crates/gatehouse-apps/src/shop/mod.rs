@@ -41,6 +41,9 @@ pub struct ShopSettings {
     pub public_url: Option<String>,
     /// Where the shop calls the APIs: the gateway. Under `serve`, unset means the local gateway.
     pub api_url: Option<String>,
+    /// Certificates (PEM) trusted besides the system's roots, for an `https://` issuer and
+    /// gateway under a private CA. Under `serve` with TLS, unset means the served certificate.
+    pub ca_file: Option<std::path::PathBuf>,
     /// The shop's client registration, given at start (never read from a file).
     #[serde(skip)]
     pub client: Option<ShopClient>,
@@ -155,11 +158,22 @@ pub async fn router(
     let sealer = KeyEncryptionKey::parse(&client.sealing_key).map_err(|_| {
         AppError::BadRequest("the shop's sealing key must be 32 bytes in hex or base64".into())
     })?;
-    let http = reqwest::Client::builder()
+    let mut http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(15))
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent("GatehouseShop/1.0")
+        .user_agent("GatehouseShop/1.0");
+    if let Some(path) = &settings.ca_file {
+        let unusable =
+            |e: String| AppError::BadRequest(format!("apps.shop.ca_file {}: {e}", path.display()));
+        let pem = std::fs::read(path).map_err(|e| unusable(e.to_string()))?;
+        for certificate in
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| unusable(e.to_string()))?
+        {
+            http = http.add_root_certificate(certificate);
+        }
+    }
+    let http = http
         .build()
         .map_err(|e| AppError::Unavailable(e.to_string()))?;
     let signin = SignInClient::new(
