@@ -249,7 +249,13 @@ ensure_token() {
 RUN_BOUND=$((BENCH_SECONDS > BENCH_WARMUP_SECONDS ? BENCH_SECONDS : BENCH_WARMUP_SECONDS))
 RUN_BOUND=$((RUN_BOUND + BENCH_REQUEST_TIMEOUT + 30))
 ensure_token "$RUN_BOUND"
-log "got an access token (expires in $((TOKEN_EXPIRES_AT - SECONDS))s)"
+# The JWT header's alg: the server signs with GATEHOUSE_AUTH__SIGNING_ALGORITHM when it is set.
+TOKEN_ALG="$(python3 -c 'import base64, json, sys; h = sys.argv[1].split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h + "=" * (-len(h) % 4)))["alg"])' "$TOKEN")" \
+    || die "the access token's header is not readable"
+if [[ -n "${GATEHOUSE_AUTH__SIGNING_ALGORITHM:-}" && "$TOKEN_ALG" != "$GATEHOUSE_AUTH__SIGNING_ALGORITHM" ]]; then
+    die "the access token is signed with $TOKEN_ALG, not $GATEHOUSE_AUTH__SIGNING_ALGORITHM"
+fi
+log "got an access token signed with $TOKEN_ALG (expires in $((TOKEN_EXPIRES_AT - SECONDS))s)"
 
 # ------------------------------------------------------------------ checks --
 # Every target answers 200 to the benchmark's request; the gateways refuse it without a token
@@ -287,6 +293,7 @@ run_oha() {
 # the highest level, which also fills the keep-alive pools to the upstream.
 RESULTS="$WORK_DIR/results.tsv"
 : >"$RESULTS"
+LOAD_BEFORE="$(load_average)"
 for t in "${TARGETS[@]}"; do
     if [[ "$BENCH_WARMUP_SECONDS" -gt 0 ]]; then
         log "${LABEL[$t]}: warm-up ${BENCH_WARMUP_SECONDS}s at c=$MAX_CONCURRENCY"
@@ -303,6 +310,7 @@ for t in "${TARGETS[@]}"; do
     done
 done
 
+LOAD_AFTER="$(load_average)"
 SERVER_RSS="$(rss_of "$SERVER_PID")"
 NOCACHE_RSS=""
 [[ -z "$NOCACHE_PID" ]] || NOCACHE_RSS="$(rss_of "$NOCACHE_PID")"
@@ -323,7 +331,8 @@ BAD_FILE="$WORK_DIR/non200.count"
     if [[ -n "$NOCACHE_PID" ]]; then
         echo "- gateway, uncached: standalone \`gatehouse gateway\` with \`token_cache_capacity = 0\` (every request verifies the token's signature); no feed client, so it does not follow revocations (irrelevant here); peak RSS ${NOCACHE_RSS:-n/a}"
     fi
-    echo "- every request carries the same \`Authorization: Bearer\` token (ignored by nginx); log filter GATEHOUSE_LOG=$GATEHOUSE_LOG"
+    echo "- every request carries the same \`Authorization: Bearer\` token (ignored by nginx), signed with $TOKEN_ALG (GATEHOUSE_AUTH__SIGNING_ALGORITHM=${GATEHOUSE_AUTH__SIGNING_ALGORITHM:-unset, the default}); log filter GATEHOUSE_LOG=$GATEHOUSE_LOG"
+    echo "- load average (1, 5, 15 min) before the first run: $LOAD_BEFORE; after the last: $LOAD_AFTER"
     echo "- durations: ${BENCH_SECONDS}s per target and level, after a ${BENCH_WARMUP_SECONDS}s warm-up per target at c=$MAX_CONCURRENCY; targets run one at a time, the others idle"
     echo
     python3 - "$SUMMARY" "$BAD_FILE" <<'PY'

@@ -249,14 +249,17 @@ print(v)
 PY
 }
 
-# register_client AUTH_URL: registers the machine client "bench"
+# register_client AUTH_URL [AUTH_METHOD]: registers the machine client "bench"
 # (client_credentials, scope rates:read) through POST /oauth2/register and
-# sets CLIENT_ID and CLIENT_SECRET.
+# sets CLIENT_ID and CLIENT_SECRET. AUTH_METHOD is its
+# token_endpoint_auth_method (the server's default, client_secret_basic,
+# when not given).
 register_client() {
-    local code
+    local code method=""
+    [[ -z "${2:-}" ]] || method=",\"token_endpoint_auth_method\":\"$2\""
     code="$(http POST "$1/oauth2/register" "$WORK_DIR/client.json" \
         -H 'Content-Type: application/json' \
-        --data '{"client_name":"bench","grant_types":["client_credentials"],"scope":"rates:read"}')"
+        --data "{\"client_name\":\"bench\",\"grant_types\":[\"client_credentials\"],\"scope\":\"rates:read\"$method}")"
     [[ "$code" == 201 ]] || die "POST /oauth2/register returned $code: $(head -c 500 "$WORK_DIR/client.json")"
     CLIENT_ID="$(json_field "$WORK_DIR/client.json" client_id)" || die "no client_id in registration response"
     # shellcheck disable=SC2034  # CLIENT_SECRET is for the calling script
@@ -306,6 +309,10 @@ PY
 
 # rss_of PID -> peak RSS of a running process ("12.3 MiB"), or nothing
 rss_of() { awk '/^VmHWM:/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status" 2>/dev/null || true; }
+
+# load_average -> the 1, 5 and 15 min load averages ("2.12 2.48 2.24"): other work on the machine
+# takes CPU from the server and the load generator.
+load_average() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "n/a"; }
 
 # machine_lines: the report's date, commit, machine and kernel lines (Markdown list).
 machine_lines() {
