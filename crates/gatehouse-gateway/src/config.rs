@@ -600,7 +600,10 @@ mod tests {
     fn mistakes_are_refused_with_the_route_named() {
         for (body, needle) in [
             ("prefix = \"api\"\nupstream = \"http://a\"", "prefix must"),
-            ("prefix = \"/a\"\nupstream = \"https://a\"", "TLS"),
+            (
+                "prefix = \"/a\"\nupstream = \"ftp://a\"",
+                "http:// or https://",
+            ),
             ("prefix = \"/a\"\nupstream = \"not a url\"", "upstream"),
             (
                 "prefix = \"/a\"\nupstream = \"http://a\"\nmethods = [\"G T\"]",
