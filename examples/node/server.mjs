@@ -6,7 +6,7 @@
 // Routes: GET /me (any valid token), GET /rates (scope rates:read), GET /readyz.
 // Every check the Gatehouse gateway makes is here, each with the reason for it.
 import http from 'node:http';
-import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { createRemoteJWKSet, customFetch, jwtVerify } from 'jose';
 
 const ISSUER = process.env.GATEHOUSE_ISSUER.replace(/\/$/, '');
 // What Gatehouse puts in every access token's aud unless its auth.audience says otherwise.
@@ -27,17 +27,35 @@ const DAY = 86400;
 const metadata = await (await fetch(`${ISSUER}/.well-known/oauth-authorization-server`)).json();
 if (metadata.issuer !== ISSUER) throw new Error('the discovery document names another issuer');
 
+// The key set with only the keys we may use: signature keys (no "use", or "sig") of our
+// algorithms. Anything else is left out, so one odd member cannot spoil the whole set for jose;
+// a set that does not parse keeps the keys we had. jose also checks that kty fits the alg.
+async function fetchSigningKeys(url, options) {
+  const answer = await fetch(url, options);
+  if (answer.status !== 200) return answer;
+  const found = (await answer.json())?.keys;
+  const usable = (Array.isArray(found) ? found : []).filter((jwk) => {
+    const ok = ALGORITHMS.includes(jwk?.alg) && (jwk.use ?? 'sig') === 'sig';
+    if (!ok) console.warn(`JWKS: a key skipped: ${JSON.stringify(jwk)?.slice(0, 200)}`);
+    return ok;
+  });
+  return Response.json({ keys: usable });
+}
+
 // The issuer's keys by kid. A kid we do not know may be a key the issuer just started signing
 // with: jose fetches the set again, but at most every 10 s, so made-up kids cannot have us hammer
 // the issuer.
-const keys = createRemoteJWKSet(new URL(metadata.jwks_uri), { cooldownDuration: 10_000 });
+const keys = createRemoteJWKSet(new URL(metadata.jwks_uri), {
+  cooldownDuration: 10_000,
+  [customFetch]: fetchSigningKeys,
+});
 
 // What the revocation feed has said. A signature stays valid after a revocation, so only the feed
 // can tell that a token was revoked, its sign-in session ended, or its user or client cut off
 // (blocked, deleted, password changed...).
 const revoked = { jtis: new Map(), sids: new Map(), cutoffs: new Map() };
-let caughtUp = false;
-let lastHeard = -Infinity;
+let caughtUp = false; // this connection's backlog has arrived
+let lastHeard = -Infinity; // the latest bytes from the feed since then
 
 // Until the backlog has arrived, and after a long silence, we may not know a revocation.
 const current = () => caughtUp && Date.now() - lastHeard < STALE_AFTER_MS;
@@ -48,8 +66,7 @@ function apply(event, data) {
   if (event === 'token_revoked') keepLatest(revoked.jtis, data.jti, data.until);
   else if (event === 'session_revoked') keepLatest(revoked.sids, data.sid, data.until);
   else if (event === 'subject_cutoff') keepLatest(revoked.cutoffs, data.subject, data.not_before);
-  else if (event === 'keys_changed') keys.reload().catch(() => {}); // a key added, or one retired
-  else if (event === 'caught_up') caughtUp = true;
+  else if (event === 'caught_up') [caughtUp, lastHeard] = [true, Date.now()];
 }
 
 function isRevoked(claims) {
@@ -68,10 +85,12 @@ function forgetExpired() {
 }
 
 // Reads the server-sent events at /oauth2/revocations for ever, resuming after a break from the
-// newest event id received (Last-Event-ID), so nothing revoked meanwhile is missed.
+// newest event id applied (Last-Event-ID), so nothing revoked meanwhile is missed.
 async function followFeed() {
-  let lastId;
+  let lastId; // the newest id of an event applied: only such an id is safe to resume from
   for (;;) {
+    // A new connection replays what we missed: not current until its caught_up arrives.
+    caughtUp = false;
     const abort = new AbortController();
     let idle = setTimeout(() => abort.abort(), FEED_IDLE_MS);
     try {
@@ -86,8 +105,9 @@ async function followFeed() {
       let buffer = '';
       let event;
       let data = '';
+      let pendingId;
       for await (const chunk of answer.body) {
-        lastHeard = Date.now(); // keep-alives count as life too
+        if (caughtUp) lastHeard = Date.now(); // keep-alives count as life too
         clearTimeout(idle);
         idle = setTimeout(() => abort.abort(), FEED_IDLE_MS);
         buffer += decoder.decode(chunk, { stream: true });
@@ -98,20 +118,23 @@ async function followFeed() {
           const field = colon === -1 ? line : line.slice(0, colon);
           const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
           if (line === '') { // a blank line ends an event
-            if (event) apply(event, JSON.parse(data));
+            if (event === 'keys_changed') await keys.reload(); // a key added, or one retired
+            else if (event) apply(event, JSON.parse(data));
+            // Applied: from now on, resume after it.
+            if (pendingId !== undefined) lastId = Math.max(lastId ?? 0, pendingId);
             event = undefined;
             data = '';
+            pendingId = undefined;
           } else if (line.startsWith(':')) forgetExpired(); // a keep-alive (5 s): tidy up
           else if (field === 'event') event = value;
           else if (field === 'data') data += value + '\n';
           // Ids are sequence numbers; events sent out of turn carry none.
-          else if (field === 'id' && /^\d+$/.test(value)) {
-            lastId = Math.max(lastId ?? 0, Number(value));
-          }
+          else if (field === 'id' && /^\d+$/.test(value)) pendingId = Number(value);
         }
       }
     } catch (error) {
-      console.warn(`revocation feed: ${error.message}; reconnecting`);
+      // A broken link, or an event that would not apply: it comes again after lastId.
+      console.warn(`revocation feed: ${error?.message ?? error}; reconnecting`);
     } finally {
       clearTimeout(idle);
     }
@@ -213,5 +236,9 @@ const server = http.createServer(async (request, response) => {
   }
 });
 
-followFeed();
+// The loop ends only on a bug: then stop, rather than serve with revocations forgotten.
+followFeed().catch((error) => {
+  console.error('revocation feed stopped:', error);
+  process.exit(1);
+});
 server.listen(Number(process.env.PORT ?? 9300), process.env.HOST ?? '127.0.0.1');

@@ -46,28 +46,52 @@ class Refused(Exception):
         self.status, self.error, self.description, self.scope = status, error, description, scope
 
 
+# The key type each algorithm needs (RFC 7518 §6, RFC 8037 §2).
+KEY_TYPES = {"EdDSA": "OKP", "ES256": "EC", "RS256": "RSA"}
+
+
+def usable(jwk):
+    """(kid, PyJWK), or None (and a log line) for a key we must not or cannot use."""
+    try:
+        alg = jwk["alg"]
+        if alg not in ALGORITHMS or jwk.get("kty") != KEY_TYPES[alg]:
+            raise ValueError(f"alg {alg!r} with kty {jwk.get('kty')!r}")
+        if jwk.get("use", "sig") != "sig":  # e.g. an encryption key: never for signatures
+            raise ValueError(f"use {jwk['use']!r}")
+        return jwk["kid"], jwt.PyJWK(jwk, alg)
+    except (jwt.PyJWKError, jwt.InvalidKeyError, KeyError, TypeError, ValueError) as error:
+        log.warning("JWKS: a key skipped: %r", error)
+        return None
+
+
 class Keys:
     """The issuer's signing keys by kid."""
 
     def __init__(self):
         self.by_kid, self.fetched_at, self.jwks_uri = {}, float("-inf"), None
+        self.lock = asyncio.Lock()  # held while fetching
 
     async def refresh(self):
+        """Fetches the key set; an error (HTTP, or a set that does not parse) keeps the old keys.
+        Called with the lock held."""
         answer = await http.get(self.jwks_uri)
         answer.raise_for_status()
-        keys = {}
-        for jwk in answer.json()["keys"]:
-            if jwk.get("alg") in ALGORITHMS and jwk.get("use", "sig") == "sig":
-                with contextlib.suppress(jwt.PyJWKError):  # a key type this PyJWT cannot use
-                    keys[jwk["kid"]] = jwt.PyJWK(jwk)
-        self.by_kid, self.fetched_at = keys, time.monotonic()
+        found = answer.json()["keys"]
+        self.by_kid = dict(filter(None, map(usable, found)))
+        self.fetched_at = time.monotonic()
 
     async def get(self, kid):
         # A kid we do not know may be a key the issuer just started signing with: fetch again,
         # but not on every request, or made-up kids would have us hammer the issuer.
-        if kid not in self.by_kid and time.monotonic() - self.fetched_at > JWKS_COOLDOWN_SECS:
-            with contextlib.suppress(httpx.HTTPError):
-                await self.refresh()
+        if kid in self.by_kid:
+            return self.by_kid[kid]
+        async with self.lock:  # requests with unknown kids at once make a single fetch
+            if kid not in self.by_kid and time.monotonic() - self.fetched_at > JWKS_COOLDOWN_SECS:
+                try:
+                    await self.refresh()
+                except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+                    self.fetched_at = time.monotonic()  # a failure also waits out the cool-down
+                    log.warning("JWKS: %r; keeping the keys we have", error)
         return self.by_kid.get(kid)
 
 
@@ -78,6 +102,7 @@ class Revocations:
 
     def __init__(self):
         self.jtis, self.sids, self.cutoffs = {}, {}, {}
+        # caught_up: this connection's backlog has arrived; last_heard: its latest bytes since.
         self.caught_up, self.last_heard = False, float("-inf")
 
     def apply(self, event, data):
@@ -91,7 +116,7 @@ class Revocations:
         elif event == "subject_cutoff":
             keep_latest(self.cutoffs, data["subject"], data["not_before"])
         elif event == "caught_up":
-            self.caught_up = True
+            self.caught_up, self.last_heard = True, time.monotonic()
 
     def current(self):
         # Until the backlog has arrived, and after a long silence, we may not know a revocation.
@@ -117,24 +142,30 @@ keys, revocations = Keys(), Revocations()
 
 async def follow_feed(feed_url):
     """Reads the server-sent events at /oauth2/revocations for ever, resuming after a break from
-    the newest event id received (Last-Event-ID), so nothing revoked meanwhile is missed."""
-    last_id = None
+    the newest event id applied (Last-Event-ID), so nothing revoked meanwhile is missed."""
+    last_id = None  # the newest id of an event applied: only such an id is safe to resume from
     while True:
         headers = {"Last-Event-ID": str(last_id)} if last_id is not None else {}
+        # A new connection replays what we missed: not current until its caught_up arrives.
+        revocations.caught_up = False
         try:
             async with http.stream("GET", feed_url, auth=FEED_CLIENT, headers=headers) as answer:
                 answer.raise_for_status()
-                event, data = None, ""
+                event, data, pending_id = None, "", None
                 async for line in answer.aiter_lines():
-                    revocations.last_heard = time.monotonic()  # keep-alives count as life too
+                    if revocations.caught_up:  # keep-alives count as life too
+                        revocations.last_heard = time.monotonic()
                     field, _, value = line.partition(":")
                     value = value.removeprefix(" ")
                     if line == "":  # a blank line ends an event
                         if event == "keys_changed":
-                            await keys.refresh()  # a key added, or one retired: stop trusting it
+                            async with keys.lock:  # a key added, or one retired: stop trusting it
+                                await keys.refresh()
                         elif event:
                             revocations.apply(event, json.loads(data))
-                        event, data = None, ""
+                        if pending_id is not None:  # applied: from now on, resume after it
+                            last_id = max(last_id or 0, pending_id)
+                        event, data, pending_id = None, "", None
                     elif line.startswith(":"):  # a keep-alive, every 5 s: time to tidy up
                         revocations.forget_expired()
                     elif field == "event":
@@ -143,8 +174,9 @@ async def follow_feed(feed_url):
                         data += value + "\n"
                     elif field == "id" and value.isdigit():
                         # Ids are sequence numbers; events sent out of turn carry none.
-                        last_id = max(last_id or 0, int(value))
-        except (httpx.HTTPError, ValueError, KeyError) as error:
+                        pending_id = int(value)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+            # A broken link, or an event that would not apply: it comes again after last_id.
             log.warning("revocation feed: %r; reconnecting", error)
         await asyncio.sleep(1)
 
@@ -156,7 +188,8 @@ async def lifespan(app):
     if metadata["issuer"] != ISSUER:
         raise RuntimeError(f"the discovery document names another issuer: {metadata['issuer']}")
     keys.jwks_uri = metadata["jwks_uri"]
-    await keys.refresh()
+    async with keys.lock:
+        await keys.refresh()
     feed = asyncio.create_task(follow_feed(metadata["revocation_feed_endpoint"]))
     yield
     feed.cancel()

@@ -6,16 +6,22 @@
 //! - **store**: the database is there and answers (a missing SQLite file is not created);
 //! - **migrations**: every migration this build knows is applied and none it does not know (a
 //!   newer Gatehouse's) is; nothing is applied, the database is only read;
-//! - **signing keys**: the key-encryption key opens every stored signing key (no secret is
-//!   printed, only key ids);
+//! - **signing keys**: the key-encryption key opens every stored signing key that is not
+//!   retired, and each parses as the node would load it (a known `alg`, a PKCS #8 key of that
+//!   kind); no secret is printed, only key ids;
 //! - **issuer**: the configured issuer is a URL clients can use, as discovery will publish it;
 //! - **clock**: this host's clock agrees with PostgreSQL's, or for SQLite is not behind the
 //!   newest time a node recorded;
 //! - **gateway routes**: a gateway file (`--gateway-config`) or `serve`'s own route file parses
-//!   with the gateway's own code.
+//!   with the gateway's own code;
+//! - **tls**, **gateway tls**: the certificate and key files of `[tls]` (and of the gateway
+//!   file's `[gateway.tls]`) load as the listener loads them, and a `ca_file` holds certificates.
+//!
+//! The store is opened read-only (SQLite with `mode=ro`): doctor never changes it.
 //!
 //! `gatehouse healthcheck` is the probe for container health checks: one GET, exit status 0 on a
-//! 2xx answer, so images need no curl.
+//! 2xx answer, so images need no curl. `--ca-file` trusts a private CA besides the system's
+//! roots, for a listener serving TLS.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -24,7 +30,7 @@ use std::time::Duration;
 use gatehouse_core::Store;
 use gatehouse_gateway::GatewayFile;
 use gatehouse_store::{MigrationStatus, SqlStore};
-use gatehouse_token::KeyEncryptionKey;
+use gatehouse_token::{KeyEncryptionKey, SigningAlgorithm, SigningKey};
 
 use crate::config::{Settings, secret_from_env};
 
@@ -145,6 +151,7 @@ pub async fn main(
             );
             if let Some(path) = gateway_config {
                 check_gateway_file(&mut report, path, None);
+                check_gateway_tls(&mut report, path);
             }
             report
         }
@@ -182,6 +189,18 @@ pub async fn run(settings: &Settings, gateway_config: Option<&Path>) -> Report {
         Some(path) => check_gateway_file(&mut report, path, Some(&settings.auth.issuer)),
         None => check_serve_routes(&mut report, settings),
     }
+    if let Some(tls) = &settings.tls {
+        check_tls(
+            &mut report,
+            "tls",
+            tls.files(),
+            tls.ca_file.as_deref(),
+            "[tls]",
+        );
+    }
+    if let Some(path) = gateway_config {
+        check_gateway_tls(&mut report, path);
+    }
     if let Some(store) = store {
         store.close().await;
     }
@@ -211,7 +230,8 @@ async fn check_store(report: &mut Report, settings: &Settings) -> Option<SqlStor
                 return None;
             }
             (
-                format!("sqlite://{}?mode=rw", path.display()),
+                // Read-only: doctor never writes to the store it looks at.
+                format!("sqlite://{}?mode=ro", path.display()),
                 format!("SQLite at {}", path.display()),
             )
         }
@@ -463,39 +483,73 @@ async fn check_keys(report: &mut Report, settings: &Settings, store: &SqlStore) 
         );
         return;
     }
-    let refused: Vec<&str> = keys
+    // Retired keys neither sign nor verify: the node leaves them aside, and so does this check.
+    let now = unix_now();
+    let (retired, live): (Vec<_>, Vec<_>) = keys
         .iter()
-        .filter(|key| kek.open(&key.kid, &key.sealed_private_key).is_err())
-        .map(|key| key.kid.as_str())
-        .collect();
+        .partition(|k| k.retired_at.is_some_and(|at| at <= now));
+    let ignored = match retired.len() {
+        0 => String::new(),
+        n => format!("; {n} retired, ignored"),
+    };
+    if live.is_empty() {
+        report.add(
+            "signing keys",
+            Level::Fail,
+            format!(
+                "all {} signing keys are retired: rotate (`gatehouse admin keys rotate`) so                  one signs",
+                keys.len()
+            ),
+        );
+        return;
+    }
+    let mut refused = Vec::new();
+    let mut broken = Vec::new();
+    for key in &live {
+        let pkcs8 = match kek.open(&key.kid, &key.sealed_private_key) {
+            Ok(pkcs8) => pkcs8,
+            Err(_) => {
+                refused.push(key.kid.as_str());
+                continue;
+            }
+        };
+        let loaded = key
+            .alg
+            .parse::<SigningAlgorithm>()
+            .map_err(|e| e.to_string())
+            .and_then(|alg| {
+                SigningKey::from_pkcs8(&key.kid, alg, &pkcs8).map_err(|e| e.to_string())
+            });
+        if let Err(reason) = loaded {
+            broken.push(format!("{} ({reason})", key.kid));
+        }
+    }
     if !refused.is_empty() {
         report.add(
             "signing keys",
             Level::Fail,
             format!(
                 "the key-encryption key from {source} does not open {} of the {} signing keys \
-                 ({}): it is not the key they were sealed with. Give this node the same \
-                 GATEHOUSE_KEK as the node that made them",
+                 in use ({}): it is not the key they were sealed with. Give this node the same \
+                 GATEHOUSE_KEK as the node that made them{ignored}",
                 refused.len(),
-                keys.len(),
+                live.len(),
                 refused.join(", ")
             ),
         );
         return;
     }
-    let now = unix_now();
-    let published = keys
-        .iter()
-        .filter(|k| k.retired_at.is_none_or(|at| at > now))
-        .count();
-    if published == 0 {
+    if !broken.is_empty() {
         report.add(
             "signing keys",
             Level::Fail,
             format!(
-                "all {} signing keys are retired: rotate (`gatehouse admin keys rotate`) so \
-                 one signs",
-                keys.len()
+                "{} of the {} signing keys in use cannot be loaded: {}. A node leaves such a key \
+                 out (and cannot start if none is left); rotate (`gatehouse admin keys rotate`) \
+                 and retire the broken ones{ignored}",
+                broken.len(),
+                live.len(),
+                broken.join("; ")
             ),
         );
         return;
@@ -504,11 +558,85 @@ async fn check_keys(report: &mut Report, settings: &Settings, store: &SqlStore) 
         "signing keys",
         Level::Ok,
         format!(
-            "the key-encryption key from {source} opens every stored signing key ({} stored, \
-             {published} published)",
-            keys.len()
+            "the key-encryption key from {source} opens every signing key in use and each \
+             loads ({} stored, {} published{ignored})",
+            keys.len(),
+            live.len()
         ),
     );
+}
+
+/// TLS files as a listener loads them (`Tls::load`), and a CA file as the node's clients read
+/// it.
+fn check_tls(
+    report: &mut Report,
+    name: &'static str,
+    files: gatehouse_listen::TlsFiles,
+    ca_file: Option<&Path>,
+    section: &str,
+) {
+    let cert = files.cert_file.display().to_string();
+    if let Err(e) = gatehouse_listen::Tls::load(files) {
+        report.add(
+            name,
+            Level::Fail,
+            format!("{section}: {e}; the listener would refuse to start (and SIGHUP keeps the old certificate)"),
+        );
+        return;
+    }
+    if let Some(path) = ca_file
+        && let Err(reason) = read_certificates(path)
+    {
+        report.add(
+            name,
+            Level::Fail,
+            format!("{section} ca_file {}: {reason}", path.display()),
+        );
+        return;
+    }
+    report.add(
+        name,
+        Level::Ok,
+        format!("{section}: the certificate {cert} and its key load"),
+    );
+}
+
+/// The certificates of a PEM file, or why there are none.
+fn read_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(found) if !found.is_empty() => Ok(found),
+        Ok(_) => Err("no certificate in it".to_owned()),
+        Err(e) => Err(format!("not PEM certificates: {e}")),
+    }
+}
+
+/// The gateway file's `[gateway.tls]` and `ca_file`, when it reads and names them.
+fn check_gateway_tls(report: &mut Report, path: &Path) {
+    let Ok(file) = GatewayFile::read(path) else {
+        return; // told by the routes check
+    };
+    let section = file.gateway;
+    match section.tls {
+        Some(files) => check_tls(
+            report,
+            "gateway tls",
+            files,
+            section.ca_file.as_deref(),
+            "[gateway.tls]",
+        ),
+        None => {
+            if let Some(ca) = &section.ca_file
+                && let Err(reason) = read_certificates(ca)
+            {
+                report.add(
+                    "gateway tls",
+                    Level::Fail,
+                    format!("[gateway] ca_file {}: {reason}", ca.display()),
+                );
+            }
+        }
+    }
 }
 
 fn unix_now() -> i64 {
@@ -846,17 +974,31 @@ fn check_serve_routes(report: &mut Report, settings: &Settings) {
 /// Where `gatehouse healthcheck` looks unless told: the authorization server's liveness.
 pub const DEFAULT_HEALTHCHECK_URL: &str = "http://127.0.0.1:8080/healthz";
 
-/// `gatehouse healthcheck`: GETs `url` once, within `timeout`; fine on a 2xx answer.
-pub async fn healthcheck(url: &str, timeout: Duration) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
+/// `gatehouse healthcheck`: GETs `url` once, within `timeout`; fine on a 2xx answer. An
+/// `https://` URL's certificate is checked against the system's roots and `ca_file`'s
+/// certificates (PEM), and must name the URL's host (`https://localhost:8443/healthz` with a
+/// certificate for localhost).
+pub async fn healthcheck(
+    url: &str,
+    timeout: Duration,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    let mut builder = reqwest::Client::builder()
         .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = ca_file {
+        for certificate in read_certificates(path)
+            .map_err(|reason| anyhow::anyhow!("--ca-file {}: {reason}", path.display()))?
+        {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    let client = builder.build()?;
     let response = client
         .get(url)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{url}: {e:#}"))?;
     let status = response.status();
     if !status.is_success() {
         anyhow::bail!("{url} answered {status}");

@@ -105,6 +105,10 @@ enum Command {
         /// Seconds to wait for the answer.
         #[arg(long, default_value_t = 3)]
         timeout_secs: u64,
+        /// Certificates (PEM) trusted besides the system's roots for an https:// URL: a private
+        /// CA's. The certificate must name the URL's host.
+        #[arg(long, env = "GATEHOUSE_HEALTHCHECK_CA_FILE")]
+        ca_file: Option<std::path::PathBuf>,
     },
     /// Administer users, clients and keys directly on the store.
     Admin {
@@ -351,8 +355,13 @@ async fn main() -> std::process::ExitCode {
             process::init_logging_quiet();
             gatehouse::doctor::main(server.settings(), gateway_config.as_deref()).await
         }
-        Command::Healthcheck { url, timeout_secs } => {
-            gatehouse::doctor::healthcheck(&url, std::time::Duration::from_secs(timeout_secs)).await
+        Command::Healthcheck {
+            url,
+            timeout_secs,
+            ca_file,
+        } => {
+            let timeout = std::time::Duration::from_secs(timeout_secs);
+            gatehouse::doctor::healthcheck(&url, timeout, ca_file.as_deref()).await
         }
         Command::Admin { store, command } => {
             let settings = config::load(

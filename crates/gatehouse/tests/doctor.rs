@@ -1,11 +1,15 @@
 //! `gatehouse doctor` on real stores, through the real binary: ok on a store a node has started
 //! on, FAIL (exit status 1) with the reason on a missing, unmigrated or newer store, a wrong
-//! key-encryption key, a bad issuer or a bad route file; and it changes nothing it looks at.
+//! key-encryption key, a signing key that does not load, a bad issuer, a bad route file or TLS
+//! files that do not load; and it changes nothing it looks at (SQLite is opened read-only).
+//! `gatehouse healthcheck` probes a TLS listener under a private CA with `--ca-file`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 /// `gatehouse doctor ARGS` with `env`: (succeeded, stdout).
 fn doctor(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
@@ -342,4 +346,182 @@ async fn postgresql_stores_are_checked_with_the_database_clock() {
     );
     assert!(!ok, "{report}");
     assert_eq!(line(&report, "store").0, "FAIL", "{report}");
+}
+
+/// A certificate authority of the test's own: (its certificate's file, a certificate for
+/// localhost and 127.0.0.1 with its key, a key of another certificate), written into `dir`.
+fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = params.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let files = ["ca.pem", "server.crt", "server.key", "other.key"].map(|f| dir.join(f));
+    std::fs::write(&files[0], ca_pem).unwrap();
+    std::fs::write(&files[1], leaf.pem()).unwrap();
+    std::fs::write(&files[2], key.serialize_pem()).unwrap();
+    std::fs::write(&files[3], KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let [ca, cert, key, other] = files;
+    (ca, cert, key, other)
+}
+
+#[tokio::test]
+async fn signing_keys_are_loaded_as_the_node_loads_them_and_retired_ones_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    start_and_stop(&["--data-dir", data], &[]);
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{data}/gatehouse.db");
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let (kid,): (String,) = sqlx::query_as("SELECT kid FROM signing_keys")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    // The key opens, but as an algorithm no node signs with.
+    sqlx::query("UPDATE signing_keys SET alg = 'HS256'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (ok, report) = doctor(&["--data-dir", data], &[]);
+    assert!(!ok, "{report}");
+    let (level, message) = line(&report, "signing keys");
+    assert_eq!(level, "FAIL", "{report}");
+    assert!(
+        message.contains(&kid) && message.contains("cannot be loaded"),
+        "{report}"
+    );
+    // An Ed25519 key (the default algorithm's) said to be ES256.
+    sqlx::query("UPDATE signing_keys SET alg = 'ES256'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (ok, report) = doctor(&["--data-dir", data], &[]);
+    assert!(!ok, "{report}");
+    assert_eq!(line(&report, "signing keys").0, "FAIL", "{report}");
+
+    // A key that does not load is left aside once retired, as the node leaves it.
+    sqlx::query("UPDATE signing_keys SET alg = 'EdDSA'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, sealed_private_key, public_jwk, created_at, \
+         activates_at, retired_at) SELECT 'retired-and-broken', 'HS256', sealed_private_key, \
+         public_jwk, created_at, activates_at, 1 FROM signing_keys",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let (ok, report) = doctor(&["--data-dir", data], &[]);
+    assert!(ok, "{report}");
+    let (level, message) = line(&report, "signing keys");
+    assert_eq!(level, "ok", "{report}");
+    assert!(message.contains("1 retired, ignored"), "{report}");
+}
+
+#[test]
+fn tls_files_are_loaded_as_the_listener_loads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key, other) = private_ca(dir.path());
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    start_and_stop(&["--data-dir", data], &[]);
+    let tls = |key: &Path| {
+        [
+            (
+                "GATEHOUSE_TLS__CERT_FILE",
+                cert.to_str().unwrap().to_owned(),
+            ),
+            ("GATEHOUSE_TLS__KEY_FILE", key.to_str().unwrap().to_owned()),
+            ("GATEHOUSE_TLS__CA_FILE", ca.to_str().unwrap().to_owned()),
+        ]
+    };
+    let env = tls(&key);
+    let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let (ok, report) = doctor(&["--data-dir", data], &env);
+    assert!(ok, "{report}");
+    assert_eq!(line(&report, "tls").0, "ok", "{report}");
+
+    let wrong = tls(&other);
+    let wrong: Vec<(&str, &str)> = wrong.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let (ok, report) = doctor(&["--data-dir", data], &wrong);
+    assert!(!ok, "{report}");
+    let (level, message) = line(&report, "tls");
+    assert_eq!(level, "FAIL", "{report}");
+    assert!(message.contains("does not belong"), "{report}");
+
+    // The gateway file's [gateway.tls] and ca_file.
+    let file = dir.path().join("gateway.toml");
+    let gateway = |key: &Path, ca: &Path| {
+        format!(
+            "[gateway]\nissuer = \"http://127.0.0.1:8080\"\nca_file = {ca:?}\n\
+             [gateway.tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n"
+        )
+    };
+    std::fs::write(&file, gateway(&key, &ca)).unwrap();
+    let args = [
+        "--data-dir",
+        data,
+        "--gateway-config",
+        file.to_str().unwrap(),
+    ];
+    let (_, report) = doctor(&args, &[]);
+    assert_eq!(line(&report, "gateway tls").0, "ok", "{report}");
+    std::fs::write(&file, gateway(&key, &key)).unwrap();
+    let (ok, report) = doctor(&args, &[]);
+    assert!(!ok, "{report}");
+    let (level, message) = line(&report, "gateway tls");
+    assert_eq!(level, "FAIL", "{report}");
+    assert!(message.contains("ca_file"), "{report}");
+    std::fs::write(&file, gateway(&dir.path().join("missing.key"), &ca)).unwrap();
+    let (ok, report) = doctor(&args, &[]);
+    assert!(!ok, "{report}");
+    assert_eq!(line(&report, "gateway tls").0, "FAIL", "{report}");
+}
+
+#[test]
+fn healthcheck_trusts_a_private_ca_only_when_given_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key, _) = private_ca(dir.path());
+    let data = dir.path().join("data");
+    let auth = common::start(
+        &["auth", "--data-dir", data.to_str().unwrap()],
+        &[
+            ("GATEHOUSE_TLS__CERT_FILE", cert.to_str().unwrap()),
+            ("GATEHOUSE_TLS__KEY_FILE", key.to_str().unwrap()),
+        ],
+    );
+    let port = auth.base.rsplit_once(':').unwrap().1.to_owned();
+    let healthcheck = |url: &str, args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["healthcheck", url];
+        all.extend_from_slice(args);
+        let output = common::gatehouse(&all, env).output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let ca = ca.to_str().unwrap();
+    for host in ["localhost", "127.0.0.1"] {
+        let url = format!("https://{host}:{port}/healthz");
+        let (ok, stderr) = healthcheck(&url, &["--ca-file", ca], &[]);
+        assert!(ok, "{url}: {stderr}");
+        let (ok, stderr) = healthcheck(&url, &[], &[("GATEHOUSE_HEALTHCHECK_CA_FILE", ca)]);
+        assert!(ok, "{url}: {stderr}");
+        // Without the CA the certificate is not trusted.
+        let (ok, stderr) = healthcheck(&url, &[], &[]);
+        assert!(!ok, "{url}: trusted without the CA");
+        assert!(stderr.contains(&url), "{stderr}");
+    }
+    // A file without certificates is refused as such.
+    let url = format!("https://localhost:{port}/healthz");
+    let (ok, stderr) = healthcheck(&url, &["--ca-file", key.to_str().unwrap()], &[]);
+    assert!(!ok && stderr.contains("--ca-file"), "{stderr}");
+    assert!(common::terminate(auth).success());
 }
