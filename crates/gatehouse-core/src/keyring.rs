@@ -9,7 +9,8 @@
 use std::sync::{Arc, RwLock};
 
 use gatehouse_token::{
-    JwkSet, KeyEncryptionKey, SigningAlgorithm, SigningKey, Verifier, VerifierConfig,
+    JwkSet, KeyEncryptionKey, SigningAlgorithm, SigningKey, UnknownAlgorithm, Verifier,
+    VerifierConfig,
 };
 
 use crate::{AuthConfig, Store, StoreError, StoredKey, Write};
@@ -143,7 +144,7 @@ impl KeyRing {
             );
             stored = store.signing_keys().await?;
         }
-        let keys = Arc::new(unseal(stored, kek)?);
+        let keys = Arc::new(unseal(stored, kek, now)?);
         let view = build_view(&keys, &verifier_config, now)?;
         Ok(Self {
             keys: RwLock::new(keys),
@@ -172,11 +173,6 @@ impl KeyRing {
         }
     }
 
-    /// The stored key records, oldest first.
-    pub fn records(&self) -> Vec<StoredKey> {
-        read(&self.keys).iter().map(|k| k.record.clone()).collect()
-    }
-
     /// Rebuilds from the store (after a rotation, or a change made by another node).
     pub async fn reload(
         &self,
@@ -184,7 +180,7 @@ impl KeyRing {
         kek: &KeyEncryptionKey,
         now: i64,
     ) -> Result<(), StoreError> {
-        let keys = Arc::new(unseal(store.signing_keys().await?, kek)?);
+        let keys = Arc::new(unseal(store.signing_keys().await?, kek, now)?);
         let view = Arc::new(build_view(&keys, &self.verifier_config, now)?);
         write(&self.keys, keys);
         write(&self.current, view);
@@ -192,25 +188,47 @@ impl KeyRing {
     }
 }
 
-fn unseal(stored: Vec<StoredKey>, kek: &KeyEncryptionKey) -> Result<Vec<LoadedKey>, StoreError> {
-    stored
-        .into_iter()
-        .map(|record| {
-            let pkcs8 = kek
-                .open(&record.kid, &record.sealed_private_key)
-                .map_err(|e| StoreError::Corrupt(format!("signing key {}: {e}", record.kid)))?;
-            let alg: SigningAlgorithm = record
-                .alg
-                .parse()
-                .map_err(|e| StoreError::Corrupt(format!("signing key {}: {e}", record.kid)))?;
-            let key = SigningKey::from_pkcs8(&record.kid, alg, &pkcs8)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            Ok(LoadedKey {
+/// The keys a node can use: retired ones are left sealed, and one it cannot read (an algorithm
+/// of a later version, a damaged record) is left out with a warning rather than stopping the
+/// node, as long as another key remains.
+fn unseal(
+    stored: Vec<StoredKey>,
+    kek: &KeyEncryptionKey,
+    now: i64,
+) -> Result<Vec<LoadedKey>, StoreError> {
+    let mut loaded = Vec::with_capacity(stored.len());
+    let mut first_failure = None;
+    for record in stored {
+        if record.retired_at.is_some_and(|at| at <= now) {
+            continue;
+        }
+        match unseal_one(&record, kek) {
+            Ok(key) => loaded.push(LoadedKey {
                 record,
                 key: Arc::new(key),
-            })
-        })
-        .collect()
+            }),
+            Err(e) => {
+                tracing::warn!(kid = %record.kid, error = %e, "a stored signing key is left out");
+                first_failure.get_or_insert(e);
+            }
+        }
+    }
+    match (loaded.is_empty(), first_failure) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(loaded),
+    }
+}
+
+fn unseal_one(record: &StoredKey, kek: &KeyEncryptionKey) -> Result<SigningKey, StoreError> {
+    let corrupt = |e: String| StoreError::Corrupt(format!("signing key {}: {e}", record.kid));
+    let pkcs8 = kek
+        .open(&record.kid, &record.sealed_private_key)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let alg: SigningAlgorithm = record
+        .alg
+        .parse()
+        .map_err(|e: UnknownAlgorithm| corrupt(e.to_string()))?;
+    SigningKey::from_pkcs8(&record.kid, alg, &pkcs8).map_err(|e| corrupt(e.to_string()))
 }
 
 fn build_view(
@@ -222,13 +240,22 @@ fn build_view(
         .iter()
         .filter(|k| k.record.retired_at.is_none_or(|at| at > now))
         .collect();
-    // The newest key that has activated signs; ties break on kid, so every node picks the same one.
-    // With none active yet (a clock far behind), the earliest to activate signs.
+    // The newest key that has activated signs, one not scheduled to retire before one that is
+    // (two nodes rotating at once each retire the other's new key: the survivor signs); ties
+    // break on kid, so every node picks the same one. With none active yet (a clock far
+    // behind), the earliest to activate signs.
     let signer = published
         .iter()
         .filter(|k| k.record.activates_at <= now)
         .max_by(|a, b| {
-            (a.record.activates_at, &a.record.kid).cmp(&(b.record.activates_at, &b.record.kid))
+            let rank = |k: &LoadedKey| {
+                (
+                    k.record.retired_at.is_none(),
+                    k.record.activates_at,
+                    k.record.kid.clone(),
+                )
+            };
+            rank(a).cmp(&rank(b))
         })
         .or_else(|| published.iter().min_by_key(|k| k.record.activates_at))
         .ok_or_else(|| StoreError::Corrupt("no published signing key".into()))?;
@@ -248,4 +275,73 @@ fn build_view(
         jwks,
         valid_until,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn loaded(alg: SigningAlgorithm, activates_at: i64, retired_at: Option<i64>) -> LoadedKey {
+        let kek = KeyEncryptionKey::generate().unwrap();
+        let mut record = new_key_record(&kek, alg, activates_at, 0).unwrap();
+        record.retired_at = retired_at;
+        let pkcs8 = kek.open(&record.kid, &record.sealed_private_key).unwrap();
+        let key = SigningKey::from_pkcs8(&record.kid, alg, &pkcs8).unwrap();
+        LoadedKey {
+            record,
+            key: Arc::new(key),
+        }
+    }
+
+    fn config() -> VerifierConfig {
+        VerifierConfig {
+            issuer: "https://issuer.test".into(),
+            audience: None,
+            leeway_secs: 0,
+        }
+    }
+
+    /// Two nodes rotating at once each retire the other's new key: every node must sign with
+    /// the one left unretired, whatever the kids' order.
+    #[test]
+    fn the_key_not_scheduled_to_retire_signs() {
+        for _ in 0..8 {
+            let old = loaded(SigningAlgorithm::EdDSA, 0, Some(500));
+            let first = loaded(SigningAlgorithm::RS256, 100, Some(400));
+            let second = loaded(SigningAlgorithm::RS256, 100, None);
+            let survivor = second.record.kid.clone();
+            let view = build_view(&[old, first, second], &config(), 150).unwrap();
+            assert_eq!(view.signer.kid(), survivor);
+            assert_eq!(view.jwks.keys.len(), 3);
+        }
+        // Before the new keys activate, the old one still signs.
+        let old = loaded(SigningAlgorithm::EdDSA, 0, Some(500));
+        let kid = old.record.kid.clone();
+        let view = build_view(
+            &[old, loaded(SigningAlgorithm::RS256, 100, None)],
+            &config(),
+            50,
+        )
+        .unwrap();
+        assert_eq!(view.signer.kid(), kid);
+    }
+
+    #[test]
+    fn unreadable_and_retired_keys_are_left_out_while_one_remains() {
+        let kek = KeyEncryptionKey::generate().unwrap();
+        let good = new_key_record(&kek, SigningAlgorithm::ES256, 0, 0).unwrap();
+        let mut later_alg = new_key_record(&kek, SigningAlgorithm::EdDSA, 0, 0).unwrap();
+        later_alg.alg = "ML-DSA-65".into();
+        let mut retired = new_key_record(&kek, SigningAlgorithm::EdDSA, 0, 0).unwrap();
+        retired.retired_at = Some(10);
+        retired.sealed_private_key = "damaged".into();
+        let kept = unseal(vec![good.clone(), later_alg.clone(), retired], &kek, 20).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].record.kid, good.kid);
+        assert!(
+            unseal(vec![later_alg], &kek, 20).is_err(),
+            "none left: the node stops"
+        );
+    }
 }

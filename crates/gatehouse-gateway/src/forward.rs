@@ -234,17 +234,42 @@ pub(crate) fn set_identity(
     Ok(())
 }
 
+/// What callers may claim about the connection, in the names frameworks read (Rack reads
+/// `X-Forwarded-Ssl` before `X-Forwarded-Proto`, for one): never passed on.
+const CLAIMS_ABOUT_THE_CONNECTION: [&str; 8] = [
+    "x-real-ip",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "front-end-https",
+    "x-url-scheme",
+];
+
 /// `X-Forwarded-For`, `-Proto` and `-Host`, from this connection. The gateway is the edge, so
-/// what a caller claims about addresses (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`) is dropped.
-pub(crate) fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, over_tls: bool) {
+/// what a caller claims about addresses and schemes (`Forwarded`, `X-Forwarded-*`,
+/// `X-Real-IP`, ...) is dropped. `authority` is the request's own (HTTP/2 has no `Host`).
+pub(crate) fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: SocketAddr,
+    over_tls: bool,
+    authority: Option<&http::uri::Authority>,
+) {
     headers.remove(header::FORWARDED);
-    headers.remove("x-real-ip");
+    for name in CLAIMS_ABOUT_THE_CONNECTION {
+        headers.remove(name);
+    }
     if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {
         headers.insert("x-forwarded-for", value);
     }
     let proto = if over_tls { "https" } else { "http" };
     headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
-    match headers.get(header::HOST).cloned() {
+    let host = headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| authority.and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()));
+    match host {
         Some(host) => headers.insert("x-forwarded-host", host),
         None => headers.remove("x-forwarded-host"),
     };
@@ -252,26 +277,9 @@ pub(crate) fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, over_tls:
     headers.remove(header::HOST);
 }
 
-/// The caller's `X-Request-Id` when it is reasonable, else a new one: a per-process random
-/// prefix and a counter, unique without a system call per request.
+/// The request's id: set on every request by the listener (the caller's when reasonable).
 pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    if let Some(given) = headers.get(REQUEST_ID).filter(|v| {
-        let bytes = v.as_bytes();
-        !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic)
-    }) {
-        return given.clone();
-    }
-    let prefix = PREFIX.get_or_init(|| {
-        let mut id = uuid::Uuid::new_v4().simple().to_string();
-        id.truncate(16);
-        id
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("{prefix}{n:016x}")).unwrap_or(HeaderValue::from_static("-"))
+    gatehouse_listen::request_id(headers)
 }
 
 /// Joins the two ends of an upgraded connection (a WebSocket) until either closes.

@@ -346,6 +346,7 @@ async fn forward(
     let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
     let uri = upstream_uri(rule, path, request.uri().query())?;
     let (mut parts, body) = request.into_parts();
+    let authority = parts.uri.authority().cloned();
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     forward::strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -356,7 +357,13 @@ async fn forward(
         .extensions
         .get::<gatehouse_listen::ArrivedOverTls>()
         .is_some();
-    forward::set_forwarded(&mut parts.headers, peer, over_tls);
+    forward::set_forwarded(&mut parts.headers, peer, over_tls, authority.as_ref());
+    // The upstream's call comes from this request's span, in the caller's trace (W3C Trace
+    // Context); `tracestate` passes unchanged.
+    match parts.extensions.get::<gatehouse_listen::RequestTrace>() {
+        Some(trace) => parts.headers.insert("traceparent", trace.traceparent()),
+        None => parts.headers.remove("traceparent"),
+    };
     parts
         .headers
         .insert(forward::REQUEST_ID, request_id.clone());

@@ -14,6 +14,7 @@
 mod exposition;
 mod limits;
 mod tls;
+mod trace;
 mod watch;
 
 use std::convert::Infallible;
@@ -40,6 +41,7 @@ pub use exposition::{
 };
 pub use limits::{Connections, ListenerLimits};
 pub use tls::{ArrivedOverTls, Tls, TlsError, TlsFiles, crypto_provider, read_certificates};
+pub use trace::{REQUEST_ID, RequestTrace, request_id};
 
 use crate::limits::{Admission, RateLimitedWarning};
 use crate::watch::{Activity, DeadlineBody, Watched};
@@ -84,7 +86,16 @@ pub async fn serve_tls(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout());
-    builder.http2().timer(TokioTimer::new());
+    // HTTP/2 (by ALPN, or prior knowledge): a connection carries at most 64 requests at once
+    // (hyper's default is 200, which would multiply the per-address connection cap), a peer
+    // that stops answering pings is dropped, and a flood of reset streams ends the connection.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(64)
+        .max_pending_accept_reset_streams(Some(32))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -158,17 +169,20 @@ pub async fn serve_tls(
 fn edges(router: Router, meters: &Meters) -> Router {
     let panics = meters.panics.clone();
     let name = meters.name.clone();
-    router.layer(CatchPanicLayer::custom(
-        move |_panic: Box<dyn std::any::Any + Send + 'static>| {
-            // The panic's message stays out of the answer and the log: it may hold request data.
-            panics.increment(1);
-            tracing::error!(listener = %name, "a request handler panicked");
-            gatehouse_proto::web::problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the server met an unexpected error",
-            )
-        },
-    ))
+    // The trace span outermost: a panic's log line names the request too.
+    router
+        .layer(CatchPanicLayer::custom(
+            move |_panic: Box<dyn std::any::Any + Send + 'static>| {
+                // The panic's message stays out of the answer and the log: it may hold request data.
+                panics.increment(1);
+                tracing::error!(listener = %name, "a request handler panicked");
+                gatehouse_proto::web::problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the server met an unexpected error",
+                )
+            },
+        ))
+        .layer(axum::middleware::from_fn(trace::trace_request))
 }
 
 /// One listener's metric handles, made once.

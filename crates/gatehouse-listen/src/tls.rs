@@ -90,8 +90,8 @@ impl Tls {
     }
 }
 
-/// Marks a request that arrived over TLS, in its extensions: what `X-Forwarded-Proto` and
-/// cookies' `Secure` should follow.
+/// Marks a request that arrived over TLS, in its extensions: what the gateway's
+/// `X-Forwarded-Proto` follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArrivedOverTls;
 

@@ -27,6 +27,7 @@ pub mod peer;
 pub mod problem;
 pub mod registration;
 pub mod token;
+pub mod trace;
 #[cfg(feature = "axum")]
 pub mod web;
 

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use gatehouse_proto::trace::TRACEPARENT;
 use gatehouse_proto::{ErrorResponse, TokenResponse};
 
 use crate::error::SdkError;
@@ -193,13 +194,20 @@ impl TokenClient {
     where
         F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     {
-        build(&self.http)
+        let unreachable = |e: reqwest::Error| {
+            SdkError::unreachable(&e.url().map(|u| u.to_string()).unwrap_or_default(), e)
+        };
+        let mut request = build(&self.http)
             .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| {
-                SdkError::unreachable(&e.url().map(|u| u.to_string()).unwrap_or_default(), e)
-            })
+            .build()
+            .map_err(unreachable)?;
+        // The call belongs to the caller's trace (W3C Trace Context), unless it says otherwise.
+        if !request.headers().contains_key(TRACEPARENT)
+            && let Some(traceparent) = crate::trace::current_traceparent()
+        {
+            request.headers_mut().insert(TRACEPARENT, traceparent);
+        }
+        self.http.execute(request).await.map_err(unreachable)
     }
 
     async fn request_grant(&self) -> Result<Held, SdkError> {

@@ -23,6 +23,7 @@ mod policy;
 mod rejection;
 mod revocations;
 mod signin;
+pub mod trace;
 mod verifier;
 
 pub use client::{Grant, TokenClient, TokenClientConfig};

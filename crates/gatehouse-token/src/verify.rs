@@ -216,8 +216,12 @@ fn verification_key(jwk: &Jwk) -> Option<VerificationKey> {
         ),
         ("RSA", None, "RS256") => {
             let modulus = URL_SAFE_NO_PAD.decode(jwk.n.as_deref()?).ok()?;
-            // RFC 7518 §3.3: 2048 bits or more.
-            if modulus.iter().skip_while(|byte| **byte == 0).count() < 256 {
+            // RFC 7518 §3.3: 2048 bits or more, counted in bits.
+            let significant: Vec<u8> = modulus.into_iter().skip_while(|b| *b == 0).collect();
+            let bits = significant.first().map_or(0, |first| {
+                (significant.len() - 1) * 8 + (8 - first.leading_zeros() as usize)
+            });
+            if bits < 2048 {
                 return None;
             }
             (

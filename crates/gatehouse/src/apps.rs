@@ -171,7 +171,7 @@ pub async fn shop_beside_auth(
         ca_file: configured
             .ca_file
             .clone()
-            .or_else(|| tls.map(crate::config::ServeTls::trusted)),
+            .or_else(|| tls.and_then(crate::config::ServeTls::trusted)),
         client: Some(ShopClient {
             client_id: SHOP_CLIENT_ID.into(),
             client_secret,

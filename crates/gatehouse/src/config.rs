@@ -38,8 +38,8 @@ pub struct Settings {
 
 /// `[tls]`: the listeners' certificate chain and key (PEM; read again on SIGHUP), and the CA
 /// the node's own parts (the gateway and the shop under `serve`) trust it by, besides the
-/// system's roots: needed for a private CA; unset, the certificate file itself is trusted (a
-/// self-signed certificate).
+/// system's roots: needed for a private CA, or the certificate file itself when it is
+/// self-signed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeTls {
@@ -56,11 +56,10 @@ impl ServeTls {
         }
     }
 
-    /// What the node's own parts trust its listeners by.
-    pub fn trusted(&self) -> PathBuf {
-        self.ca_file
-            .clone()
-            .unwrap_or_else(|| self.cert_file.clone())
+    /// What the node's own parts trust its listeners by, besides the system's roots: the CA
+    /// the operator named (for a self-signed certificate, name the certificate file itself).
+    pub fn trusted(&self) -> Option<PathBuf> {
+        self.ca_file.clone()
     }
 }
 
@@ -320,6 +319,11 @@ fn validate(settings: &Settings) -> anyhow::Result<()> {
     let issuer = &settings.auth.issuer;
     if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
         anyhow::bail!("issuer must be an http(s) URL, got {issuer:?}");
+    }
+    // Cookies are marked Secure by the issuer's scheme: a TLS listener under an http:// name
+    // would hand out cookies that browsers also send in the clear.
+    if settings.tls.is_some() && !issuer.starts_with("https://") {
+        anyhow::bail!("with [tls] the issuer must be an https:// URL, got {issuer:?}");
     }
     if settings.auth.access_token_ttl_secs == 0 || settings.auth.refresh_token_ttl_secs == 0 {
         anyhow::bail!("token lifetimes must be positive");

@@ -245,7 +245,7 @@ pub async fn beside_auth(
     let feed = ensure_feed_client(service, &settings.data_dir).await?;
     let section = GatewaySection {
         // The gateway reaches this node's own listener, which may serve this certificate.
-        ca_file: settings.tls.as_ref().map(ServeTls::trusted),
+        ca_file: settings.tls.as_ref().and_then(ServeTls::trusted),
         staleness_budget_secs: settings.gateway.staleness_budget_secs,
         leeway_secs: settings.auth.token_leeway_secs,
         audience: settings.auth.audience.clone(),

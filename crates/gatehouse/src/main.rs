@@ -381,6 +381,7 @@ async fn main() -> std::process::ExitCode {
             }
         }
     };
+    process::flush_traces().await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -412,6 +412,8 @@ impl Node {
         settings: Settings,
         stopping: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        // SIGHUP reloads nothing here, but must not stop the app (its default action).
+        process::reload_tls_on_hangup(Vec::new())?;
         // Missing credentials are told before anything is opened or reached.
         let mut app_settings = settings.apps.app_settings();
         if app == App::Shop {

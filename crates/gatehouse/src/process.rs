@@ -13,17 +13,134 @@ pub fn init_logging_quiet() {
         .init();
 }
 
-/// `text` or `json` lines on stderr, at `info` unless `GATEHOUSE_LOG` says otherwise.
+/// `text` or `json` lines on stderr, at `info` unless `GATEHOUSE_LOG` says otherwise. Each line
+/// written while serving a request carries its `trace_id` and `request_id` (the span every
+/// listener opens). With `OTEL_EXPORTER_OTLP_ENDPOINT` (or `…_TRACES_ENDPOINT`) set, the spans
+/// are exported too, as OTLP JSON over HTTP.
 pub fn init_logging(format: &str) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = if format == "json" {
+        lines
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed()
     } else {
-        builder.init();
+        lines.boxed()
+    };
+    let (export, failed) = match otlp::tracer() {
+        Ok(Some(tracer)) => (
+            Some(tracing_opentelemetry::layer().with_tracer(tracer)),
+            None,
+        ),
+        Ok(None) => (None, None),
+        Err(e) => (None, Some(e)),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(export)
+        .init();
+    if let Some(e) = failed {
+        tracing::error!(error = %e, "OTLP export of spans is off: it could not be set up");
+    }
+}
+
+/// Sends the spans not yet exported; call before the process exits. Off the runtime's
+/// threads: the exporter sends through the runtime while this waits.
+pub async fn flush_traces() {
+    let _ = tokio::task::spawn_blocking(otlp::shut_down).await;
+}
+
+mod otlp {
+    use std::sync::OnceLock;
+
+    use opentelemetry::trace::TracerProvider;
+    use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+    use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+
+    static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+    /// A tracer exporting to the collector the standard variables name, if they name one.
+    pub(super) fn tracer() -> anyhow::Result<Option<SdkTracer>> {
+        let configured = [
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()));
+        if !configured {
+            return Ok(None);
+        }
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpJson)
+            .with_http_client(TokioHttp::new()?)
+            .build()?;
+        let mut resource = opentelemetry_sdk::Resource::builder();
+        if std::env::var("OTEL_SERVICE_NAME").is_err() {
+            resource = resource.with_service_name("gatehouse");
+        }
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource.build())
+            .build();
+        let tracer = provider.tracer("gatehouse");
+        let _ = PROVIDER.set(provider);
+        Ok(Some(tracer))
+    }
+
+    pub(super) fn shut_down() {
+        if let Some(provider) = PROVIDER.get() {
+            let _ = provider.force_flush();
+            let _ = provider.shutdown();
+        }
+    }
+
+    /// The exporter's HTTP client: the exporter runs on a thread of its own, outside the
+    /// runtime, so each request is sent from the runtime it was made in.
+    #[derive(Debug)]
+    struct TokioHttp {
+        client: reqwest::Client,
+        runtime: tokio::runtime::Handle,
+    }
+
+    impl TokioHttp {
+        fn new() -> anyhow::Result<Self> {
+            Ok(Self {
+                client: reqwest::Client::builder()
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .timeout(std::time::Duration::from_secs(10))
+                    .build()?,
+                runtime: tokio::runtime::Handle::try_current()?,
+            })
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl opentelemetry_http::HttpClient for TokioHttp {
+        async fn send_bytes(
+            &self,
+            request: http::Request<bytes::Bytes>,
+        ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+            let client = self.client.clone();
+            let sent = self.runtime.spawn(async move {
+                let request = reqwest::Request::try_from(request)?;
+                let response = client.execute(request).await?;
+                let mut answer = http::Response::builder().status(response.status());
+                if let Some(headers) = answer.headers_mut() {
+                    *headers = response.headers().clone();
+                }
+                let body = response.bytes().await?;
+                Ok::<_, opentelemetry_http::HttpError>(answer.body(body)?)
+            });
+            sent.await?
+        }
     }
 }
 

@@ -328,3 +328,77 @@ async fn logging_out_ends_the_sessions_access_tokens_at_the_service() {
     // Another sign-in of the same person is another session.
     assert!(verifier.verify(&other_access).await.is_ok());
 }
+
+/// The token client's calls carry the caller's trace: the current span's OpenTelemetry context
+/// as `traceparent`, unless the request names its own.
+#[tokio::test(flavor = "current_thread")]
+async fn the_token_client_passes_the_current_trace_on() {
+    use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+    use tracing::Instrument;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let (id, secret) = admin_client(&http, &server.base, "fx:read").await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Option<String>>::new()));
+    let kept = seen.clone();
+    let echo = serve_app(Router::new().route(
+        "/echo",
+        get(move |headers: axum::http::HeaderMap| async move {
+            let value = headers
+                .get("traceparent")
+                .map(|v| v.to_str().unwrap().to_owned());
+            kept.lock().unwrap().push(value);
+            "ok"
+        }),
+    ))
+    .await;
+    let client = TokenClient::new(TokenClientConfig::new(
+        format!("{}/oauth2/token", server.base),
+        Grant::ClientCredentials {
+            client_id: id,
+            client_secret: secret,
+            scope: None,
+        },
+    ));
+
+    // No OpenTelemetry layer: nothing to pass on.
+    let url = format!("{echo}/echo");
+    client.send(|http| http.get(&url)).await.unwrap();
+    assert_eq!(seen.lock().unwrap().last().unwrap(), &None);
+
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    let _installed = tracing::subscriber::set_default(subscriber);
+    let span = tracing::info_span!("handling a request");
+    let expected = span.context().span().span_context().clone();
+    assert!(expected.is_valid());
+    client
+        .send(|http| http.get(&url))
+        .instrument(span.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap().as_deref(),
+        Some(
+            format!(
+                "00-{}-{}-{:02x}",
+                expected.trace_id(),
+                expected.span_id(),
+                expected.trace_flags().to_u8()
+            )
+            .as_str()
+        )
+    );
+    // A request that names its own trace keeps it.
+    let own = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    client
+        .send(|http| http.get(&url).header("traceparent", own))
+        .instrument(span)
+        .await
+        .unwrap();
+    assert_eq!(seen.lock().unwrap().last().unwrap().as_deref(), Some(own));
+}

@@ -21,13 +21,18 @@ pub struct Running {
 
 /// Spawns `command` and waits until it writes `GATEHOUSE_READY_FILE`: the addresses it bound,
 /// as JSON. Its stdout (the banner, for people) is not read.
-pub fn spawn_ready(mut command: Command) -> Running {
+pub fn spawn_ready(command: Command) -> Running {
+    spawn_ready_logging_to(command, Stdio::inherit())
+}
+
+/// [`spawn_ready`], with the process's log lines (stderr) going to `stderr`.
+pub fn spawn_ready_logging_to(mut command: Command, stderr: Stdio) -> Running {
     let ready_dir = tempfile::tempdir().unwrap();
     let ready_file = ready_dir.path().join("ready.json");
     let mut child = command
         .env("GATEHOUSE_READY_FILE", &ready_file)
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();

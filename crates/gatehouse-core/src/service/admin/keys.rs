@@ -12,9 +12,11 @@ impl AuthService {
         self.reload_keys().await?;
         let view = self.key_view();
         let now = self.now();
+        // From the store: retired keys and any this node cannot read are listed too.
         let mut keys: Vec<KeyInfo> = self
-            .keys
-            .records()
+            .store
+            .signing_keys()
+            .await?
             .into_iter()
             .map(|k| KeyInfo {
                 status: if k.retired_at.is_some_and(|at| at <= now) {
