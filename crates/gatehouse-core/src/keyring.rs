@@ -9,7 +9,7 @@
 use std::sync::{Arc, RwLock};
 
 use gatehouse_token::{
-    JwkSet, KeyEncryptionKey, SigningAlgorithm, SigningKey, UnknownAlgorithm, Verifier,
+    Jwk, JwkSet, KeyEncryptionKey, SigningAlgorithm, SigningKey, UnknownAlgorithm, Verifier,
     VerifierConfig,
 };
 
@@ -26,7 +26,10 @@ pub struct KeyView {
 
 struct LoadedKey {
     record: StoredKey,
-    key: Arc<SigningKey>,
+    /// `None` for a key this node cannot open (an algorithm of a later version, another
+    /// key-encryption key): it is published from its stored public half, but never signs here.
+    key: Option<Arc<SigningKey>>,
+    public: Jwk,
 }
 
 pub struct KeyRing {
@@ -132,6 +135,8 @@ impl KeyRing {
             .iter()
             .any(|k| k.alg == alg.as_str() && k.retired_at.is_none())
         {
+            // Nothing is written by a node that cannot read the keys in service.
+            unseal(stored.clone(), kek, now)?;
             // The algorithm was changed: rotate as an operator would, so tokens signed with the
             // old key stay valid until they expire.
             let Rotation { record, write, .. } = rotation(kek, config, now)?;
@@ -188,9 +193,9 @@ impl KeyRing {
     }
 }
 
-/// The keys a node can use: retired ones are left sealed, and one it cannot read (an algorithm
-/// of a later version, a damaged record) is left out with a warning rather than stopping the
-/// node, as long as another key remains.
+/// The keys in service: retired ones are left sealed. One this node cannot open is kept by its
+/// public half (every node must publish the same set), and stops the node only if it is the one
+/// that signs; a key-encryption key that opens none of them stops it at once.
 fn unseal(
     stored: Vec<StoredKey>,
     kek: &KeyEncryptionKey,
@@ -204,17 +209,28 @@ fn unseal(
         }
         match unseal_one(&record, kek) {
             Ok(key) => loaded.push(LoadedKey {
+                public: key.public_jwk(),
+                key: Some(Arc::new(key)),
                 record,
-                key: Arc::new(key),
             }),
             Err(e) => {
-                tracing::warn!(kid = %record.kid, error = %e, "a stored signing key is left out");
+                tracing::warn!(kid = %record.kid, error = %e, "a signing key this node cannot open");
+                match serde_json::from_str::<Jwk>(&record.public_jwk) {
+                    Ok(public) => loaded.push(LoadedKey {
+                        record,
+                        key: None,
+                        public,
+                    }),
+                    Err(_) => {
+                        tracing::error!(kid = %record.kid, "its public key is unreadable too")
+                    }
+                }
                 first_failure.get_or_insert(e);
             }
         }
     }
-    match (loaded.is_empty(), first_failure) {
-        (true, Some(e)) => Err(e),
+    match (loaded.iter().any(|k| k.key.is_some()), first_failure) {
+        (false, Some(e)) => Err(e),
         _ => Ok(loaded),
     }
 }
@@ -241,7 +257,7 @@ fn build_view(
         .filter(|k| k.record.retired_at.is_none_or(|at| at > now))
         .collect();
     // The newest key that has activated signs, one not scheduled to retire before one that is
-    // (two nodes rotating at once each retire the other's new key: the survivor signs); ties
+    // (concurrent rotations may leave a new key scheduled to retire beside another); ties
     // break on kid, so every node picks the same one. With none active yet (a clock far
     // behind), the earliest to activate signs.
     let signer = published
@@ -259,8 +275,15 @@ fn build_view(
         })
         .or_else(|| published.iter().min_by_key(|k| k.record.activates_at))
         .ok_or_else(|| StoreError::Corrupt("no published signing key".into()))?;
+    let signing_key = signer.key.clone().ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "signing key {} cannot be opened by this node (an algorithm of a later version, or \
+             another key-encryption key)",
+            signer.record.kid
+        ))
+    })?;
     let jwks = JwkSet {
-        keys: published.iter().map(|k| k.key.public_jwk()).collect(),
+        keys: published.iter().map(|k| k.public.clone()).collect(),
     };
     let valid_until = keys
         .iter()
@@ -270,7 +293,7 @@ fn build_view(
         .min()
         .unwrap_or(i64::MAX);
     Ok(KeyView {
-        signer: signer.key.clone(),
+        signer: signing_key,
         verifier: Verifier::new(verifier_config.clone(), &jwks),
         jwks,
         valid_until,
@@ -290,7 +313,8 @@ mod tests {
         let key = SigningKey::from_pkcs8(&record.kid, alg, &pkcs8).unwrap();
         LoadedKey {
             record,
-            key: Arc::new(key),
+            public: key.public_jwk(),
+            key: Some(Arc::new(key)),
         }
     }
 
@@ -328,20 +352,28 @@ mod tests {
     }
 
     #[test]
-    fn unreadable_and_retired_keys_are_left_out_while_one_remains() {
+    fn a_key_this_node_cannot_open_is_published_but_never_signs_here() {
         let kek = KeyEncryptionKey::generate().unwrap();
         let good = new_key_record(&kek, SigningAlgorithm::ES256, 0, 0).unwrap();
-        let mut later_alg = new_key_record(&kek, SigningAlgorithm::EdDSA, 0, 0).unwrap();
+        let mut later_alg = new_key_record(&kek, SigningAlgorithm::EdDSA, 100, 0).unwrap();
         later_alg.alg = "ML-DSA-65".into();
         let mut retired = new_key_record(&kek, SigningAlgorithm::EdDSA, 0, 0).unwrap();
         retired.retired_at = Some(10);
-        retired.sealed_private_key = "damaged".into();
+        retired.sealed_private_key = b"damaged".to_vec();
         let kept = unseal(vec![good.clone(), later_alg.clone(), retired], &kek, 20).unwrap();
-        assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].record.kid, good.kid);
-        assert!(
-            unseal(vec![later_alg], &kek, 20).is_err(),
-            "none left: the node stops"
-        );
+        assert_eq!(kept.len(), 2, "the retired key is left sealed");
+        // Before the unreadable key activates, the readable one signs; both are published.
+        let view = build_view(&kept, &config(), 50).unwrap();
+        assert_eq!(view.signer.kid(), good.kid);
+        let mut published: Vec<&str> = view.jwks.keys.iter().map(|k| k.kid.as_str()).collect();
+        published.sort();
+        let mut expected = vec![good.kid.as_str(), later_alg.kid.as_str()];
+        expected.sort();
+        assert_eq!(published, expected, "the same JWKS as every other node");
+        // Once it would sign, this node refuses rather than sign with a key others retire.
+        assert!(build_view(&kept, &config(), 150).is_err());
+        // A key-encryption key that opens nothing stops the node.
+        let stranger = KeyEncryptionKey::generate().unwrap();
+        assert!(unseal(vec![good], &stranger, 20).is_err());
     }
 }

@@ -234,17 +234,34 @@ pub(crate) fn set_identity(
     Ok(())
 }
 
-/// What callers may claim about the connection, in the names frameworks read (Rack reads
-/// `X-Forwarded-Ssl` before `X-Forwarded-Proto`, for one): never passed on.
-const CLAIMS_ABOUT_THE_CONNECTION: [&str; 8] = [
-    "x-real-ip",
-    "x-forwarded-ssl",
-    "x-forwarded-scheme",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-server",
-    "front-end-https",
-    "x-url-scheme",
+/// What callers may claim about the connection, the request or themselves, in the names
+/// frameworks and proxies read: never passed on. Rack reads `X-Forwarded-Ssl` before
+/// `X-Forwarded-Proto`; a method override would run DELETE where the route admitted GET; a path
+/// override would reach what no route admitted; identity headers are the proxy's to set.
+const CALLER_CLAIMS: [HeaderName; 23] = [
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-forwarded-ssl"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("front-end-https"),
+    HeaderName::from_static("x-url-scheme"),
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-forwarded-uri"),
+    HeaderName::from_static("x-original-uri"),
+    HeaderName::from_static("x-original-method"),
+    HeaderName::from_static("x-forwarded-method"),
+    HeaderName::from_static("x-forwarded-user"),
+    HeaderName::from_static("remote-user"),
+    HeaderName::from_static("x-auth-request-user"),
+    HeaderName::from_static("x-auth-request-email"),
+    HeaderName::from_static("x-forwarded-client-cert"),
+    HeaderName::from_static("ssl-client-cert"),
 ];
 
 /// `X-Forwarded-For`, `-Proto` and `-Host`, from this connection. The gateway is the edge, so
@@ -257,7 +274,7 @@ pub(crate) fn set_forwarded(
     authority: Option<&http::uri::Authority>,
 ) {
     headers.remove(header::FORWARDED);
-    for name in CLAIMS_ABOUT_THE_CONNECTION {
+    for name in &CALLER_CLAIMS {
         headers.remove(name);
     }
     if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {

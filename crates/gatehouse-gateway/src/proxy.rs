@@ -358,12 +358,25 @@ async fn forward(
         .get::<gatehouse_listen::ArrivedOverTls>()
         .is_some();
     forward::set_forwarded(&mut parts.headers, peer, over_tls, authority.as_ref());
-    // The upstream's call comes from this request's span, in the caller's trace (W3C Trace
-    // Context); `tracestate` passes unchanged.
-    match parts.extensions.get::<gatehouse_listen::RequestTrace>() {
-        Some(trace) => parts.headers.insert("traceparent", trace.traceparent()),
-        None => parts.headers.remove("traceparent"),
-    };
+    // The upstream's call belongs to the request's trace (W3C Trace Context): as a child of
+    // this request's span when it is exported, else as the caller sent it. `tracestate` goes
+    // only with the caller's own trace.
+    let trace = parts
+        .extensions
+        .get::<gatehouse_listen::RequestTrace>()
+        .copied();
+    match trace {
+        Some(trace) => {
+            parts.headers.insert("traceparent", trace.traceparent());
+            if !trace.continued {
+                parts.headers.remove("tracestate");
+            }
+        }
+        None => {
+            parts.headers.remove("traceparent");
+            parts.headers.remove("tracestate");
+        }
+    }
     parts
         .headers
         .insert(forward::REQUEST_ID, request_id.clone());

@@ -87,15 +87,12 @@ pub async fn serve_tls(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout());
     // HTTP/2 (by ALPN, or prior knowledge): a connection carries at most 64 requests at once
-    // (hyper's default is 200, which would multiply the per-address connection cap), a peer
-    // that stops answering pings is dropped, and a flood of reset streams ends the connection.
+    // (hyper's default is 200, which would multiply the per-address connection cap). No pings
+    // of our own: their answers would count as activity and keep idle connections open.
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(64)
-        .max_pending_accept_reset_streams(Some(32))
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .max_concurrent_streams(64);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let (stop, stopping) = tokio::sync::watch::channel(false);

@@ -15,17 +15,26 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// The `X-Request-Id` header's name.
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// The trace context a request's onward calls carry: its trace id, with this request's span as
-/// their parent. In the request's extensions on every listener.
+/// The trace context a request's onward calls carry, in its extensions when there is one: the
+/// caller's, with this request's span as the parent when that span is exported, or unchanged
+/// when it is not (a made-up parent would hang the callee's spans off nothing). Absent when the
+/// caller sent none and nothing is exported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestTrace(pub TraceParent);
+pub struct RequestTrace {
+    pub parent: TraceParent,
+    /// Whether this is the caller's trace (its `tracestate` belongs with it) or one begun here.
+    pub continued: bool,
+}
 
 impl RequestTrace {
     /// The `traceparent` value for a call made on this request's behalf.
     pub fn traceparent(&self) -> HeaderValue {
-        HeaderValue::from_str(&self.0.to_header()).unwrap_or(HeaderValue::from_static(""))
+        HeaderValue::from_str(&self.parent.to_header()).unwrap_or(HeaderValue::from_static(""))
     }
 }
+
+/// The longest path a span records: enough to read, not a way to pin memory in a queue.
+const MAX_RECORDED_PATH: usize = 256;
 
 /// The caller's `X-Request-Id` when it is reasonable (1 to 128 visible ASCII characters), else
 /// a new one: a per-process random prefix and a counter, unique without a system call.
@@ -60,19 +69,27 @@ fn random<const N: usize>() -> [u8; N] {
 /// sees the same one), and [`RequestTrace`].
 pub(crate) async fn trace_request(mut request: Request, next: Next) -> Response {
     let headers = request.headers_mut();
-    let incoming = headers
-        .get(TRACEPARENT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(TraceParent::parse);
+    // Exactly one valid `traceparent` continues the caller's trace (W3C Trace Context §3.2).
+    let mut given = headers.get_all(TRACEPARENT).iter();
+    let incoming = match (given.next(), given.next()) {
+        (Some(value), None) => value.to_str().ok().and_then(TraceParent::parse),
+        _ => None,
+    };
     let id = request_id(headers);
     headers.insert(REQUEST_ID, id.clone());
+    let path = request.uri().path();
+    let path = match path.char_indices().nth(MAX_RECORDED_PATH) {
+        Some((end, _)) => &path[..end],
+        None => path,
+    };
     let span = tracing::info_span!(
+        target: "gatehouse::request",
         "request",
         trace_id = tracing::field::Empty,
         request_id = %String::from_utf8_lossy(id.as_bytes()),
         method = %request.method(),
         // The path only: a query may carry codes or tokens.
-        path = %request.uri().path(),
+        path = %path,
     );
     if let Some(parent) = incoming {
         let remote = SpanContext::new(
@@ -86,21 +103,26 @@ pub(crate) async fn trace_request(mut request: Request, next: Next) -> Response 
         let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
     }
     let exported = span.context().span().span_context().clone();
-    let hop = if exported.is_valid() {
-        TraceParent {
-            trace_id: exported.trace_id().to_bytes(),
-            parent_id: exported.span_id().to_bytes(),
-            flags: exported.trace_flags().to_u8(),
-        }
+    let onward = if exported.is_valid() {
+        Some(RequestTrace {
+            parent: TraceParent {
+                trace_id: exported.trace_id().to_bytes(),
+                parent_id: exported.span_id().to_bytes(),
+                flags: exported.trace_flags().to_u8(),
+            },
+            continued: incoming.is_some(),
+        })
     } else {
-        TraceParent {
-            trace_id: incoming.map_or_else(random::<16>, |parent| parent.trace_id),
-            parent_id: random::<8>(),
-            flags: incoming.map_or(0, |parent| parent.flags),
-        }
+        incoming.map(|parent| RequestTrace {
+            parent,
+            continued: true,
+        })
     };
-    span.record("trace_id", hex(&hop.trace_id));
-    request.extensions_mut().insert(RequestTrace(hop));
+    let trace_id = onward.map_or_else(random::<16>, |trace| trace.parent.trace_id);
+    span.record("trace_id", hex(&trace_id));
+    if let Some(onward) = onward {
+        request.extensions_mut().insert(onward);
+    }
     let mut response = next.run(request).instrument(span).await;
     // Every answer names its request, a panic's 500 included.
     response.headers_mut().entry(REQUEST_ID).or_insert(id);

@@ -24,10 +24,8 @@ use std::time::Duration;
 use axum::Router;
 use gatehouse_core::AuthService;
 use tokio::net::TcpListener;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 /// What [`ServerSettings::api_documents`] lists.
 pub use gatehouse_look::docs::ApiDocument;
@@ -94,7 +92,6 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = routes::api(state.clone()).split_for_parts();
     let docs = docs(openapi, &state.api_documents);
-    let request_id = axum::http::HeaderName::from_static("x-request-id");
     api.merge(docs)
         .merge(gatehouse_web::pages(state.service.clone()))
         .fallback(error::not_found)
@@ -109,9 +106,8 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(error::describe_bare_errors))
         .layer(axum::middleware::from_fn(metrics::track))
-        .layer(TraceLayer::new_for_http())
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        // The request's span and id come from the listener (gatehouse-listen), which keeps or
+        // makes the id and returns it on every answer.
         .layer(SetSensitiveHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
             axum::http::header::COOKIE,

@@ -21,8 +21,11 @@ pub fn init_logging(format: &str) {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The request span is always on, whatever the filter, so every line names its request.
+    let directives = std::env::var("GATEHOUSE_LOG").unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(format!("{directives},gatehouse::request=info"))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let lines = if format == "json" {
         lines
@@ -95,10 +98,11 @@ mod otlp {
         Ok(Some(tracer))
     }
 
+    /// Sends what is queued (shutting down flushes), waiting at most two seconds for an
+    /// unreachable collector.
     pub(super) fn shut_down() {
         if let Some(provider) = PROVIDER.get() {
-            let _ = provider.force_flush();
-            let _ = provider.shutdown();
+            let _ = provider.shutdown_with_timeout(std::time::Duration::from_secs(2));
         }
     }
 

@@ -10,8 +10,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use common::{Program as Example, free_port};
 
 const ADMIN: (&str, &str) = ("root", "root-password-1");
 const ALGORITHMS: [&str; 3] = ["EdDSA", "ES256", "RS256"];
@@ -37,26 +39,6 @@ fn usable(mut command: Command, what: &str) -> Option<()> {
     );
     eprintln!("skipped: {what} is not installed (scripts/test installs it)");
     None
-}
-
-struct Example {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `command` (an example, told the issuer and its feed client) and waits until its

@@ -10,6 +10,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::{Program as Proxy, free_port};
+
 use common::fakes::{FakeIssuer, Upstream, fake_issuer, upstream};
 
 const ROUTES: &str = r#"
@@ -26,26 +28,6 @@ prefix = "/open"
 upstream = "http://127.0.0.1:9"
 anonymous = true
 "#;
-
-struct Proxy {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The proxy's binary, or `None` (and a note) when it is missing and not required.
 fn installed(binary: &str) -> Option<&str> {

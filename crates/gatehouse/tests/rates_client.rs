@@ -9,13 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::free_port;
 
 /// Starts `gatehouse ARGS` and waits until it is ready.
 fn spawn(args: &[&str]) -> common::Running {

@@ -20,11 +20,6 @@ fn serve(data: &std::path::Path, alg: &str, auth_port: u16) -> common::Running {
     common::spawn_ready(command)
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 async fn json(http: &reqwest::Client, url: &str) -> Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
 }
@@ -99,7 +94,7 @@ async fn each_algorithm_signs_and_is_checked_by_the_gateway_and_the_toolkit() {
 async fn changing_the_algorithm_rotates_and_issued_tokens_keep_working() {
     let http = reqwest::Client::new();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let first = serve(dir.path(), "EdDSA", port);
     let (id, secret) = common::register(&http, &first.base, "rates:read").await;
     let issued = common::client_token(&http, &first.base, &id, &secret).await;

@@ -72,12 +72,14 @@ fn traceparent_parts(value: &str) -> (String, String, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_gateway_passes_the_trace_on_logs_its_ids_and_exports_its_spans() {
-    let dir = tempfile::tempdir().unwrap();
-    let (collector, received) = receiver().await;
-    let echo = upstream().await;
-    let routes = dir.path().join("routes.toml");
+/// `gatehouse serve` with one anonymous route, `/traced`, to `echo`; its log lines (JSON) go to
+/// `log` in `dir`.
+fn serve_with_route(
+    dir: &std::path::Path,
+    echo: &common::fakes::Upstream,
+    env: &[(&str, &str)],
+) -> (common::Running, std::path::PathBuf) {
+    let routes = dir.join("routes.toml");
     std::fs::write(
         &routes,
         format!(
@@ -86,19 +88,16 @@ async fn the_gateway_passes_the_trace_on_logs_its_ids_and_exports_its_spans() {
         ),
     )
     .unwrap();
-    let log_path = dir.path().join("node.log");
+    let log_path = dir.join("node.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let data = dir.path().join("data");
-    let mut command = common::gatehouse(
-        &["serve", "--data-dir", data.to_str().unwrap()],
-        &[
-            ("GATEHOUSE_LOG", "info"),
-            ("GATEHOUSE_LOG_FORMAT", "json"),
-            ("GATEHOUSE_GATEWAY__ROUTES_FILE", routes.to_str().unwrap()),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
-            ("OTEL_SERVICE_NAME", "gatehouse-under-test"),
-        ],
-    );
+    let data = dir.join("data");
+    let mut all = vec![
+        ("GATEHOUSE_LOG", "info"),
+        ("GATEHOUSE_LOG_FORMAT", "json"),
+        ("GATEHOUSE_GATEWAY__ROUTES_FILE", routes.to_str().unwrap()),
+    ];
+    all.extend_from_slice(env);
+    let mut command = common::gatehouse(&["serve", "--data-dir", data.to_str().unwrap()], &all);
     command.args([
         "--auth-listen",
         "127.0.0.1:0",
@@ -106,7 +105,27 @@ async fn the_gateway_passes_the_trace_on_logs_its_ids_and_exports_its_spans() {
         "127.0.0.1:0",
     ]);
     command.args(["--apps-ports-from", "0"]);
-    let node = common::spawn_ready_logging_to(command, Stdio::from(log));
+    (
+        common::spawn_ready_logging_to(command, Stdio::from(log)),
+        log_path,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_passes_the_trace_on_logs_its_ids_and_exports_its_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let (collector, received) = receiver().await;
+    let echo = upstream().await;
+    let (node, log_path) = serve_with_route(
+        dir.path(),
+        &echo,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
+            ("OTEL_SERVICE_NAME", "gatehouse-under-test"),
+            // A long schedule: what the receiver gets, it gets from the flush at stop.
+            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+        ],
+    );
     let gateway = node.gateway.clone().unwrap();
     let http = reqwest::Client::new();
 
@@ -178,4 +197,104 @@ async fn the_gateway_passes_the_trace_on_logs_its_ids_and_exports_its_spans() {
         })
         .unwrap_or_else(|| panic!("no access line for req-one-42 in:\n{log}"));
     assert_eq!(line["span"]["trace_id"], trace_id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_export_the_callers_trace_passes_unchanged_and_ids_are_kept_or_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = upstream().await;
+    let (node, log_path) = serve_with_route(dir.path(), &echo, &[]);
+    let gateway = node.gateway.clone().unwrap();
+    let http = reqwest::Client::new();
+
+    // Nothing is exported: the caller's traceparent is the upstream's parent, as it was sent.
+    let sent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let answer = http
+        .get(format!("{gateway}/traced/a"))
+        .header("traceparent", sent)
+        .header("tracestate", "vendor=opaque")
+        .header("x-http-method-override", "DELETE")
+        .header("x-forwarded-ssl", "on")
+        .header("x-original-url", "/admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let made = answer.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!made.is_empty());
+    let seen = echo.last();
+    assert_eq!(seen.headers["traceparent"], sent);
+    assert_eq!(seen.headers["tracestate"], "vendor=opaque");
+    assert_eq!(
+        seen.headers["x-request-id"],
+        made.as_str(),
+        "one id, both ways"
+    );
+    for claim in [
+        "x-http-method-override",
+        "x-forwarded-ssl",
+        "x-original-url",
+    ] {
+        assert!(
+            !seen.headers.contains_key(claim),
+            "{claim} reached the upstream"
+        );
+    }
+
+    // None sent, or two: none passed on, and no tracestate without its trace.
+    let twice = http
+        .get(format!("{gateway}/traced/b"))
+        .header("traceparent", sent)
+        .header("traceparent", sent)
+        .header("tracestate", "vendor=opaque");
+    for request in [http.get(format!("{gateway}/traced/b")), twice] {
+        assert_eq!(request.send().await.unwrap().status(), 200);
+        let seen = echo.last();
+        assert!(!seen.headers.contains_key("traceparent"));
+        assert!(!seen.headers.contains_key("tracestate"));
+    }
+
+    // A request id that is not reasonable is replaced; the authorization server returns one too.
+    let answer = http
+        .get(format!("{gateway}/traced/c"))
+        .header("x-request-id", "has spaces in it")
+        .send()
+        .await
+        .unwrap();
+    let replaced = answer.headers()["x-request-id"].to_str().unwrap();
+    assert_ne!(replaced, "has spaces in it");
+    assert!(replaced.bytes().all(|b| b.is_ascii_graphic()));
+    let health = http
+        .get(format!("{}/healthz", node.base))
+        .header("x-request-id", "probe-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.headers()["x-request-id"], "probe-7");
+
+    // Every access line names the request and a trace, exported or not.
+    assert_eq!(common::terminate(node).code(), Some(0));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let access: Vec<Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["target"] == "gatehouse::access")
+        .collect();
+    assert_eq!(access.len(), 4, "{log}");
+    for line in &access {
+        assert_eq!(
+            line["span"]["trace_id"].as_str().unwrap().len(),
+            32,
+            "{line}"
+        );
+        assert!(line["span"]["request_id"].is_string(), "{line}");
+    }
+    assert_eq!(access[0]["span"]["request_id"], made.as_str());
+    assert_eq!(
+        access[0]["span"]["trace_id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
 }

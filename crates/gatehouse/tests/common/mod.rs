@@ -80,6 +80,29 @@ pub fn spawn_ready_logging_to(mut command: Command, stderr: Stdio) -> Running {
     }
 }
 
+/// A loopback port free at the moment of asking, for programs that must be told one.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A program other than gatehouse (a proxy, an example service) listening at `base`; killed
+/// when dropped.
+pub struct Program {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A `gatehouse` command with the test environment: quiet, and no key or database inherited.
 pub fn gatehouse(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
