@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Load benchmark of Gatehouse's API gateway against nginx.
 #
-# One tiny upstream (an nginx server block answering `200 ok`) is called four
-# ways: directly, through nginx as a plain reverse proxy (no auth), through
+# One tiny upstream (an nginx instance answering `200 ok`) is called four
+# ways: directly, through a second nginx instance as a plain reverse proxy (no auth), through
 # the gateway of `gatehouse serve` with a valid token (verdict cache on), and
 # through a standalone `gatehouse gateway` with the verdict cache off
 # (token_cache_capacity = 0, so every request verifies the token's signature).
 # Each target is driven with `oha` at several concurrency levels and a
 # Markdown report (machine + results table + gateway overhead) is printed.
+# The headline columns are CPU microseconds per request of the proxy under
+# test and of the upstream, each a separate process group, from their own
+# CPU accounting (utime + stime in /proc/PID/stat) over each measured run.
 #
 # All traffic goes to 127.0.0.1 only; every step is bounded in time.
 # See bench/README.md for the environment knobs.
@@ -49,10 +52,12 @@ done
     || die "BENCH_NGINX_WORKERS must be 'auto' or a positive number"
 optional_uint BENCH_OHA_THREADS
 require_tools
+cpu_setup
 
 # ------------------------------------------------------------ cleanup trap --
 WORK_DIR=""
-NGINX_PID=""
+UPSTREAM_PID=""   # the upstream's nginx instance (master; its workers are its children)
+NGINX_PID=""      # the proxy's nginx instance
 SERVER_PID=""
 NOCACHE_PID=""
 OHA_PID=""
@@ -67,10 +72,11 @@ cleanup() {
     stop_oha "$OHA_PID"
     stop_process "$NOCACHE_PID" "the uncached gateway"
     stop_process "$SERVER_PID" "the server"
-    stop_process "$NGINX_PID" "nginx"
+    stop_process "$NGINX_PID" "nginx (proxy)"
+    stop_process "$UPSTREAM_PID" "nginx (upstream)"
     if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
         local f
-        for f in server.log gateway-nocache.log nginx/error.log; do
+        for f in server.log gateway-nocache.log nginx/error.log upstream/error.log; do
             keep_log "$rc" "$f" 30 "$f"
         done
         rm -rf "$WORK_DIR"
@@ -132,41 +138,61 @@ declare -A LABEL=(
 )
 
 # ------------------------------------------------------------ start nginx --
-# One nginx instance, prefix and every path inside WORK_DIR: a static upstream
-# and, in front of it, a plain reverse proxy with keep-alive to the upstream.
-NGX="$WORK_DIR/nginx"
-mkdir -p "$NGX/tmp"
-cat >"$NGX/nginx.conf" <<EOF
+# Two nginx instances, each with its prefix and every path inside WORK_DIR: the static upstream,
+# and in front of it a plain reverse proxy with keep-alive to the upstream. Separate instances,
+# so that each one's CPU time is measured on its own (the proxy's, beside the gateway's).
+# nginx_conf DIR SERVER_BLOCKS: writes DIR/nginx.conf around the given http-level blocks.
+nginx_conf() {
+    local dir="$1" blocks="$2"
+    mkdir -p "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
 worker_processes $BENCH_NGINX_WORKERS;
 worker_rlimit_nofile 16384;
-pid $NGX/nginx.pid;
-error_log $NGX/error.log warn;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
 events { worker_connections 4096; }
 http {
     access_log off;
-    client_body_temp_path $NGX/tmp/body;
-    proxy_temp_path $NGX/tmp/proxy;
-    fastcgi_temp_path $NGX/tmp/fastcgi;
-    uwsgi_temp_path $NGX/tmp/uwsgi;
-    scgi_temp_path $NGX/tmp/scgi;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
     # No reconnects forced by nginx during a run (the default closes a
     # keep-alive connection after 1000 requests).
     keepalive_requests 100000000;
     keepalive_timeout 75s;
+$blocks
+}
+EOF
+}
 
-    upstream bench_upstream {
-        server 127.0.0.1:$UPSTREAM_PORT;
-        keepalive 64;
-        keepalive_requests 100000000;
-    }
+# nginx_start DIR NAME: checks DIR/nginx.conf and starts that instance (daemon off) as a
+# background job; its pid goes to NGINX_STARTED_PID.
+nginx_start() {
+    local dir="$1" name="$2"
+    local -a cmd=(nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log")
+    timeout 30 "${cmd[@]}" -t -q >&2 || die "nginx ($name) rejected its configuration ($dir/nginx.conf)"
+    "${cmd[@]}" -g 'daemon off;' </dev/null >>"$dir/error.log" 2>&1 &
+    NGINX_STARTED_PID=$!
+}
 
-    # The upstream: any path, 200 "ok\n".
+UPS="$WORK_DIR/upstream"
+nginx_conf "$UPS" "
+    # The upstream: any path, 200 \"ok\\n\".
     server {
         listen 127.0.0.1:$UPSTREAM_PORT;
         location / {
             default_type text/plain;
-            return 200 "ok\n";
+            return 200 \"ok\\n\";
         }
+    }"
+NGX="$WORK_DIR/nginx"
+nginx_conf "$NGX" "
+    upstream bench_upstream {
+        server 127.0.0.1:$UPSTREAM_PORT;
+        keepalive 64;
+        keepalive_requests 100000000;
     }
 
     # nginx as a plain reverse proxy: no auth.
@@ -175,20 +201,20 @@ http {
         location / {
             proxy_pass http://bench_upstream;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Connection \"\";
         }
-    }
-}
-EOF
-NGINX_CMD=(nginx -p "$NGX/" -c "$NGX/nginx.conf" -e "$NGX/error.log")
-timeout 30 "${NGINX_CMD[@]}" -t -q >&2 || die "nginx rejected its configuration ($NGX/nginx.conf)"
-log "starting nginx: upstream on 127.0.0.1:$UPSTREAM_PORT, proxy on 127.0.0.1:$NGINX_PORT"
-"${NGINX_CMD[@]}" -g 'daemon off;' </dev/null >>"$NGX/error.log" 2>&1 &
-NGINX_PID=$!
-wait_for_200 "nginx (upstream)" "${URL[direct]}" "$NGINX_PID"
+    }"
+log "starting nginx: upstream on 127.0.0.1:$UPSTREAM_PORT"
+nginx_start "$UPS" upstream
+UPSTREAM_PID="$NGINX_STARTED_PID"
+wait_for_200 "nginx (upstream)" "${URL[direct]}" "$UPSTREAM_PID"
+log "starting nginx: proxy on 127.0.0.1:$NGINX_PORT"
+nginx_start "$NGX" proxy
+NGINX_PID="$NGINX_STARTED_PID"
 wait_for_200 "nginx (proxy)" "${URL[nginx]}" "$NGINX_PID"
 NGINX_WORKERS="$(pgrep -c -P "$NGINX_PID" 2>/dev/null || echo '?')"
-log "nginx ready (pid $NGINX_PID, $NGINX_WORKERS workers)"
+UPSTREAM_WORKERS="$(pgrep -c -P "$UPSTREAM_PID" 2>/dev/null || echo '?')"
+log "nginx ready (upstream pid $UPSTREAM_PID, $UPSTREAM_WORKERS workers; proxy pid $NGINX_PID, $NGINX_WORKERS workers)"
 
 # ------------------------------------------------------ start gatehouse --
 UPSTREAM="http://127.0.0.1:$UPSTREAM_PORT"
@@ -277,7 +303,8 @@ done
 
 # --------------------------------------------------------------------- run --
 all_alive() {
-    kill -0 "$NGINX_PID" 2>/dev/null || die "nginx exited $1"
+    kill -0 "$UPSTREAM_PID" 2>/dev/null || die "nginx (upstream) exited $1"
+    kill -0 "$NGINX_PID" 2>/dev/null || die "nginx (proxy) exited $1"
     kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited $1"
     [[ -z "$NOCACHE_PID" ]] || kill -0 "$NOCACHE_PID" 2>/dev/null || die "the uncached gateway exited $1"
 }
@@ -288,6 +315,14 @@ run_oha() {
     ensure_token "$(($2 + BENCH_REQUEST_TIMEOUT + 30))"
     oha_run "$1" "$2" "$3" -H "Authorization: Bearer $TOKEN" "$4"
 }
+
+# The process group each target's proxy runs in (direct: none, the upstream answers itself).
+declare -A PROXY_PID=(
+    [direct]=""
+    [nginx]="$NGINX_PID"
+    [cached]="$SERVER_PID"
+    [uncached]="$NOCACHE_PID"
+)
 
 # Targets one after the other (the others idle), each level after a warm-up at
 # the highest level, which also fills the keep-alive pools to the upstream.
@@ -303,9 +338,15 @@ for t in "${TARGETS[@]}"; do
     for c in "${CONCURRENCY_LEVELS[@]}"; do
         log "${LABEL[$t]}: ${BENCH_SECONDS}s at c=$c"
         out="$WORK_DIR/oha-$t-c$c.json"
+        # ensure_token first, so that a token refresh does not fall into the CPU window.
+        ensure_token "$((BENCH_SECONDS + BENCH_REQUEST_TIMEOUT + 30))"
+        # CPU windows: the proxy under test (nginx: master and workers) and the upstream instance.
+        [[ -z "${PROXY_PID[$t]}" ]] || cpu_begin proxy "${PROXY_PID[$t]}"
+        cpu_begin upstream "$UPSTREAM_PID"
         run_oha "$out" "$BENCH_SECONDS" "$c" "${URL[$t]}"
+        cpu_end "$out"
         all_alive "during the ${LABEL[$t]} run at c=$c"
-        [[ -z "$BENCH_RAW_DIR" ]] || cp "$out" "$BENCH_RAW_DIR/"
+        [[ -z "$BENCH_RAW_DIR" ]] || cp "$out" "$out.cpu" "$BENCH_RAW_DIR/"
         printf '%s\t%s\t%s\t%s\n' "$t" "${LABEL[$t]}" "$c" "$out" >>"$RESULTS"
     done
 done
@@ -325,14 +366,15 @@ BAD_FILE="$WORK_DIR/non200.count"
     echo
     machine_lines
     echo "- load generator: $OHA_VER on the same machine: oha, nginx and Gatehouse all share the $(nproc) CPUs"
-    echo "- upstream: $NGINX_VER, a server block answering \`200 ok\` to \`GET $BENCH_PATH\`"
-    echo "- nginx proxy: the same nginx instance (worker_processes $BENCH_NGINX_WORKERS = $NGINX_WORKERS workers, as many as Gatehouse's runtime has threads when \`auto\`), no auth, HTTP/1.1 keep-alive to the upstream (\`keepalive 64\`), access log off"
+    echo "- upstream: $NGINX_VER, its own instance (worker_processes $BENCH_NGINX_WORKERS = $UPSTREAM_WORKERS workers), a server block answering \`200 ok\` to \`GET $BENCH_PATH\`"
+    echo "- nginx proxy: a second nginx instance (worker_processes $BENCH_NGINX_WORKERS = $NGINX_WORKERS workers, as many as Gatehouse's runtime has threads when \`auto\`), no auth, HTTP/1.1 keep-alive to the upstream (\`keepalive 64\`), access log off"
     echo "- gateway, cached: \`gatehouse serve\`'s gateway, verdict cache on (default), revocation feed followed; peak RSS ${SERVER_RSS:-n/a} (whole server)"
     if [[ -n "$NOCACHE_PID" ]]; then
         echo "- gateway, uncached: standalone \`gatehouse gateway\` with \`token_cache_capacity = 0\` (every request verifies the token's signature); no feed client, so it does not follow revocations (irrelevant here); peak RSS ${NOCACHE_RSS:-n/a}"
     fi
     echo "- every request carries the same \`Authorization: Bearer\` token (ignored by nginx), signed with $TOKEN_ALG (GATEHOUSE_AUTH__SIGNING_ALGORITHM=${GATEHOUSE_AUTH__SIGNING_ALGORITHM:-unset, the default}); log filter GATEHOUSE_LOG=$GATEHOUSE_LOG"
     echo "- load average (1, 5, 15 min) before the first run: $LOAD_BEFORE; after the last: $LOAD_AFTER"
+    echo "- CPU µs/req: utime + stime (\`/proc/PID/stat\`, CLK_TCK $CLK_TCK) over each measured run, divided by its responses. proxy: the nginx proxy instance (master + workers), the whole \`gatehouse serve\` process (auth server idle, gateway, feed) for the cached gateway, the \`gatehouse gateway\` process for the uncached one; upstream: the upstream nginx instance (master + workers); oha is not counted"
     echo "- durations: ${BENCH_SECONDS}s per target and level, after a ${BENCH_WARMUP_SECONDS}s warm-up per target at c=$MAX_CONCURRENCY; targets run one at a time, the others idle"
     echo
     python3 - "$SUMMARY" "$BAD_FILE" <<'PY'
@@ -353,23 +395,42 @@ with open(sys.argv[1]) as f:
 levels = sorted({c for _, c in res})
 order = ["direct", "nginx", "cached", "uncached"]
 
-print("| target | concurrency | requests | requests/s (200) | p50 ms | p99 ms | non-200 |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+def cpu(r, group):
+    v = r["cpu"].get(group)
+    return "—" if group not in r["cpu"] else ("n/a" if v is None else f"{v:.1f}")
+
+def cpu_total(r):
+    vals = list(r["cpu"].values())
+    return "n/a" if not vals or None in vals else f"{sum(vals):.1f}"
+
+print("| target | concurrency | proxy CPU µs/req | upstream CPU µs/req | total CPU µs/req | requests | requests/s (200) | p50 ms | p99 ms | non-200 |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for c in levels:
     for key in order:
         r = res.get((key, c))
         if r:
-            print(f"| {r['label']} | {c} | {r['attempts']} | {r['rps']:.0f} | {ms(r['p50'])} | "
+            print(f"| {r['label']} | {c} | {cpu(r, 'proxy')} | {cpu(r, 'upstream')} | {cpu_total(r)} | "
+                  f"{r['attempts']} | {r['rps']:.0f} | {ms(r['p50'])} | "
                   f"{ms(r['p99'])} | {r['bad']}{r['detail']} |")
 print()
-print("requests/s counts 200 responses only; p50/p99 are over all responses; "
-      "non-200 counts other statuses and transport errors (must be 0).")
+print("CPU µs/req is each process group's CPU time per response over the measured run (the "
+      "headline: it varies far less than requests/s when other work shares the machine); proxy is "
+      "the process under test, upstream the upstream nginx instance, total both. requests/s counts "
+      "200 responses only; p50/p99 are over all responses; non-200 counts other statuses and "
+      "transport errors (must be 0).")
 
 def added(key, c):
     r, d = res.get((key, c)), res.get(("direct", c))
     if not r or not d or r["p50"] is None or d["p50"] is None:
         return None
     return (r["p50"] - d["p50"]) * 1000
+
+def cpu_share(key, c):
+    r, n = res.get((key, c)), res.get(("nginx", c))
+    if not r or not n:
+        return None
+    a, b = r["cpu"].get("proxy"), n["cpu"].get("proxy")
+    return None if a is None or not b else 100.0 * a / b
 
 def share(key, c):
     r, n = res.get((key, c)), res.get(("nginx", c))
@@ -381,12 +442,13 @@ cols = [k for k in ("nginx", "cached", "uncached") if any((k, c) in res for c in
 if "direct" in {k for k, _ in res} and cols:
     print()
     print("Overhead over the direct call (aim for the gateway: p50 + < 0.3 ms, "
-          "and at least nginx's requests/s):")
+          "at least nginx's requests/s, and at most nginx's proxy CPU per request):")
     print()
     head = ["concurrency"]
     head += [f"{res[(k, levels[0])]['label'] if (k, levels[0]) in res else k}: p50 added ms" for k in cols]
     share_cols = [k for k in cols if k != "nginx" and any(("nginx", c) in res for c in levels)]
     head += [f"{res[(k, levels[0])]['label'] if (k, levels[0]) in res else k}: req/s % of nginx" for k in share_cols]
+    head += [f"{res[(k, levels[0])]['label'] if (k, levels[0]) in res else k}: CPU/req % of nginx" for k in share_cols]
     print("| " + " | ".join(head) + " |")
     print("|" + "---:|" * len(head))
     for c in levels:
@@ -400,6 +462,10 @@ if "direct" in {k for k, _ in res} and cols:
         for k in share_cols:
             s = share(k, c)
             mark = "" if s is None else (" ✓" if s >= 100.0 else " ✗")
+            cells.append("n/a" if s is None else f"{s:.0f}%{mark}")
+        for k in share_cols:
+            s = cpu_share(k, c)
+            mark = "" if s is None else (" ✓" if s <= 100.0 else " ✗")
             cells.append("n/a" if s is None else f"{s:.0f}%{mark}")
         print("| " + " | ".join(cells) + " |")
 

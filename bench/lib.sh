@@ -267,21 +267,96 @@ register_client() {
     log "registered client $CLIENT_ID"
 }
 
+# ---------------------------------------------------------- CPU accounting --
+# The headline figure: server CPU per request, from the kernel's own accounting of the server
+# processes (utime + stime in /proc/PID/stat, fields 14 and 15, in clock ticks; they cover all
+# threads of a process) read right before and right after each measured run.
+
+# cpu_setup: checks that /proc and pgrep are there and sets CLK_TCK (ticks per second).
+cpu_setup() {
+    [[ -r /proc/self/stat ]] || die "/proc/PID/stat is not readable: the CPU column needs Linux /proc"
+    command -v pgrep >/dev/null || die "pgrep (procps) is required"
+    CLK_TCK="$(getconf CLK_TCK 2>/dev/null || true)"
+    is_uint "$CLK_TCK" && [[ "$CLK_TCK" -gt 0 ]] || die "getconf CLK_TCK failed (got '$CLK_TCK')"
+}
+
+# proc_tree PID...: prints each PID and all its descendants (nginx: the master and its workers),
+# one a line. Bounded: at most 8 levels deep.
+proc_tree() {
+    local depth="${PROC_TREE_DEPTH:-0}" p
+    for p in "$@"; do
+        [[ -n "$p" && -d "/proc/$p" ]] || continue
+        echo "$p"
+        [[ $depth -lt 8 ]] || continue
+        # shellcheck disable=SC2046  # one pid per word
+        PROC_TREE_DEPTH=$((depth + 1)) proc_tree $(pgrep -P "$p" 2>/dev/null || true)
+    done
+}
+
+# cpu_ticks PID...: utime + stime, in clock ticks, summed over the PIDs and all their descendants.
+# A process that is gone contributes nothing.
+cpu_ticks() {
+    local total=0 p stat rest
+    local -a f
+    for p in $(proc_tree "$@"); do
+        stat="$(cat "/proc/$p/stat" 2>/dev/null)" || continue
+        # Field 2 (comm) may hold spaces or parentheses: split after its closing ") ".
+        rest="${stat##*) }"
+        read -r -a f <<<"$rest"
+        # f[0] is field 3 (state): utime (14) is f[11], stime (15) is f[12].
+        is_uint "${f[11]:-}" && is_uint "${f[12]:-}" || continue
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+# cpu_begin NAME PID...: starts a measured window for the process group NAME (the PIDs and their
+# descendants, as found now and again at cpu_end). Call it right before the load starts.
+declare -a CPU_NAMES=()
+declare -A CPU_PIDS=() CPU_START=()
+cpu_begin() {
+    local name="$1"
+    shift
+    [[ $# -gt 0 ]] || die "cpu_begin $name: no process given"
+    CPU_NAMES+=("$name")
+    CPU_PIDS[$name]="$*"
+    CPU_START[$name]="$(cpu_ticks "$@")"
+}
+
+# cpu_end OUTFILE: ends the windows begun since the last cpu_end, right after the load stopped, and
+# writes one line "NAME<TAB>ticks used in the window" per group to OUTFILE.cpu, which
+# oha_summaries reads beside the oha JSON file OUTFILE.
+cpu_end() {
+    local out="$1" name now
+    : >"$out.cpu"
+    for name in "${CPU_NAMES[@]}"; do
+        # shellcheck disable=SC2086  # the pids, one a word
+        now="$(cpu_ticks ${CPU_PIDS[$name]})"
+        printf '%s\t%s\n' "$name" "$((now - CPU_START[$name]))" >>"$out.cpu"
+    done
+    CPU_NAMES=()
+    CPU_PIDS=()
+    CPU_START=()
+}
+
 # ------------------------------------------------------------------ report --
 # oha_summaries RESULTS: RESULTS has one line per run, tab-separated, the oha
 # JSON file last. Prints one JSON object per run: "cols" (the other columns),
 # "attempts" (responses of any status plus transport errors), "ok" (200s),
 # "bad" (the rest), "rps" (200s per second of wall time), "p50" and "p99" (in
 # seconds, over all responses; null if missing) and "detail" (" [429: 12]",
-# the breakdown of the non-200s, or ""). oha's summary.successRate ignores
+# the breakdown of the non-200s, or ""), and, when the CPU file OUTFILE.cpu
+# of cpu_end exists, "cpu": {group: CPU µs per response (any status)} and
+# "cpu_ticks": {group: ticks}. oha's summary.successRate ignores
 # the status, hence the counting here. Requests cut off at the deadline are
 # not counted (there are none with --wait-ongoing-requests-after-deadline).
 oha_summaries() {
-    python3 - "$1" <<'PY'
-import json, sys
+    python3 - "$1" "${CLK_TCK:-0}" <<'PY'
+import json, os, sys
 
 DEADLINE = "aborted due to deadline"
 
+hz = int(sys.argv[2])
 with open(sys.argv[1]) as f:
     rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
 for *cols, path in rows:
@@ -299,7 +374,19 @@ for *cols, path in rows:
         parts = [f"{k}: {v}" for k, v in sorted(status.items()) if k != "200"]
         parts += [f"{k}: {v}" for k, v in sorted(errors.items())]
         detail = " [" + "; ".join(parts) + "]"
+    # CPU per completed request: ticks over the window / responses of any status (the server
+    # answered each of them; transport errors are not counted).
+    cpu, ticks = {}, {}
+    responses = sum(status.values())
+    if hz > 0 and os.path.exists(path + ".cpu"):
+        with open(path + ".cpu") as f:
+            for line in f:
+                if line.strip():
+                    name, t = line.rstrip("\n").split("\t")
+                    ticks[name] = int(t)
+                    cpu[name] = int(t) * 1e6 / hz / responses if responses else None
     print(json.dumps(dict(
+        cpu=cpu, cpu_ticks=ticks,
         cols=cols, attempts=attempts, ok=ok, bad=bad, detail=detail,
         rps=ok / total_s if total_s > 0 else 0.0,
         p50=pct.get("p50"), p99=pct.get("p99"),

@@ -6,7 +6,9 @@
 # fresh data dir and GATEHOUSE_AUTH__SIGNING_ALGORITHM set, registers a machine
 # client and a user, then drives the client_credentials and password grants
 # with `oha` at several concurrency levels. Prints a Markdown report (machine +
-# results table with one row per algorithm, grant and level).
+# results table with one row per algorithm, grant and level). The headline
+# column is the server's CPU time per token (utime + stime of the server
+# process over each measured run, from /proc/PID/stat).
 #
 # All traffic goes to 127.0.0.1 only; every step is bounded in time.
 # See bench/README.md for the environment knobs.
@@ -54,6 +56,7 @@ done
     || die "with GATEHOUSE_DATABASE_URL set, BENCH_ALGORITHMS must name one algorithm (run once per algorithm, each on an empty database)"
 optional_uint BENCH_PORT BENCH_OHA_THREADS
 require_tools
+cpu_setup
 
 # ------------------------------------------------------------ cleanup trap --
 WORK_DIR=""
@@ -196,9 +199,13 @@ run_algorithm() {
         for c in "${CONCURRENCY_LEVELS[@]}"; do
             log "$alg $g: ${secs}s at c=$c"
             out="$WORK_DIR/oha-$alg-$g-c$c.json"
+            # The server's CPU time over exactly this run (the window closes once oha has waited
+            # for the last in-flight request).
+            cpu_begin server "$SERVER_PID"
             run_oha "$out" "$secs" "$c" "$body"
+            cpu_end "$out"
             kill -0 "$SERVER_PID" 2>/dev/null || die "server ($alg) exited during the $g run at c=$c"
-            [[ -z "$BENCH_RAW_DIR" ]] || cp "$out" "$BENCH_RAW_DIR/"
+            [[ -z "$BENCH_RAW_DIR" ]] || cp "$out" "$out.cpu" "$BENCH_RAW_DIR/"
             printf '%s\t%s\t%s\t%s\n' "$alg" "$g" "$c" "$out" >>"$RESULTS"
         done
     done
@@ -254,6 +261,7 @@ REPORT="$WORK_DIR/report.md"
     echo "- server: store ${GATEHOUSE_DATABASE_URL:+PostgreSQL (GATEHOUSE_DATABASE_URL)}${GATEHOUSE_DATABASE_URL:-embedded SQLite}${GATEHOUSE_CONFIG:+, config $GATEHOUSE_CONFIG}, log filter ${GATEHOUSE_LOG:-info (default)}"
     echo "- signing algorithms: ${ALGORITHMS[*]}, a fresh server each (\`GATEHOUSE_AUTH__SIGNING_ALGORITHM\`), one after the other; peak RSS $RSS_NOTE"
     echo "- load average (1, 5, 15 min) before the first server: $LOAD_BEFORE; after the last: $LOAD_AFTER"
+    echo "- CPU µs/req: the server process's utime + stime (\`/proc/PID/stat\`, CLK_TCK $CLK_TCK) over each measured run, divided by the responses in that run; oha's own CPU is not counted"
     echo
     python3 - "$SUMMARY" <<'PY'
 import json, sys
@@ -275,16 +283,20 @@ def order(i):
 alg_n, grant_n, conc_n = order(0), order(1), order(2)
 rows.sort(key=lambda r: (grant_n[r["cols"][1]], conc_n[r["cols"][2]], alg_n[r["cols"][0]]))
 
-print("| grant | concurrency | algorithm | requests | requests/s (200) | p50 ms | p99 ms | success rate (non-200) |")
-print("|---|---:|---|---:|---:|---:|---:|---:|")
+def cpu(r):
+    v = r["cpu"].get("server")
+    return "n/a" if v is None else f"{v:.1f}"
+
+print("| grant | concurrency | algorithm | CPU µs/req | requests | requests/s (200) | p50 ms | p99 ms | success rate (non-200) |")
+print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     alg, grant, conc = r["cols"]
     rate = f"{100.0 * r['ok'] / r['attempts']:.2f}%" if r["attempts"] else "n/a"
-    print(f"| {grant} | {conc} | {alg} | {r['attempts']} | {r['rps']:.1f} | {ms(r['p50'])} | "
+    print(f"| {grant} | {conc} | {alg} | {cpu(r)} | {r['attempts']} | {r['rps']:.1f} | {ms(r['p50'])} | "
           f"{ms(r['p99'])} | {rate} ({r['bad']}){r['detail']} |")
 PY
     echo
-    echo "requests/s counts 200 responses only; p50/p99 are over all responses."
+    echo "CPU µs/req is the server's CPU time per response (the headline: it varies far less than requests/s when other work shares the machine); n/a for the mixed phase, whose two loads share one window. requests/s counts 200 responses only; p50/p99 are over all responses."
 } >"$REPORT"
 
 publish_report "$REPORT"
