@@ -170,20 +170,29 @@ impl Browser {
     pub async fn set_window_size(&self, width: u32, height: u32) -> anyhow::Result<()> {
         let (mut outer_width, mut outer_height) = (width, height);
         let mut inner = (0, 0);
-        for _ in 0..3 {
+        for _ in 0..6 {
             self.client
                 .set_window_size(outer_width, outer_height)
                 .await
                 .with_context(|| format!("resizing the window to {outer_width}x{outer_height}"))?;
-            let size = self
-                .client
-                .execute("return [window.innerWidth, window.innerHeight];", vec![])
-                .await
-                .context("measuring the page")?;
-            let measure = |i: usize| size[i].as_u64().and_then(|v| u32::try_from(v).ok());
-            inner = measure(0)
-                .zip(measure(1))
-                .with_context(|| format!("measuring the page gave {size}"))?;
+            // A busy machine applies the resize late: measure until two readings agree.
+            let mut previous = None;
+            for _ in 0..20 {
+                let size = self
+                    .client
+                    .execute("return [window.innerWidth, window.innerHeight];", vec![])
+                    .await
+                    .context("measuring the page")?;
+                let measure = |i: usize| size[i].as_u64().and_then(|v| u32::try_from(v).ok());
+                inner = measure(0)
+                    .zip(measure(1))
+                    .with_context(|| format!("measuring the page gave {size}"))?;
+                if inner == (width, height) || previous == Some(inner) {
+                    break;
+                }
+                previous = Some(inner);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
             if inner == (width, height) {
                 return Ok(());
             }
