@@ -54,12 +54,58 @@ pub async fn fresh_postgres_database(server_url: &str, name: Option<&str>) -> St
     format!("{base}/{name}")
 }
 
+/// A database of the test PostgreSQL server that is dropped with this value (also when the test
+/// fails), so a run's hundreds of databases do not pile up on a disk that CI shares.
+pub struct PostgresDatabase {
+    server_url: String,
+    name: String,
+}
+
+impl PostgresDatabase {
+    /// A new, empty database with a random name.
+    pub async fn create(server_url: &str) -> (Self, String) {
+        let url = fresh_postgres_database(server_url, None).await;
+        let name = url.rsplit_once('/').unwrap().1.to_owned();
+        let database = Self {
+            server_url: server_url.to_owned(),
+            name,
+        };
+        (database, url)
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let (server_url, name) = (self.server_url.clone(), self.name.clone());
+        // Drop may run on a runtime's thread, where blocking on another future is not allowed.
+        let dropping = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&server_url).await.ok()?;
+                let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut conn)
+                    .await
+                    .ok()?;
+                conn.close().await.ok()
+            })
+        });
+        // A database left behind costs only disk: never turn a test's result into a panic here.
+        let _ = dropping.join();
+    }
+}
+
 /// A store on a database of its own, so tests run in parallel.
 pub struct TestDatabase {
     pub store: SqlStore,
     /// Where to connect again: a SQLite URL or the PostgreSQL database's.
     pub url: String,
     _dir: Option<tempfile::TempDir>,
+    _postgres: Option<PostgresDatabase>,
 }
 
 impl std::ops::Deref for TestDatabase {
@@ -88,15 +134,17 @@ impl TestDatabase {
                     store,
                     url,
                     _dir: Some(dir),
+                    _postgres: None,
                 }
             }
             Backend::Postgres => {
                 let server = postgres_url().expect("postgres leg without a server");
-                let url = fresh_postgres_database(&server, None).await;
+                let (database, url) = PostgresDatabase::create(&server).await;
                 Self {
                     store: SqlStore::connect(&url).await.unwrap(),
                     url,
                     _dir: None,
+                    _postgres: Some(database),
                 }
             }
         }
