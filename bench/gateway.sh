@@ -70,6 +70,7 @@ cleanup() {
         rm -f "$POLICY_RC_D" || true
     fi
     stop_oha "$OHA_PID"
+    perf_end
     stop_process "$NOCACHE_PID" "the uncached gateway"
     stop_process "$SERVER_PID" "the server"
     stop_process "$NGINX_PID" "nginx (proxy)"
@@ -343,8 +344,10 @@ for t in "${TARGETS[@]}"; do
         # CPU windows: the proxy under test (nginx: master and workers) and the upstream instance.
         [[ -z "${PROXY_PID[$t]}" ]] || cpu_begin proxy "${PROXY_PID[$t]}"
         cpu_begin upstream "$UPSTREAM_PID"
+        [[ -z "${PROXY_PID[$t]}" ]] || perf_begin "gateway-$t-c$c" "${PROXY_PID[$t]}"
         run_oha "$out" "$BENCH_SECONDS" "$c" "${URL[$t]}"
         cpu_end "$out"
+        perf_end
         all_alive "during the ${LABEL[$t]} run at c=$c"
         [[ -z "$BENCH_RAW_DIR" ]] || cp "$out" "$out.cpu" "$BENCH_RAW_DIR/"
         printf '%s\t%s\t%s\t%s\n' "$t" "${LABEL[$t]}" "$c" "$out" >>"$RESULTS"

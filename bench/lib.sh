@@ -339,6 +339,30 @@ cpu_end() {
     CPU_START=()
 }
 
+# ---------------------------------------------------------------- profiling --
+# With BENCH_PERF_DIR set, `perf record` samples the process under test (all its threads, with
+# call graphs) over each measured run, into BENCH_PERF_DIR/NAME.data; read one with
+# `perf report -i FILE --no-children`. A build with frame pointers gives whole call chains:
+# RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release -p gatehouse.
+PERF_PID=""
+
+# perf_begin NAME PID: starts sampling PID (no-op without BENCH_PERF_DIR).
+perf_begin() {
+    [[ -n "${BENCH_PERF_DIR:-}" ]] || return 0
+    command -v perf >/dev/null || die "BENCH_PERF_DIR is set but perf is not installed (apt-get install linux-perf)"
+    mkdir -p "$BENCH_PERF_DIR"
+    perf record -q -e cpu-clock -F 999 -g -p "$2" -o "$BENCH_PERF_DIR/$1.data" >/dev/null 2>&1 &
+    PERF_PID=$!
+}
+
+# perf_end: stops the sampling perf_begin started and waits until its file is written.
+perf_end() {
+    [[ -n "$PERF_PID" ]] || return 0
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    PERF_PID=""
+}
+
 # ------------------------------------------------------------------ report --
 # oha_summaries RESULTS: RESULTS has one line per run, tab-separated, the oha
 # JSON file last. Prints one JSON object per run: "cols" (the other columns),

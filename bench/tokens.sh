@@ -69,6 +69,7 @@ cleanup() {
     trap - EXIT INT TERM
     stop_oha "$FLOOD_PID"
     stop_oha "$OHA_PID"
+    perf_end
     stop_process "$SERVER_PID" "server"
     if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
         local f log_rc
@@ -202,8 +203,10 @@ run_algorithm() {
             # The server's CPU time over exactly this run (the window closes once oha has waited
             # for the last in-flight request).
             cpu_begin server "$SERVER_PID"
+            perf_begin "tokens-$alg-$g-c$c" "$SERVER_PID"
             run_oha "$out" "$secs" "$c" "$body"
             cpu_end "$out"
+            perf_end
             kill -0 "$SERVER_PID" 2>/dev/null || die "server ($alg) exited during the $g run at c=$c"
             [[ -z "$BENCH_RAW_DIR" ]] || cp "$out" "$out.cpu" "$BENCH_RAW_DIR/"
             printf '%s\t%s\t%s\t%s\n' "$alg" "$g" "$c" "$out" >>"$RESULTS"
