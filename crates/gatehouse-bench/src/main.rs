@@ -26,6 +26,11 @@
 //! `revocation-bench logins` (behind `bench/logins.sh`) measures fair password hashing: one
 //! source address floods the token endpoint with wrong password grants while legitimate logins
 //! come from another address; it reports the legitimate logins per second and their latency.
+//!
+//! For `bench/scale.sh`: `revocation-bench seed` fills a store with many clients, users, audit
+//! events and revoked tokens (see `seed.rs`); `revocation-bench tokens` drives
+//! `client_credentials` over many distinct seeded clients and `revocation-bench signups` drives
+//! `POST /users` with a new username each time (see `load.rs`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -43,6 +48,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
+mod load;
+mod seed;
+
 #[derive(Parser)]
 #[command(
     name = "revocation-bench",
@@ -59,6 +67,13 @@ enum Command {
     Run(Box<RunArgs>),
     /// Legitimate password logins from one address while another floods with wrong guesses.
     Logins(LoginArgs),
+    /// Fill a store (SQLite or PostgreSQL, schema made by gatehouse) with seeded clients, users,
+    /// audit events and revoked tokens, straight with SQL.
+    Seed(Box<seed::SeedArgs>),
+    /// client_credentials grants cycling over many seeded clients (client cache misses).
+    Tokens(load::TokensArgs),
+    /// Sign-ups (POST /users), each with a new username.
+    Signups(load::SignupArgs),
     /// Serve `200 ok` to every request: the upstream behind the benchmark's gateway route.
     Upstream {
         /// Where to listen.
@@ -209,6 +224,9 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(*args).await,
         Command::Logins(args) => logins(args).await,
+        Command::Seed(args) => seed::seed(*args).await,
+        Command::Tokens(args) => load::tokens(args).await,
+        Command::Signups(args) => load::signups(args).await,
         Command::Upstream { listen } => upstream(listen).await,
     };
     match result {
