@@ -273,9 +273,13 @@ pub(crate) fn set_forwarded(
     over_tls: bool,
     authority: Option<&http::uri::Authority>,
 ) {
-    headers.remove(header::FORWARDED);
-    for name in &CALLER_CLAIMS {
-        headers.remove(name);
+    // One pass over the request's few headers, not a lookup per name: most requests carry none.
+    let is_claim = |name: &HeaderName| *name == header::FORWARDED || CALLER_CLAIMS.contains(name);
+    if headers.keys().any(is_claim) {
+        let claimed: Vec<HeaderName> = headers.keys().filter(|n| is_claim(n)).cloned().collect();
+        for name in claimed {
+            headers.remove(name);
+        }
     }
     if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {
         headers.insert("x-forwarded-for", value);
@@ -294,9 +298,13 @@ pub(crate) fn set_forwarded(
     headers.remove(header::HOST);
 }
 
-/// The request's id: set on every request by the listener (the caller's when reasonable).
+/// The request's id: the listener has set it on every request (the caller's when reasonable),
+/// so it is read, not checked again.
 pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
-    gatehouse_listen::request_id(headers)
+    match headers.get(REQUEST_ID) {
+        Some(id) => id.clone(),
+        None => gatehouse_listen::request_id(headers),
+    }
 }
 
 /// Joins the two ends of an upgraded connection (a WebSocket) until either closes.

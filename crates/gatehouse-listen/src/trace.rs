@@ -7,7 +7,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use gatehouse_proto::trace::{TRACEPARENT, TraceParent, hex};
+use gatehouse_proto::trace::{TRACEPARENT, TraceParent};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -39,19 +39,50 @@ const MAX_RECORDED_PATH: usize = 256;
 /// The caller's `X-Request-Id` when it is reasonable (1 to 128 visible ASCII characters), else
 /// a new one: a per-process random prefix and a counter, unique without a system call.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
     if let Some(given) = headers.get(REQUEST_ID).filter(|v| {
         let bytes = v.as_bytes();
         !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic)
     }) {
         return given.clone();
     }
-    let prefix = PREFIX.get_or_init(|| hex(&random::<8>()));
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("{prefix}{n:016x}")).unwrap_or(HeaderValue::from_static("-"))
+    let mut id = [0u8; 32];
+    let (prefix, count) = id.split_at_mut(16);
+    write_hex(&made_id_prefix()[..8], prefix);
+    write_hex(&next_count().to_be_bytes(), count);
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// A trace id for the log lines of a request that belongs to no trace (none came in, nothing is
+/// exported): it is never sent anywhere, so the process's random prefix and a counter do, with
+/// no system call per request.
+fn log_only_trace_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&made_id_prefix()[8..]);
+    id[8..].copy_from_slice(&next_count().to_be_bytes());
+    id
+}
+
+/// 16 random bytes drawn once per process: the first half begins made request ids, the second
+/// log-only trace ids.
+fn made_id_prefix() -> &'static [u8; 16] {
+    static PREFIX: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(random::<16>)
+}
+
+fn next_count() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Lower-case hex of `bytes` into `out` (twice as long), without allocating.
+fn write_hex<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    std::str::from_utf8(out).unwrap_or_default()
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -86,7 +117,7 @@ pub(crate) async fn trace_request(mut request: Request, next: Next) -> Response 
         target: "gatehouse::request",
         "request",
         trace_id = tracing::field::Empty,
-        request_id = %String::from_utf8_lossy(id.as_bytes()),
+        request_id = %id.to_str().unwrap_or("-"),
         method = %request.method(),
         // The path only: a query may carry codes or tokens.
         path = %path,
@@ -118,8 +149,13 @@ pub(crate) async fn trace_request(mut request: Request, next: Next) -> Response 
             continued: true,
         })
     };
-    let trace_id = onward.map_or_else(random::<16>, |trace| trace.parent.trace_id);
-    span.record("trace_id", hex(&trace_id));
+    // Recorded once, when known: the exported or the caller's trace, else one for the logs only.
+    let trace_id = onward.map_or_else(log_only_trace_id, |trace| trace.parent.trace_id);
+    let mut trace_hex = [0u8; 32];
+    span.record(
+        "trace_id",
+        tracing::field::display(write_hex(&trace_id, &mut trace_hex)),
+    );
     if let Some(onward) = onward {
         request.extensions_mut().insert(onward);
     }
@@ -127,4 +163,43 @@ pub(crate) async fn trace_request(mut request: Request, next: Next) -> Response 
     // Every answer names its request, a panic's 500 included.
     response.headers_mut().entry(REQUEST_ID).or_insert(id);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_request_ids_are_distinct_hex_and_callers_reasonable_ones_are_kept() {
+        let none = HeaderMap::new();
+        let (a, b) = (request_id(&none), request_id(&none));
+        assert_ne!(a, b);
+        for id in [&a, &b] {
+            let text = id.to_str().unwrap();
+            assert_eq!(text.len(), 32);
+            assert!(
+                text.bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+        }
+        let mut given = HeaderMap::new();
+        given.insert(REQUEST_ID, HeaderValue::from_static("probe-7"));
+        assert_eq!(request_id(&given), "probe-7");
+        given.insert(REQUEST_ID, HeaderValue::from_static("has space"));
+        assert_ne!(request_id(&given), "has space");
+    }
+
+    #[test]
+    fn log_only_trace_ids_are_distinct_and_never_zero() {
+        let (a, b) = (log_only_trace_id(), log_only_trace_id());
+        assert_ne!(a, b);
+        assert!(a.iter().any(|byte| *byte != 0));
+        assert_ne!(a[..8], made_id_prefix()[..8], "apart from made request ids");
+    }
+
+    #[test]
+    fn hex_is_written_in_place() {
+        let mut out = [0u8; 6];
+        assert_eq!(write_hex(&[0x00, 0xab, 0x7f], &mut out), "00ab7f");
+    }
 }

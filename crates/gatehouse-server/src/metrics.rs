@@ -41,21 +41,93 @@ pub fn install_metrics() -> PrometheusHandle {
 /// Counts and times every request under its route template (never the raw path, which would let
 /// callers create unbounded label values).
 pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!(HTTP_DURATION, "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let status = response.status().as_u16();
+    RequestHandles::with(route, &method, status, |handles| {
+        handles.requests.increment(1);
+        handles.duration.record(started.elapsed().as_secs_f64());
+    });
     response
 }
 
+/// One route, method and status's metric handles. Registering looks the labels up in the
+/// recorder's map (allocating them); each thread keeps the handles it has used instead, so a
+/// request costs two atomic updates.
+struct RequestHandles {
+    route: Box<str>,
+    method: axum::http::Method,
+    status: u16,
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl RequestHandles {
+    fn with(route: &str, method: &axum::http::Method, status: u16, use_them: impl FnOnce(&Self)) {
+        use std::cell::RefCell;
+        thread_local! {
+            static KEPT: RefCell<Vec<RequestHandles>> = const { RefCell::new(Vec::new()) };
+        }
+        // A bound on what one thread keeps; past it (an unusual spread of methods and statuses)
+        // handles are looked up each time, as the recorder would.
+        const MOST_KEPT: usize = 256;
+        KEPT.with(|kept| {
+            let mut kept = kept.borrow_mut();
+            let found = kept
+                .iter()
+                .position(|h| h.status == status && h.method == *method && *h.route == *route);
+            match found {
+                Some(index) => use_them(&kept[index]),
+                None => {
+                    let handles = Self::register(route, method, status);
+                    use_them(&handles);
+                    if kept.len() < MOST_KEPT {
+                        kept.push(handles);
+                    }
+                }
+            }
+        });
+    }
+
+    fn register(route: &str, method: &axum::http::Method, status: u16) -> Self {
+        let labels = [
+            ("method", method.as_str().to_owned()),
+            ("route", route.to_owned()),
+        ];
+        Self {
+            route: route.into(),
+            method: method.clone(),
+            status,
+            requests: metrics::counter!(
+                HTTP_REQUESTS,
+                &[
+                    labels[0].clone(),
+                    labels[1].clone(),
+                    ("status", status.to_string()),
+                ]
+            ),
+            duration: metrics::histogram!(HTTP_DURATION, &labels),
+        }
+    }
+}
+
 pub fn token_issued(grant: &'static str) {
-    metrics::counter!(TOKENS_ISSUED, "grant" => grant).increment(1);
+    use std::cell::RefCell;
+    thread_local! {
+        // Per grant, as in `RequestHandles`: a handle kept, not a lookup per token.
+        static KEPT: RefCell<Vec<(&'static str, metrics::Counter)>> =
+            const { RefCell::new(Vec::new()) };
+    }
+    KEPT.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if let Some((_, counter)) = kept.iter().find(|(name, _)| *name == grant) {
+            return counter.increment(1);
+        }
+        let counter = metrics::counter!(TOKENS_ISSUED, "grant" => grant);
+        counter.increment(1);
+        kept.push((grant, counter));
+    });
 }

@@ -264,6 +264,11 @@ fn print_banner(title: &str, addresses: &Addresses) {
     }
 }
 
+// Requests allocate many small, short-lived buffers across threads; mimalloc serves those
+// with less CPU than the system allocator (see BENCHMARKS.md, "CPU per request").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

@@ -10,7 +10,15 @@ pub fn init_logging_quiet() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colours())
         .init();
+}
+
+/// Colours only for a person at a terminal: in a file or a journal the escape codes are noise,
+/// and writing them costs every request's span.
+fn colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 /// `text` or `json` lines on stderr, at `info` unless `GATEHOUSE_LOG` says otherwise. Each line
@@ -26,7 +34,9 @@ pub fn init_logging(format: &str) {
     let filter =
         tracing_subscriber::EnvFilter::try_new(format!("{directives},gatehouse::request=info"))
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colours());
     let lines = if format == "json" {
         lines
             .json()
