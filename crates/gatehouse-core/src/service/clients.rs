@@ -39,8 +39,13 @@ pub struct CachedClient {
     pub delegation_limit: Option<ScopeSet>,
 }
 
+/// The most clients kept in memory at once.
+const CACHED_CLIENTS_MOST: usize = 100_000;
+
 pub(super) struct ClientCache {
     ttl: Duration,
+    /// At most this many entries (`CACHED_CLIENTS_MOST` but in tests).
+    most: usize,
     /// Bumped by every invalidation, so a read that started before one cannot re-insert what it
     /// read afterwards.
     generation: AtomicU64,
@@ -49,8 +54,13 @@ pub(super) struct ClientCache {
 
 impl ClientCache {
     pub(super) fn new(ttl_secs: u64) -> Self {
+        Self::bounded(ttl_secs, CACHED_CLIENTS_MOST)
+    }
+
+    fn bounded(ttl_secs: u64, most: usize) -> Self {
         Self {
             ttl: Duration::from_secs(ttl_secs),
+            most,
             generation: AtomicU64::new(0),
             entries: RwLock::new(HashMap::new()),
         }
@@ -72,11 +82,25 @@ impl ClientCache {
             if self.generation() != read_at {
                 return;
             }
-            // Bounded: a flood of distinct ids cannot grow it without limit.
-            if entries.len() >= 100_000 {
-                entries.clear();
+            if entries.len() >= self.most {
+                self.make_room(&mut entries);
             }
             entries.insert(client.client.id.clone(), (client, Instant::now()));
+        }
+    }
+
+    /// Bounded, so a flood of distinct ids cannot grow it without limit: expired entries go
+    /// first, then a tenth of the rest, picked by the map's own (random) order. Emptying it
+    /// instead would make every client miss at once whenever more than the bound are active.
+    fn make_room(&self, entries: &mut HashMap<String, (Arc<CachedClient>, Instant)>) {
+        let now = Instant::now();
+        entries.retain(|_, (_, loaded)| now.duration_since(*loaded) < self.ttl);
+        let excess = entries.len().saturating_sub(self.most * 9 / 10);
+        if excess > 0 {
+            let evicted: Vec<String> = entries.keys().take(excess).cloned().collect();
+            for id in evicted {
+                entries.remove(&id);
+            }
         }
     }
 
@@ -186,5 +210,53 @@ impl AuthService {
             return Err(OAuthError::invalid_client("the client is blocked"));
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GrantType;
+
+    fn cached(id: usize) -> Arc<CachedClient> {
+        let client = Client::new(
+            format!("client-{id}"),
+            "c".into(),
+            AuthMethod::ClientSecretBasic,
+            vec![GrantType::ClientCredentials],
+            0,
+        );
+        Arc::new(CachedClient {
+            client,
+            own_scopes: ScopeSet::default(),
+            delegation_limit: None,
+        })
+    }
+
+    #[test]
+    fn a_full_cache_drops_a_tenth_not_everything() {
+        let cache = ClientCache::bounded(60, 100);
+        for id in 0..100 {
+            cache.put(cached(id), cache.generation());
+        }
+        let kept_before = (0..100)
+            .filter(|id| cache.get(&format!("client-{id}")).is_some())
+            .count();
+        assert_eq!(kept_before, 100);
+        cache.put(cached(100), cache.generation());
+        let kept = (0..=100)
+            .filter(|id| cache.get(&format!("client-{id}")).is_some())
+            .count();
+        assert_eq!(kept, 91, "90 survivors and the newcomer");
+        assert!(cache.get("client-100").is_some());
+    }
+
+    #[test]
+    fn a_read_from_before_an_invalidation_is_not_cached() {
+        let cache = ClientCache::bounded(60, 100);
+        let read_at = cache.generation();
+        cache.invalidate("client-1");
+        cache.put(cached(1), read_at);
+        assert!(cache.get("client-1").is_none());
     }
 }
