@@ -18,6 +18,7 @@ on_both_stores!(
     a_fresh_reader_gets_recent_revocations_and_a_reader_can_resume,
     only_authorized_clients_may_read_the_feed,
     a_new_revocation_is_not_queued_behind_a_long_backlog,
+    a_backlog_the_node_is_still_reading_is_sent_once,
     a_late_commit_below_newer_entries_still_reaches_readers,
     a_node_that_cannot_read_its_change_log_ends_its_feeds,
 );
@@ -210,6 +211,58 @@ async fn a_new_revocation_is_not_queued_behind_a_long_backlog(backend: Backend) 
         seen.contains(&format!("old-{BACKLOG}")),
         "the whole backlog is replayed"
     );
+}
+
+/// Revocations logged by another node (here: written straight into the log) that this node's
+/// reader has not read yet reach a new reader by the replay and by the node's broadcast: each
+/// goes out once. (Whether the two overlap depends on when the node's reader polls; the rule
+/// that keeps them apart is unit-tested in gatehouse-core's `changes`.)
+async fn a_backlog_the_node_is_still_reading_is_sent_once(backend: Backend) {
+    let (app, id, secret) = app_with_reader(backend).await;
+    const LOGGED: i64 = 3000;
+    let at = now_unix() - 60;
+    let sql = match backend {
+        Backend::Sqlite => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $3) \
+             INSERT INTO change_log (at, kind, subject, until) \
+             SELECT $1, 'token_revoked', 'late-' || i, $2 FROM n"
+        }
+        Backend::Postgres => {
+            "INSERT INTO change_log (at, kind, subject, until) \
+             SELECT $1, 'token_revoked', 'late-' || i, $2 FROM generate_series(1, $3) AS i"
+        }
+    };
+    sqlx::query(sql)
+        .bind(at)
+        .bind(at + 3600)
+        .bind(LOGGED)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let mut feed = subscribe(&app, &id, &secret, None).await;
+    let mut seen = String::new();
+    read_until(&mut feed, &mut seen, "caught_up", Duration::from_secs(60)).await;
+    // Logged after all of them, it reaches the reader only by the broadcast, after whatever the
+    // node's reader still had to broadcast of the others.
+    sqlx::query(
+        "INSERT INTO change_log (at, kind, subject, until) VALUES ($1, 'token_revoked', 'last', $2)",
+    )
+    .bind(at)
+    .bind(at + 3600)
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+    read_until(&mut feed, &mut seen, "\"last\"", Duration::from_secs(10)).await;
+    let mut times = std::collections::HashMap::<String, usize>::new();
+    for data in seen.lines().filter_map(|l| l.strip_prefix("data:")) {
+        let event: Value = serde_json::from_str(data.trim()).unwrap();
+        if let Some(jti) = event["jti"].as_str().filter(|j| j.starts_with("late-")) {
+            *times.entry(jti.to_owned()).or_default() += 1;
+        }
+    }
+    assert_eq!(times.len(), LOGGED as usize, "every revocation arrives");
+    let twice: Vec<_> = times.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {}", twice.len());
 }
 
 async fn a_late_commit_below_newer_entries_still_reaches_readers(backend: Backend) {

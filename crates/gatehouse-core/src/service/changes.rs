@@ -367,11 +367,84 @@ struct Backlog {
     complete_to: i64,
 }
 
+/// What a replay of the log has read, so that the node's broadcast of the same entries is not
+/// sent twice. Numbers the replay passed without finding an entry (taken by a transaction not yet
+/// committed, or rolled back) are gaps: only the broadcast can bring those.
+struct Replayed {
+    /// The replay began after this entry…
+    after: i64,
+    /// …has read up to here…
+    position: i64,
+    /// …and ends here.
+    upto: i64,
+    /// Inclusive ranges it passed without finding an entry.
+    gaps: Vec<(i64, i64)>,
+    /// Too many gaps to remember: nothing it passed counts as sent.
+    overflowed: bool,
+}
+
+/// The most gaps a replay remembers.
+const MAX_REPLAY_GAPS: usize = 1024;
+
+impl Replayed {
+    fn new(after: i64, upto: i64) -> Self {
+        Self {
+            after,
+            position: after,
+            upto,
+            gaps: Vec::new(),
+            overflowed: false,
+        }
+    }
+
+    /// Notes a page read in order from `position` on; `done` when the replay ends with it.
+    fn read(&mut self, seqs: impl IntoIterator<Item = i64>, done: bool) {
+        for seq in seqs {
+            if seq > self.position + 1 {
+                self.gap(self.position + 1, seq - 1);
+            }
+            self.position = self.position.max(seq);
+        }
+        if done {
+            if self.upto > self.position {
+                self.gap(self.position + 1, self.upto);
+            }
+            self.position = self.position.max(self.upto);
+        }
+    }
+
+    fn gap(&mut self, from: i64, to: i64) {
+        match self.gaps.len() < MAX_REPLAY_GAPS {
+            true => self.gaps.push((from, to)),
+            false => self.overflowed = true,
+        }
+    }
+
+    /// Whether the replay sends (or has sent) the entry numbered `seq`, which the node's reader
+    /// has read and which is therefore committed: ahead of the position the replay will read it;
+    /// behind it, the replay read it unless it was a gap then.
+    fn sends(&self, seq: i64) -> bool {
+        if seq <= self.after || seq > self.upto {
+            return false;
+        }
+        if seq > self.position {
+            return true;
+        }
+        !self.overflowed
+            && !self
+                .gaps
+                .iter()
+                .any(|(from, to)| (*from..=*to).contains(&seq))
+    }
+}
+
 /// One reader of the revocation feed. It replays the backlog from the store in pages, sending
 /// whatever the node's reader broadcasts meanwhile first, so a fresh revocation never waits
-/// behind a replay; then it sends each broadcast batch as it comes. A subscriber too slow for the
-/// broadcast replays from where it had got to. Sending an event twice is harmless: every event is
-/// idempotent.
+/// behind a replay; then it sends each broadcast batch as it comes. What the replay reads (or
+/// will read) is not sent again when the broadcast brings it too, which it does when the node's
+/// reader is itself catching up on a long backlog. A subscriber too slow for the broadcast
+/// replays from where it had got to. Sending an event twice is harmless (every event is
+/// idempotent), only wasteful; losing one is not.
 pub struct FeedSubscription {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -379,6 +452,9 @@ pub struct FeedSubscription {
     receiver: broadcast::Receiver<Arc<ChangeBatch>>,
     failing: watch::Receiver<bool>,
     backlog: Option<Backlog>,
+    /// What the last replay read, kept after it ends: the node's broadcast may bring the same
+    /// entries later.
+    replayed: Replayed,
     resume_from: i64,
     leeway: i64,
     /// Set for a reader of the feed endpoint, so the node's figures count it while it lasts.
@@ -397,6 +473,7 @@ impl FeedSubscription {
             receiver,
             failing,
             backlog: None,
+            replayed: Replayed::new(after, after),
             resume_from: after,
             leeway: service.config.token_leeway_secs as i64,
             clock: service.clock.clone(),
@@ -414,6 +491,20 @@ impl FeedSubscription {
             upto,
             complete_to: complete_to.max(after),
         });
+        self.replayed = Replayed::new(after, upto);
+    }
+
+    /// The replay goes on to `upto` at least.
+    fn replay_to(&mut self, upto: i64) {
+        if let Some(backlog) = &mut self.backlog {
+            backlog.upto = backlog.upto.max(upto);
+            self.replayed.upto = backlog.upto;
+        }
+    }
+
+    /// The changes of `batch` that the replay does not send.
+    fn not_replayed<'a>(&'a self, batch: &'a ChangeBatch) -> impl Iterator<Item = &'a Change> {
+        batch.changes.iter().filter(|c| !self.replayed.sends(c.seq))
     }
 
     /// The next items to send; `None` when the node is shutting down its reader, an error when
@@ -428,7 +519,7 @@ impl FeedSubscription {
             let mut items = Vec::new();
             loop {
                 match self.receiver.try_recv() {
-                    Ok(batch) => items.extend(self.events(&batch.changes, None, now)),
+                    Ok(batch) => items.extend(self.events(self.not_replayed(&batch), None, now)),
                     Err(broadcast::error::TryRecvError::Lagged(_)) => {
                         self.replay_from(self.resume_from);
                     }
@@ -451,7 +542,11 @@ impl FeedSubscription {
         match received {
             Ok(batch) => {
                 self.resume_from = self.resume_from.max(batch.resume_from);
-                Some(Ok(self.events(&batch.changes, Some(self.resume_from), now)))
+                Some(Ok(self.events(
+                    self.not_replayed(&batch),
+                    Some(self.resume_from),
+                    now,
+                )))
             }
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 self.replay_from(self.resume_from);
@@ -478,6 +573,7 @@ impl FeedSubscription {
         if let Some(last) = page.last() {
             backlog.after = last.seq;
         }
+        self.replayed.read(page.iter().map(|c| c.seq), done);
         for change in &page {
             // Up to the watermark, an entry's own number is a safe place to resume.
             let resume = change.seq.min(complete_to).max(self.resume_from);
@@ -494,9 +590,14 @@ impl FeedSubscription {
         Ok(items)
     }
 
-    fn events(&self, changes: &[Change], resume_from: Option<i64>, now: i64) -> Vec<FeedItem> {
+    fn events<'a>(
+        &self,
+        changes: impl IntoIterator<Item = &'a Change>,
+        resume_from: Option<i64>,
+        now: i64,
+    ) -> Vec<FeedItem> {
         changes
-            .iter()
+            .into_iter()
             .filter_map(feed_event)
             .filter(|event| !outlived(event, now, self.leeway))
             .map(|event| FeedItem::Event { resume_from, event })
@@ -541,9 +642,7 @@ impl AuthService {
         // A node that has just started may not have read the log's end yet: the backlog goes
         // there, so `caught_up` never comes before what was logged until now.
         let logged = self.store.latest_change().await?;
-        if let Some(backlog) = &mut subscription.backlog {
-            backlog.upto = backlog.upto.max(logged);
-        }
+        subscription.replay_to(logged);
         Ok(subscription)
     }
 }
@@ -619,6 +718,36 @@ mod tests {
         assert_eq!(seqs(&fresh), [500_000_000]);
         assert_eq!(position.missing().len(), MAX_HOLES);
         assert_eq!(position.missing()[0], 500_000_000 - MAX_HOLES as i64);
+    }
+
+    #[test]
+    fn a_replay_sends_what_it_read_and_will_read_but_not_its_gaps() {
+        let mut replayed = Replayed::new(10, 30);
+        // Ahead of the replay: it will read them.
+        assert!(replayed.sends(11) && replayed.sends(30));
+        // Outside its range: only the broadcast brings them.
+        assert!(!replayed.sends(10) && !replayed.sends(31));
+        // 14 and 15 were not there when the first page was read.
+        replayed.read([11, 12, 13, 16, 17], false);
+        assert!(replayed.sends(12) && replayed.sends(16));
+        assert!(!replayed.sends(14) && !replayed.sends(15));
+        assert!(replayed.sends(25), "still ahead");
+        // The last page ends at 20: 21 to 30 were not there.
+        replayed.read([18, 20], true);
+        assert!(replayed.sends(18) && replayed.sends(20));
+        assert!(!replayed.sends(19));
+        assert!(!replayed.sends(21) && !replayed.sends(30));
+    }
+
+    #[test]
+    fn a_replay_with_too_many_gaps_counts_nothing_it_passed_as_sent() {
+        let mut replayed = Replayed::new(0, 1_000_000);
+        replayed.read((1..=MAX_REPLAY_GAPS as i64 + 1).map(|i| i * 2), false);
+        assert!(
+            !replayed.sends(4),
+            "read, but which gaps were lost is not known"
+        );
+        assert!(replayed.sends(999_999), "ahead is still the replay's");
     }
 
     #[test]
