@@ -163,27 +163,7 @@ async fn a_new_revocation_is_not_queued_behind_a_long_backlog(backend: Backend) 
                 .push("revocations:read".into())
         },
         RateLimitConfig::off(),
-        |store| async move {
-            let at = now_unix() - 60;
-            let sql = match backend {
-                Backend::Sqlite => {
-                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $3) \
-                     INSERT INTO change_log (at, kind, subject, until) \
-                     SELECT $1, 'token_revoked', 'old-' || i, $2 FROM n"
-                }
-                Backend::Postgres => {
-                    "INSERT INTO change_log (at, kind, subject, until) \
-                     SELECT $1, 'token_revoked', 'old-' || i, $2 FROM generate_series(1, $3) AS i"
-                }
-            };
-            sqlx::query(sql)
-                .bind(at)
-                .bind(at + 3600)
-                .bind(BACKLOG)
-                .execute(store.pool())
-                .await
-                .unwrap();
-        },
+        |store| async move { log_revocations(&store, backend, "old", BACKLOG).await },
     )
     .await;
     let (id, secret, _) = app.register_client("revocations:read").await;
@@ -220,39 +200,14 @@ async fn a_new_revocation_is_not_queued_behind_a_long_backlog(backend: Backend) 
 async fn a_backlog_the_node_is_still_reading_is_sent_once(backend: Backend) {
     let (app, id, secret) = app_with_reader(backend).await;
     const LOGGED: i64 = 3000;
-    let at = now_unix() - 60;
-    let sql = match backend {
-        Backend::Sqlite => {
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $3) \
-             INSERT INTO change_log (at, kind, subject, until) \
-             SELECT $1, 'token_revoked', 'late-' || i, $2 FROM n"
-        }
-        Backend::Postgres => {
-            "INSERT INTO change_log (at, kind, subject, until) \
-             SELECT $1, 'token_revoked', 'late-' || i, $2 FROM generate_series(1, $3) AS i"
-        }
-    };
-    sqlx::query(sql)
-        .bind(at)
-        .bind(at + 3600)
-        .bind(LOGGED)
-        .execute(app.store.pool())
-        .await
-        .unwrap();
+    log_revocations(&app.store, backend, "late", LOGGED).await;
     let mut feed = subscribe(&app, &id, &secret, None).await;
     let mut seen = String::new();
     read_until(&mut feed, &mut seen, "caught_up", Duration::from_secs(60)).await;
     // Logged after all of them, it reaches the reader only by the broadcast, after whatever the
     // node's reader still had to broadcast of the others.
-    sqlx::query(
-        "INSERT INTO change_log (at, kind, subject, until) VALUES ($1, 'token_revoked', 'last', $2)",
-    )
-    .bind(at)
-    .bind(at + 3600)
-    .execute(app.store.pool())
-    .await
-    .unwrap();
-    read_until(&mut feed, &mut seen, "\"last\"", Duration::from_secs(10)).await;
+    log_revocations(&app.store, backend, "last", 1).await;
+    read_until(&mut feed, &mut seen, "\"last-1\"", Duration::from_secs(10)).await;
     let mut times = std::collections::HashMap::<String, usize>::new();
     for data in seen.lines().filter_map(|l| l.strip_prefix("data:")) {
         let event: Value = serde_json::from_str(data.trim()).unwrap();
@@ -263,6 +218,36 @@ async fn a_backlog_the_node_is_still_reading_is_sent_once(backend: Backend) {
     assert_eq!(times.len(), LOGGED as usize, "every revocation arrives");
     let twice: Vec<_> = times.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "sent more than once: {}", twice.len());
+}
+
+/// Logs `count` revocations of tokens `PREFIX-1`, `PREFIX-2`, … straight into the change log, as
+/// another node would have, a minute ago and expiring in an hour.
+async fn log_revocations(
+    store: &gatehouse_testkit::SqlStore,
+    backend: Backend,
+    prefix: &str,
+    count: i64,
+) {
+    let at = now_unix() - 60;
+    let sql = match backend {
+        Backend::Sqlite => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $3) \
+             INSERT INTO change_log (at, kind, subject, until) \
+             SELECT $1, 'token_revoked', $4 || '-' || i, $2 FROM n"
+        }
+        Backend::Postgres => {
+            "INSERT INTO change_log (at, kind, subject, until) \
+             SELECT $1, 'token_revoked', $4 || '-' || i, $2 FROM generate_series(1, $3) AS i"
+        }
+    };
+    sqlx::query(sql)
+        .bind(at)
+        .bind(at + 3600)
+        .bind(count)
+        .bind(prefix)
+        .execute(store.pool())
+        .await
+        .unwrap();
 }
 
 async fn a_late_commit_below_newer_entries_still_reaches_readers(backend: Backend) {
