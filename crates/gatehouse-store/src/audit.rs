@@ -40,16 +40,19 @@ impl SqlStore {
         limit: u32,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         // $1/$2 the first filter(s), then: since, upper bound, cursor time, cursor id, limit.
+        // `+at` keeps the cursor's terms out of the index range: SQLite would otherwise take
+        // `at < cursor` (no cursor: the end of time) as the range's top instead of the upper
+        // bound, and walk every newer event first (1 s for an hour 15 days back at 10 M events).
         const BY_SUBJECT: &str = "SELECT id, at, kind, subject, client_id, actor, ip, detail \
              FROM audit_events WHERE subject = $1 AND (CAST($2 AS TEXT) IS NULL OR kind = $2) \
-             AND at >= $3 AND at <= $4 AND (at < $5 OR (at = $5 AND id < $6)) \
+             AND at >= $3 AND at <= $4 AND (+at < $5 OR (+at = $5 AND id < $6)) \
              ORDER BY at DESC, id DESC LIMIT $7";
         const BY_KIND: &str = "SELECT id, at, kind, subject, client_id, actor, ip, detail \
              FROM audit_events WHERE kind = $1 \
-             AND at >= $2 AND at <= $3 AND (at < $4 OR (at = $4 AND id < $5)) \
+             AND at >= $2 AND at <= $3 AND (+at < $4 OR (+at = $4 AND id < $5)) \
              ORDER BY at DESC, id DESC LIMIT $6";
         const BY_TIME: &str = "SELECT id, at, kind, subject, client_id, actor, ip, detail \
-             FROM audit_events WHERE at >= $1 AND at <= $2 AND (at < $3 OR (at = $3 AND id < $4)) \
+             FROM audit_events WHERE at >= $1 AND at <= $2 AND (+at < $3 OR (+at = $3 AND id < $4)) \
              ORDER BY at DESC, id DESC LIMIT $5";
         let since = filter.since.unwrap_or(i64::MIN);
         // No cursor: past every event (an id sorts after "" only when equal times tie, and

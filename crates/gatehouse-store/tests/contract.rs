@@ -2013,6 +2013,38 @@ async fn audit_events_filter_and_page_newest_first(backend: Backend) {
     );
     assert_eq!(list(all(), Some((200, "evt_2")), 2).await, ["evt_1"]);
     assert!(list(all(), Some((100, "evt_1")), 2).await.is_empty());
+
+    // A type alone, and with a window; the cursor and the window's end together.
+    let kind = |kind: &str| EventFilter {
+        kind: Some(kind.into()),
+        ..EventFilter::default()
+    };
+    assert_eq!(
+        list(kind("user.signin"), None, 10).await,
+        ["evt_4", "evt_2", "evt_1"]
+    );
+    assert_eq!(
+        list(kind("user.signin"), Some((300, "evt_4")), 10).await,
+        ["evt_2", "evt_1"]
+    );
+    let early_signins = EventFilter {
+        until: Some(200),
+        ..kind("user.signin")
+    };
+    assert_eq!(list(early_signins, None, 10).await, ["evt_2", "evt_1"]);
+    let window = || EventFilter {
+        since: Some(100),
+        until: Some(300),
+        ..EventFilter::default()
+    };
+    assert_eq!(
+        list(window(), Some((200, "evt_3")), 10).await,
+        ["evt_2", "evt_1"]
+    );
+    assert_eq!(
+        list(window(), Some((400, "evt_5")), 2).await,
+        ["evt_4", "evt_3"]
+    );
 }
 
 // --- signing keys ---
