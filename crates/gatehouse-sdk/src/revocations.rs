@@ -45,7 +45,8 @@ pub enum FeedStatus {
 }
 
 /// Ids up to 24 bytes (Gatehouse's `jti`s and `sid`s) are kept inline, not in an allocation of
-/// their own: a million revoked tokens then take about 40 bytes each rather than 100.
+/// their own: a gateway holding a million revoked tokens grew by about 70 MiB (mostly the
+/// table's slots) where it grew by about 100 MiB (BENCHMARKS.md, "At scale").
 type Ids = HashMap<CompactString, i64>;
 
 #[derive(Default)]
