@@ -430,11 +430,13 @@ impl Replayed {
         if seq > self.position {
             return true;
         }
-        !self.overflowed
-            && !self
-                .gaps
-                .iter()
-                .any(|(from, to)| (*from..=*to).contains(&seq))
+        // Gaps are found in order, so they are sorted and apart: a binary search finds the one.
+        let candidate = self.gaps.partition_point(|(_, to)| *to < seq);
+        let in_gap = self
+            .gaps
+            .get(candidate)
+            .is_some_and(|(from, _)| *from <= seq);
+        !self.overflowed && !in_gap
     }
 }
 
