@@ -4,7 +4,9 @@
 //!   clients (`seed-client-NNNNNNN` with secret `seed-secret-NNNNNNN`), so that with many
 //!   clients nearly every request misses the server's client cache; `--clients 1` is the
 //!   single-client figure beside it;
-//! - `revocation-bench signups`: `POST /users`, each with a new username.
+//! - `revocation-bench signups`: `POST /users`, each with a new username;
+//! - `revocation-bench refreshes`: `refresh_token` grants, each worker following its own chain
+//!   of rotating refresh tokens (each used once), begun by one password grant.
 //!
 //! Each reports requests per second (200 or 201 answers), p50 and p99 over all answers, as
 //! readable lines and then one JSON line (the last line of stdout).
@@ -72,6 +74,62 @@ pub struct SignupArgs {
     label: String,
 }
 
+#[derive(Args, Clone)]
+pub struct RefreshArgs {
+    /// The authorization server's base URL.
+    #[arg(long)]
+    auth: String,
+    /// The person whose sessions are refreshed (one password grant per worker begins a chain).
+    #[arg(long)]
+    username: String,
+    #[arg(long)]
+    password: String,
+    /// The client the chains belong to (the built-in public client by default).
+    #[arg(long, default_value = "gatehouse-web")]
+    client_id: String,
+    /// Chains refreshed at once (one keep-alive connection each).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// How long the measurement runs.
+    #[arg(long, default_value_t = 10.0)]
+    duration_secs: f64,
+    /// Time limit of each request.
+    #[arg(long, default_value_t = 30.0)]
+    request_timeout_secs: f64,
+    /// A name for this run, repeated in the JSON line.
+    #[arg(long, default_value = "refreshes")]
+    label: String,
+    /// The server's process id, to report its CPU time per refresh over the measured window
+    /// (after the chains' password grants), from /proc/PID/stat.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// A process's CPU time so far (user + system) in seconds, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        fields
+            .get(i)
+            .context("short /proc stat line")?
+            .parse::<f64>()
+            .context("bad /proc stat field")
+    };
+    let clock_ticks = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    // utime and stime, in clock ticks: fields 14 and 15 of the line, 12 and 13 after the name.
+    Ok((ticks(11)? + ticks(12)?) / clock_ticks)
+}
+
 /// What the workers saw: answers by status and each answer's latency in ms.
 #[derive(Default)]
 struct Seen {
@@ -128,6 +186,11 @@ where
             seen
         });
     }
+    gather(workers, started).await
+}
+
+/// What every worker saw, together, and the seconds since `started` (to the last answer).
+async fn gather(mut workers: JoinSet<Seen>, started: Instant) -> anyhow::Result<(Seen, f64)> {
     let mut all = Seen::default();
     while let Some(done) = workers.join_next().await {
         let seen = done.context("a load worker failed")?;
@@ -265,6 +328,101 @@ pub async fn signups(args: SignupArgs) -> anyhow::Result<()> {
         &seen,
         seconds,
         json!({"concurrency": args.concurrency}),
+    );
+    Ok(())
+}
+
+/// The refresh token of a token endpoint answer.
+async fn refresh_token_of(response: reqwest::Response) -> anyhow::Result<String> {
+    let status = response.status();
+    let body: Value = response
+        .json()
+        .await
+        .context("the token answer is not JSON")?;
+    body["refresh_token"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no refresh_token in the {status} answer: {body}"))
+}
+
+pub async fn refreshes(args: RefreshArgs) -> anyhow::Result<()> {
+    ensure!(args.concurrency > 0, "--concurrency must be positive");
+    let http = http_client(args.concurrency, args.request_timeout_secs)?;
+    let url = format!("{}/oauth2/token", args.auth.trim_end_matches('/'));
+    // Each chain begins with a password grant, before the clock starts.
+    let mut chains = Vec::with_capacity(args.concurrency);
+    for _ in 0..args.concurrency {
+        let response = http
+            .post(&url)
+            .form(&[
+                ("grant_type", "password"),
+                ("username", args.username.as_str()),
+                ("password", args.password.as_str()),
+                ("client_id", args.client_id.as_str()),
+            ])
+            .send()
+            .await
+            .with_context(|| format!("POST {url} (password grant)"))?;
+        chains.push(refresh_token_of(response).await?);
+    }
+    let cpu_before = args.server_pid.map(cpu_seconds).transpose()?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.duration_secs);
+    let mut workers = JoinSet::new();
+    for mut refresh_token in chains {
+        let (http, url, client_id) = (http.clone(), url.clone(), args.client_id.clone());
+        workers.spawn(async move {
+            let mut seen = Seen::default();
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let answer = http
+                    .post(&url)
+                    .form(&[
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", refresh_token.as_str()),
+                        ("client_id", client_id.as_str()),
+                    ])
+                    .send()
+                    .await;
+                let key = match answer {
+                    Ok(response) if response.status() == reqwest::StatusCode::OK => {
+                        match refresh_token_of(response).await {
+                            Ok(next) => {
+                                refresh_token = next;
+                                "200".to_owned()
+                            }
+                            Err(_) => "200 without a refresh token".to_owned(),
+                        }
+                    }
+                    Ok(response) => response.status().as_u16().to_string(),
+                    Err(e) => transport_kind(&e).to_owned(),
+                };
+                seen.latencies_ms
+                    .push(sent.elapsed().as_secs_f64() * 1000.0);
+                let broken = key != "200";
+                seen.answers.add(key);
+                // A chain that broke cannot go on: its token is spent or unknown.
+                if broken {
+                    break;
+                }
+            }
+            seen
+        });
+    }
+    let (all, seconds) = gather(workers, started).await?;
+    let server_cpu_us = match (args.server_pid, cpu_before) {
+        (Some(pid), Some(before)) if all.answers.total() > 0 => {
+            Some((cpu_seconds(pid)? - before) * 1e6 / all.answers.total() as f64)
+        }
+        _ => None,
+    };
+    report(
+        &args.label,
+        &format!("refresh_token chains at concurrency {}", args.concurrency),
+        "200",
+        &all,
+        seconds,
+        json!({"concurrency": args.concurrency, "server_cpu_us_per_request": server_cpu_us}),
     );
     Ok(())
 }

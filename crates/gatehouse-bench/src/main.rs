@@ -74,6 +74,8 @@ enum Command {
     Tokens(load::TokensArgs),
     /// Sign-ups (POST /users), each with a new username.
     Signups(load::SignupArgs),
+    /// refresh_token grants, each worker following its own chain of rotating refresh tokens.
+    Refreshes(load::RefreshArgs),
     /// Serve `200 ok` to every request: the upstream behind the benchmark's gateway route.
     Upstream {
         /// Where to listen.
@@ -227,6 +229,7 @@ async fn main() -> std::process::ExitCode {
         Command::Seed(args) => seed::seed(*args).await,
         Command::Tokens(args) => load::tokens(args).await,
         Command::Signups(args) => load::signups(args).await,
+        Command::Refreshes(args) => load::refreshes(args).await,
         Command::Upstream { listen } => upstream(listen).await,
     };
     match result {
