@@ -7,7 +7,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use gatehouse_proto::trace::{TRACEPARENT, TraceParent};
+use gatehouse_proto::trace::{TRACEPARENT, TraceParent, write_hex};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -73,16 +73,6 @@ fn next_count() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     COUNTER.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Lower-case hex of `bytes` into `out` (twice as long), without allocating.
-fn write_hex<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0x0f)];
-    }
-    std::str::from_utf8(out).unwrap_or_default()
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -195,11 +185,5 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.iter().any(|byte| *byte != 0));
         assert_ne!(a[..8], made_id_prefix()[..8], "apart from made request ids");
-    }
-
-    #[test]
-    fn hex_is_written_in_place() {
-        let mut out = [0u8; 6];
-        assert_eq!(write_hex(&[0x00, 0xab, 0x7f], &mut out), "00ab7f");
     }
 }

@@ -81,18 +81,31 @@ fn hex_bytes<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    let mut out = vec![0u8; bytes.len() * 2];
+    write_hex(bytes, &mut out).to_owned()
+}
+
+/// Lowercase hex of `bytes` into `out` (twice as long), without allocating: for ids written on
+/// every request.
+pub fn write_hex<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    std::str::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lowercase_and_written_in_place() {
+        let mut out = [0u8; 6];
+        assert_eq!(write_hex(&[0x00, 0xab, 0x7f], &mut out), "00ab7f");
+        assert_eq!(hex(&[0xde, 0xad, 0x01]), "dead01");
+    }
 
     const EXAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
