@@ -2,14 +2,10 @@
 //! failures with RFC 6750 challenges, everything else as RFC 9457 problem details. The bodies and
 //! challenges themselves are the wire contract's (`gatehouse-proto`).
 
-use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::{ApiError, OAuthError, OAuthErrorCode, TokenProblem};
-use gatehouse_proto::web::{
-    ErrorForm, describe_bare_error, oauth_error, set_challenge, set_retry_after,
-};
+use gatehouse_proto::web::{oauth_error, set_challenge, set_retry_after};
 use gatehouse_proto::{Challenge, Problem, REALM};
 
 /// An OAuth error on its way out.
@@ -116,15 +112,4 @@ impl IntoResponse for ApiReply {
 
 pub async fn not_found() -> Response {
     ApiReply(ApiError::NotFound("no such resource".into())).into_response()
-}
-
-/// Framework errors (a method the route does not take, a body over the limit, a timeout) get a
-/// body: the OAuth endpoints' error form under `/oauth2/`, a problem everywhere else.
-pub async fn describe_bare_errors(request: Request, next: Next) -> Response {
-    let form = if request.uri().path().starts_with("/oauth2/") {
-        ErrorForm::OAuth
-    } else {
-        ErrorForm::Problem
-    };
-    describe_bare_error(next.run(request).await, form).await
 }

@@ -8,6 +8,7 @@
 //! bodies and challenges of the wire contract (`gatehouse-proto`). This crate must not know how anything is stored, nor contain protocol
 //! decisions of its own: those belong to the core.
 
+mod edges;
 mod error;
 mod extract;
 pub mod limits;
@@ -102,10 +103,8 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.limits.clone(),
-            limits::per_ip,
+            edges::edges,
         ))
-        .layer(axum::middleware::from_fn(error::describe_bare_errors))
-        .layer(axum::middleware::from_fn(metrics::track))
         // The request's span and id come from the listener (gatehouse-listen), which keeps or
         // makes the id and returns it on every answer.
         .layer(SetSensitiveHeadersLayer::new([

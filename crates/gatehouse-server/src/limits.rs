@@ -7,9 +7,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
 use gatehouse_proto::web::{oauth_error, problem, set_retry_after};
 use gatehouse_proto::{OAuthErrorCode, retry_after_secs};
@@ -230,19 +229,13 @@ pub fn too_many_requests(oauth: bool, Limited(wait): Limited) -> Response {
     response
 }
 
-/// The per-IP limits, applied before a request is parsed.
-pub async fn per_ip(
-    State(limits): State<Arc<RateLimits>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(ip) = request
+/// The per-IP limits, applied before a request is parsed: the 429 for `request`, if its
+/// address is over the limit of the endpoint it asks for.
+pub fn per_ip_refusal(limits: &RateLimits, request: &Request) -> Option<Response> {
+    let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| gatehouse_proto::peer::source_address(addr.ip()))
-    else {
-        return next.run(request).await;
-    };
+        .map(|ConnectInfo(addr)| gatehouse_proto::peer::source_address(addr.ip()))?;
     let limiter = match (request.method(), request.uri().path()) {
         (&Method::POST, "/oauth2/token") => &limits.token.per_ip,
         (&Method::POST, "/oauth2/revoke") => &limits.revoke.per_ip,
@@ -251,14 +244,10 @@ pub async fn per_ip(
         (&Method::POST, "/users" | "/signup") => &limits.signup_per_ip,
         // Password checks through the pages count as token requests do.
         (&Method::POST, "/signin" | "/account/password") => &limits.token.per_ip,
-        _ => return next.run(request).await,
+        _ => return None,
     };
-    match check(limiter.as_ref(), &ip) {
-        Ok(()) => next.run(request).await,
-        Err(limited) => {
-            metrics::counter!("gatehouse_rate_limited_total", "route" => request.uri().path().to_owned())
-                .increment(1);
-            too_many_requests(request.uri().path().starts_with("/oauth2/"), limited)
-        }
-    }
+    let limited = check(limiter.as_ref(), &ip).err()?;
+    let path = request.uri().path();
+    metrics::counter!("gatehouse_rate_limited_total", "route" => path.to_owned()).increment(1);
+    Some(too_many_requests(path.starts_with("/oauth2/"), limited))
 }

@@ -3,9 +3,8 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::MatchedPath;
+use axum::http::{Method, StatusCode};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "gatehouse_http_requests_total";
@@ -40,18 +39,12 @@ pub fn install_metrics() -> PrometheusHandle {
 
 /// Counts and times every request under its route template (never the raw path, which would let
 /// callers create unbounded label values).
-pub async fn track(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let status = response.status().as_u16();
-    RequestHandles::with(route, &method, status, |handles| {
+pub fn record(route: Option<&MatchedPath>, method: &Method, status: StatusCode, started: Instant) {
+    let route = route.map_or("unmatched", MatchedPath::as_str);
+    RequestHandles::with(route, method, status.as_u16(), |handles| {
         handles.requests.increment(1);
         handles.duration.record(started.elapsed().as_secs_f64());
     });
-    response
 }
 
 /// One route, method and status's metric handles. Registering looks the labels up in the
