@@ -106,7 +106,7 @@ pub struct RefreshArgs {
 }
 
 /// A process's CPU time so far (user + system) in seconds, from /proc/PID/stat.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
     // The fields after the command name, which is in parentheses and may hold spaces.

@@ -31,6 +31,9 @@
 //! events and revoked tokens (see `seed.rs`); `revocation-bench tokens` drives
 //! `client_credentials` over many distinct seeded clients and `revocation-bench signups` drives
 //! `POST /users` with a new username each time (see `load.rs`).
+//!
+//! `revocation-bench sign` measures what one access token's signature costs, by algorithm
+//! (see `signing.rs`): the floor under the token endpoint's CPU per token.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -50,6 +53,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 mod load;
 mod seed;
+mod signing;
 
 #[derive(Parser)]
 #[command(
@@ -76,6 +80,8 @@ enum Command {
     Signups(load::SignupArgs),
     /// refresh_token grants, each worker following its own chain of rotating refresh tokens.
     Refreshes(load::RefreshArgs),
+    /// CPU per access-token signature, by algorithm, with the server's own signing code.
+    Sign(signing::SignArgs),
     /// Serve `200 ok` to every request: the upstream behind the benchmark's gateway route.
     Upstream {
         /// Where to listen.
@@ -230,6 +236,7 @@ async fn main() -> std::process::ExitCode {
         Command::Tokens(args) => load::tokens(args).await,
         Command::Signups(args) => load::signups(args).await,
         Command::Refreshes(args) => load::refreshes(args).await,
+        Command::Sign(args) => signing::sign(args).await,
         Command::Upstream { listen } => upstream(listen).await,
     };
     match result {
