@@ -38,13 +38,29 @@ pub fn install_metrics() -> PrometheusHandle {
 }
 
 /// Counts and times every request under its route template (never the raw path, which would let
-/// callers create unbounded label values).
+/// callers create unbounded label values) and its method (any other than the nine of RFC 9110
+/// and PATCH counts as `other`, for the same reason: hyper accepts any token as a method).
 pub fn record(route: Option<&MatchedPath>, method: &Method, status: StatusCode, started: Instant) {
     let route = route.map_or("unmatched", MatchedPath::as_str);
-    RequestHandles::with(route, method, status.as_u16(), |handles| {
+    RequestHandles::with(route, method_label(method), status.as_u16(), |handles| {
         handles.requests.increment(1);
         handles.duration.record(started.elapsed().as_secs_f64());
     });
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 /// One route, method and status's metric handles. Registering looks the labels up in the
@@ -52,14 +68,14 @@ pub fn record(route: Option<&MatchedPath>, method: &Method, status: StatusCode, 
 /// request costs two atomic updates.
 struct RequestHandles {
     route: Box<str>,
-    method: axum::http::Method,
+    method: &'static str,
     status: u16,
     requests: metrics::Counter,
     duration: metrics::Histogram,
 }
 
 impl RequestHandles {
-    fn with(route: &str, method: &axum::http::Method, status: u16, use_them: impl FnOnce(&Self)) {
+    fn with(route: &str, method: &'static str, status: u16, use_them: impl FnOnce(&Self)) {
         use std::cell::RefCell;
         thread_local! {
             static KEPT: RefCell<Vec<RequestHandles>> = const { RefCell::new(Vec::new()) };
@@ -71,7 +87,7 @@ impl RequestHandles {
             let mut kept = kept.borrow_mut();
             let found = kept
                 .iter()
-                .position(|h| h.status == status && h.method == *method && *h.route == *route);
+                .position(|h| h.status == status && h.method == method && *h.route == *route);
             match found {
                 Some(index) => use_them(&kept[index]),
                 None => {
@@ -85,14 +101,11 @@ impl RequestHandles {
         });
     }
 
-    fn register(route: &str, method: &axum::http::Method, status: u16) -> Self {
-        let labels = [
-            ("method", method.as_str().to_owned()),
-            ("route", route.to_owned()),
-        ];
+    fn register(route: &str, method: &'static str, status: u16) -> Self {
+        let labels = [("method", method.to_owned()), ("route", route.to_owned())];
         Self {
             route: route.into(),
-            method: method.clone(),
+            method,
             status,
             requests: metrics::counter!(
                 HTTP_REQUESTS,

@@ -116,6 +116,12 @@ async fn health_readiness_and_metrics(backend: Backend) {
     let (id, secret, _) = app.register_client("rates:read").await;
     let issued = app.client_credentials(&id, &secret).await;
     assert_eq!(issued.status(), 200);
+    // Methods a caller invents are counted together, not as new series each.
+    for invented in ["FOO1", "FOO2"] {
+        let method = reqwest::Method::from_bytes(invented.as_bytes()).unwrap();
+        let answer = app.http.request(method, app.url("/healthz")).send().await;
+        assert_eq!(answer.unwrap().status(), 405);
+    }
     // The figures are for the operator's scraper only.
     for refused in [
         app.http.get(app.url("/metrics")),
@@ -150,6 +156,11 @@ async fn health_readiness_and_metrics(backend: Backend) {
     );
     assert!(text.contains("gatehouse_http_requests_total{"));
     assert!(text.contains(r#"route="/oauth2/token""#));
+    assert!(
+        text.contains(r#"method="other",route="/healthz",status="405""#),
+        "{text}"
+    );
+    assert!(!text.contains("FOO1") && !text.contains("FOO2"), "{text}");
     assert!(text.contains("gatehouse_http_request_duration_seconds_bucket{"));
 
     // With the store gone, readiness says so and liveness does not care.
